@@ -1,0 +1,60 @@
+# The README's two commands:
+#   make run    install what is missing, build, compare every backend (the benchmark)
+#   make test   install what is missing, build, run the whole suite (ctest), then
+#               the sanitizer builds (ASan+UBSan, TSan) and an install check
+#
+# As root on Debian, missing packages are installed with apt-get.  Everything
+# else is plain CMake: see README.md.
+
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+DEBIAN_PACKAGES := build-essential cmake pkg-config libck-dev libhwloc-dev liburcu-dev libcmocka-dev
+BUILD ?= build
+
+.PHONY: run test deps build bench check check-asan check-tsan check-install clean
+
+run: deps
+	cmake -S . -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSLABKIT_BUILD_TESTS=OFF
+	cmake --build $(BUILD)-release -j$(JOBS) --target slabkit_bench
+	./$(BUILD)-release/tools/slabkit_bench $(BENCH_ARGS)
+
+test: deps check check-asan check-tsan check-install
+	@echo "make test: every suite passed"
+
+deps:
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD)
+	cmake --build $(BUILD) -j$(JOBS)
+
+check: build
+	ctest --test-dir $(BUILD) --output-on-failure -j2
+
+check-asan: deps
+	cmake -S . -B $(BUILD)-asan -DSLABKIT_SANITIZE=address -DSLABKIT_BUILD_TOOLS=OFF
+	cmake --build $(BUILD)-asan -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=0 ctest --test-dir $(BUILD)-asan --output-on-failure -j2
+
+check-tsan: deps
+	cmake -S . -B $(BUILD)-tsan -DSLABKIT_SANITIZE=thread -DSLABKIT_BUILD_TOOLS=OFF
+	cmake --build $(BUILD)-tsan -j$(JOBS)
+	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir $(BUILD)-tsan --output-on-failure -j2 -R 'stress|conformance'
+
+check-install: build
+	tests/install_check.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-release $(BUILD)-asan $(BUILD)-tsan

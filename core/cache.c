@@ -1,0 +1,445 @@
+/*
+ * Caches: creation and destruction, the slow paths around the backend,
+ * construction hooks, statistics and the large (page) path.
+ *
+ * Lock order: registry_lock -> slot locks -> backend locks.
+ * A cache is on the registry list from creation until destruction frees it;
+ * the list is walked under registry_lock (tick, shrink-all, reports).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <slabkit/slabkit.h>
+
+#include "sk_core.h"
+
+#define SK_MAX_OBJECT_SIZE ((size_t)64 << 20)
+/* kmalloc-8k is aligned to 8 KiB; kmem_cache_create callers are held to a page. */
+#define SK_MAX_ALIGN ((size_t)8192)
+
+static void registry_add(struct sk_cache *c)
+{
+	pthread_mutex_lock(&sk_state.registry_lock);
+	c->prev = sk_state.last;
+	if (sk_state.last)
+		sk_state.last->next = c;
+	else
+		sk_state.first = c;
+	sk_state.last = c;
+	pthread_mutex_unlock(&sk_state.registry_lock);
+}
+
+static void registry_remove(struct sk_cache *c)
+{
+	pthread_mutex_lock(&sk_state.registry_lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		sk_state.first = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		sk_state.last = c->prev;
+	pthread_mutex_unlock(&sk_state.registry_lock);
+}
+
+/* Alignment as Linux computes it: at least 8; with HWCACHE_ALIGN the cache
+ * line, halved while the object fits in half of it. */
+static size_t effective_align(const struct sk_cache_params *p)
+{
+	size_t align = p->align ? p->align : 8;
+
+	if (p->flags & SK_CACHE_HWCACHE_ALIGN) {
+		size_t line = sk_state.cache_line;
+		while (line > 8 && p->object_size <= line / 2)
+			line /= 2;
+		align = SK_MAX(align, line);
+	}
+	return SK_MAX(align, (size_t)8);
+}
+
+struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
+{
+	const struct sk_backend_ops *ops = sk_state.ops;
+	struct sk_cache *c;
+	int err;
+
+	if (!p->object_size || p->object_size > SK_MAX_OBJECT_SIZE) {
+		sk_errorf("slabkit: cannot create cache %s: object size %zu is outside 1..%zu",
+			  p->name, p->object_size, SK_MAX_OBJECT_SIZE);
+		return NULL;
+	}
+	if (p->align && (!SK_IS_POW2(p->align) || p->align > SK_MAX_ALIGN)) {
+		sk_errorf("slabkit: cannot create cache %s: alignment %zu is not a power of two <= %zu",
+			  p->name, p->align, SK_MAX_ALIGN);
+		return NULL;
+	}
+	if (!(c = sk_meta_zalloc(sizeof(*c))))
+		return NULL;
+	snprintf(c->name, sizeof(c->name), "%s", p->name);
+	c->ops = ops;
+	c->object_size = (uint32_t)p->object_size;
+	c->align = (uint32_t)effective_align(p);
+	c->flags = p->flags;
+	c->front = p->front;
+	c->ctor = p->ctor;
+	c->init = p->init;
+	c->fini = p->fini;
+	c->front_data = p->front_data;
+	c->free_tag = (uint8_t)ops->free_tag;
+
+	if ((err = ops->cache_create(c)) != 0) {
+		sk_errorf("slabkit: backend %s cannot create cache %s (size %zu, align %u): %s",
+			  ops->name, c->name, p->object_size, c->align, strerror(-err));
+		sk_meta_free(c, sizeof(*c));
+		return NULL;
+	}
+	if (ops->pcpu_kind != SK_PCPU_NONE && !(c->flags & SK_CACHE_NOBUCKET)) {
+		if (sk_pcpu_create(c) != 0) {
+			ops->cache_destroy(c);
+			sk_meta_free(c, sizeof(*c));
+			return NULL;
+		}
+		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++)
+			if (ops->pcpu_init)
+				ops->pcpu_init(c, sk_pcpu_slot(c, cpu), cpu);
+			else if (c->free_tag == SK_TAG_NODE)
+				sk_pcpu_slot(c, cpu)->tag = (uintptr_t)sk_numa_cpu_node(cpu) + 1;
+		/* Publish the kind last: until now the fast paths saw NONE. */
+		c->pcpu_kind = (uint8_t)ops->pcpu_kind;
+	}
+	sk_apply_tunables(c);
+	registry_add(c);
+	return c;
+}
+
+uint64_t sk_cache_in_use(struct sk_cache *c)
+{
+	struct sk_pcpu_sums s;
+	sk_pcpu_sum(c, &s);
+	uint64_t allocs = s.allocs + ck_pr_load_64(&c->ctr.slow_allocs);
+	uint64_t frees = s.frees + ck_pr_load_64(&c->ctr.slow_frees);
+	uint64_t in_use = allocs > frees ? allocs - frees : 0;
+	uint64_t hw = ck_pr_load_64(&c->ctr.high_water);
+	while (in_use > hw && !ck_pr_cas_64_value(&c->ctr.high_water, hw, in_use, &hw))
+		;
+	return in_use;
+}
+
+uint64_t sk_cache_shrink(struct sk_cache *c, enum sk_shrink_level level)
+{
+	return c->ops->shrink(c, level);
+}
+
+void sk_shrink_every_cache(enum sk_shrink_level level)
+{
+	if (!ck_pr_load_8((uint8_t *)&sk_state.ready))
+		return;
+	pthread_mutex_lock(&sk_state.registry_lock);
+	for (struct sk_cache *c = sk_state.first; c; c = c->next)
+		sk_cache_shrink(c, level);
+	pthread_mutex_unlock(&sk_state.registry_lock);
+	if (level != SK_SHRINK_TRIM)
+		sk_pages_release_free();
+}
+
+uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
+{
+	sk_cache_shrink(c, SK_SHRINK_DRAIN_CPU);
+	uint64_t live = sk_cache_in_use(c);
+
+	if (live) {
+		/* The kernel's wording; the cache is leaked on purpose, as there. */
+		sk_errorf("BUG %s: Objects remaining on __kmem_cache_shutdown(): %llu objects, %llu bytes",
+			  c->name, (unsigned long long)live, (unsigned long long)live * c->size);
+		sk_errorf("%s %s: Slab cache still has objects when called from %s",
+			  c->front == SK_FRONT_UMA ? "uma_zdestroy" : "kmem_cache_destroy", c->name,
+			  caller);
+		c->dead = true;
+		return live;
+	}
+	registry_remove(c);
+	c->ops->cache_destroy(c);
+	sk_pcpu_destroy(c);
+	sk_meta_free(c, sizeof(*c));
+	return 0;
+}
+
+/* --- slow paths --- */
+
+sk_noinline void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned flags)
+{
+	void *obj = c->ops->alloc(c, node, flags);
+
+	if (sk_unlikely(!obj)) {
+		ck_pr_inc_64(&c->ctr.failures);
+		return NULL;
+	}
+	ck_pr_inc_64(&c->ctr.slow_allocs);
+	sk_cache_in_use(c); /* samples the high-water mark */
+	return obj;
+}
+
+sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg)
+{
+	ck_pr_inc_64(&c->ctr.slow_frees);
+	c->ops->free(c, obj, pg);
+}
+
+/* --- what core gives backends --- */
+
+void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order)
+{
+	void *addr = sk_pages_alloc(node, order, SK_PAGE_SLAB, c);
+
+	if (addr) {
+		if (c->flags & SK_CACHE_ZINIT)
+			memset(addr, 0, SK_PAGE_SIZE << order);
+		ck_pr_inc_64(&c->ctr.slabs);
+		ck_pr_add_64(&c->ctr.pages, (uint64_t)1 << order);
+	}
+	return addr;
+}
+
+void sk_slab_pages_free(struct sk_cache *c, void *addr)
+{
+	struct sk_page *pg = sk_page_of(addr);
+
+	ck_pr_dec_64(&c->ctr.slabs);
+	ck_pr_sub_64(&c->ctr.pages, pg->npages);
+	sk_pages_free(addr);
+}
+
+void *sk_heap_pages_alloc(int node, unsigned order)
+{
+	return sk_pages_alloc(node, order, SK_PAGE_HEAP, NULL);
+}
+
+void sk_heap_pages_free(void *addr)
+{
+	sk_pages_free(addr);
+}
+
+int sk_cache_construct(struct sk_cache *c, void *obj, unsigned flags)
+{
+	if (c->ctor)
+		c->ctor(obj);
+	if (c->init)
+		return c->init(obj, (int)c->object_size, (flags & SK_ALLOC_WAIT) ? 0x2 : 0x1);
+	return 0;
+}
+
+void sk_cache_destruct(struct sk_cache *c, void *obj)
+{
+	if (c->fini)
+		c->fini(obj, (int)c->object_size);
+}
+
+/* --- the page path --- */
+
+void *sk_large_alloc(size_t size, int node, unsigned flags)
+{
+	size_t npages = (size + SK_PAGE_SIZE - 1) >> SK_PAGE_SHIFT;
+	void *p = NULL;
+
+	if (size && npages <= ((size_t)1 << SK_MAX_ORDER))
+		p = sk_pages_alloc_exact(node, npages, SK_PAGE_LARGE, NULL);
+	if (!p) {
+		ck_pr_inc_64(&sk_state.large.failures);
+		return NULL;
+	}
+	ck_pr_inc_64(&sk_state.large.allocs);
+	ck_pr_add_64(&sk_state.large.pages, npages);
+	ck_pr_add_64(&sk_state.large.bytes_requested, size);
+	ck_pr_add_64(&sk_state.large.bytes_allocated, npages << SK_PAGE_SHIFT);
+	return p;
+}
+
+void sk_large_free(void *p, struct sk_page *pg)
+{
+	ck_pr_inc_64(&sk_state.large.frees);
+	ck_pr_sub_64(&sk_state.large.pages, pg->npages);
+	ck_pr_add_64(&sk_state.large.bytes_freed, (uint64_t)pg->npages << SK_PAGE_SHIFT);
+	sk_pages_free(p);
+}
+
+size_t sk_block_size(const void *p, struct sk_page *pg)
+{
+	if (!pg)
+		return 0;
+	switch (pg->kind) {
+	case SK_PAGE_SLAB:
+		return ((struct sk_cache *)pg->owner)->object_size;
+	case SK_PAGE_LARGE:
+		return sk_large_size(pg);
+	case SK_PAGE_HEAP:
+		return sk_state.ops->ksize ? sk_state.ops->ksize(p, pg) : 0;
+	default:
+		return 0;
+	}
+}
+
+/* --- statistics --- */
+
+static const char *front_name(enum sk_front f)
+{
+	switch (f) {
+	case SK_FRONT_KMEM_CACHE: return "kmem_cache";
+	case SK_FRONT_KMALLOC: return "kmalloc";
+	case SK_FRONT_MALLOC: return "malloc";
+	case SK_FRONT_UMA: return "uma";
+	}
+	return "?";
+}
+
+void sk_cache_fill_info(struct sk_cache *c, struct slabkit_cache_info *out)
+{
+	struct sk_pcpu_sums s;
+	struct sk_backend_cache_info b = { 0 };
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", c->name);
+	out->front_end = front_name(c->front);
+	out->object_size = c->object_size;
+	out->size = c->size;
+	out->align = c->align;
+	sk_pcpu_sum(c, &s);
+	out->allocs = s.allocs + ck_pr_load_64(&c->ctr.slow_allocs);
+	out->frees = s.frees + ck_pr_load_64(&c->ctr.slow_frees);
+	out->failures = ck_pr_load_64(&c->ctr.failures);
+	out->in_use = sk_cache_in_use(c);
+	out->high_water = ck_pr_load_64(&c->ctr.high_water);
+	out->bytes_allocated = out->allocs * c->object_size;
+	/* Size classes count what callers asked for; a fixed-size cache's
+	 * callers always ask for the object size. */
+	if (c->flags & SK_CACHE_SIZE_CLASS)
+		out->bytes_requested = s.bytes_requested + ck_pr_load_64(&c->ctr.slow_bytes_requested);
+	else
+		out->bytes_requested = out->bytes_allocated;
+	out->slabs = ck_pr_load_64(&c->ctr.slabs);
+	out->pages = ck_pr_load_64(&c->ctr.pages);
+	c->ops->cache_info(c, &b);
+	out->objects_per_slab = b.objects_per_slab;
+	out->cached_free = b.cached_free;
+	out->limit = b.limit;
+	out->batchcount = b.batchcount;
+	out->shared = b.shared;
+	if (c->front == SK_FRONT_UMA)
+		out->zone_max = sk_uma_keg_limit(c);
+}
+
+SK_EXPORT int slabkit_foreach_cache(int (*fn)(const struct slabkit_cache_info *, void *), void *arg)
+{
+	struct slabkit_cache_info info;
+	int ret = 0;
+
+	sk_ensure_init();
+	pthread_mutex_lock(&sk_state.registry_lock);
+	for (struct sk_cache *c = sk_state.first; c && !ret; c = c->next) {
+		sk_cache_fill_info(c, &info);
+		ret = fn(&info, arg);
+	}
+	pthread_mutex_unlock(&sk_state.registry_lock);
+	return ret;
+}
+
+static struct sk_cache *find_cache_locked(const char *name)
+{
+	for (struct sk_cache *c = sk_state.first; c; c = c->next)
+		if (!c->dead && !strcmp(c->name, name))
+			return c;
+	return NULL;
+}
+
+SK_EXPORT int slabkit_cache_info_by_name(const char *name, struct slabkit_cache_info *out)
+{
+	sk_ensure_init();
+	pthread_mutex_lock(&sk_state.registry_lock);
+	struct sk_cache *c = name ? find_cache_locked(name) : NULL;
+	if (c)
+		sk_cache_fill_info(c, out);
+	pthread_mutex_unlock(&sk_state.registry_lock);
+	return c ? 0 : -ENOENT;
+}
+
+SK_EXPORT int slabkit_cache_tune(const char *cache_name, const char *key, long value)
+{
+	sk_ensure_init();
+	if (!sk_state.ops->tune)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&sk_state.registry_lock);
+	struct sk_cache *c = cache_name ? find_cache_locked(cache_name) : NULL;
+	int ret = c ? sk_state.ops->tune(c, key, value) : -ENOENT;
+	pthread_mutex_unlock(&sk_state.registry_lock);
+	return ret;
+}
+
+/* Apply "name:key=value,key=value;name2:..." entries naming this cache. */
+void sk_apply_tunables(struct sk_cache *c)
+{
+	const char *s = sk_state.tune;
+	size_t len = strlen(c->name);
+
+	if (!s || !c->ops->tune)
+		return;
+	while (*s) {
+		const char *end = strchr(s, ';');
+		if (!end)
+			end = s + strlen(s);
+		if ((size_t)(end - s) > len && !strncmp(s, c->name, len) && s[len] == ':') {
+			const char *kv = s + len + 1;
+			while (kv < end) {
+				char key[32];
+				const char *eq = memchr(kv, '=', (size_t)(end - kv));
+				const char *next = memchr(kv, ',', (size_t)(end - kv));
+				if (!next)
+					next = end;
+				if (!eq || eq > next || (size_t)(eq - kv) >= sizeof(key)) {
+					sk_errorf("slabkit: bad tunable in '%.*s' for cache %s",
+						  (int)(end - s), s, c->name);
+					break;
+				}
+				memcpy(key, kv, (size_t)(eq - kv));
+				key[eq - kv] = 0;
+				long v = strtol(eq + 1, NULL, 10);
+				if (c->ops->tune(c, key, v) != 0)
+					sk_errorf("slabkit: cache %s: cannot set %s=%ld", c->name, key, v);
+				kv = next + 1;
+			}
+		}
+		s = *end ? end + 1 : end;
+	}
+}
+
+SK_EXPORT void slabkit_stats(struct slabkit_stats *out)
+{
+	struct sk_numa_stats ns;
+
+	memset(out, 0, sizeof(*out));
+	sk_ensure_init();
+	pthread_mutex_lock(&sk_state.registry_lock);
+	for (struct sk_cache *c = sk_state.first; c; c = c->next) {
+		out->slabs += ck_pr_load_64(&c->ctr.slabs);
+		out->slab_pages += ck_pr_load_64(&c->ctr.pages);
+	}
+	pthread_mutex_unlock(&sk_state.registry_lock);
+	out->large_allocs = ck_pr_load_64(&sk_state.large.allocs) - ck_pr_load_64(&sk_state.large.frees);
+	out->large_pages = ck_pr_load_64(&sk_state.large.pages);
+	sk_numa_stats(&ns);
+	out->pages_reserved = ns.pages_reserved;
+	out->pages_in_use = ns.pages_in_use;
+	out->pages_free_dirty = ns.pages_free_dirty;
+	out->pages_released = ns.pages_released;
+	out->page_alloc_failures = ns.alloc_failures;
+	out->nodes = sk_state.nodes;
+	out->cpus = sk_pcpu_nr;
+}
+
+SK_EXPORT void slabkit_shrink_all(void)
+{
+	sk_ensure_init();
+	sk_shrink_every_cache(SK_SHRINK_DRAIN_CPU);
+}

@@ -1,0 +1,477 @@
+/*
+ * The Linux slab API front end: kmalloc and friends over the kmalloc-N
+ * size classes (or the backend's own heap), kmem_cache over core caches.
+ * Misuse is reported through sk_misuse (message + panic hook).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <slabkit/linux/slab.h>
+
+#include "sk_core.h"
+
+static unsigned gfp_to_sk(gfp_t gfp)
+{
+	unsigned f = 0;
+	if (gfp & __GFP_DIRECT_RECLAIM)
+		f |= SK_ALLOC_WAIT;
+	if (gfp & __GFP_NOFAIL)
+		f |= SK_ALLOC_NOFAIL | SK_ALLOC_WAIT;
+	return f;
+}
+
+static sk_always_inline void count_requested(struct sk_cache *c, size_t size)
+{
+	if (sk_likely(c->pcpu_base != NULL))
+		sk_pcpu_add_requested(c, size);
+	else
+		ck_pr_add_64(&c->ctr.slow_bytes_requested, size);
+}
+
+static void alloc_failed(const char *call, size_t size, gfp_t gfp)
+{
+	if (!(gfp & __GFP_NOWARN))
+		sk_errorf("slabkit: %s: allocation of %zu bytes failed (gfp 0x%x)", call, size, gfp);
+}
+
+/* Everything kmalloc's inline path does not: lazy init, node requests, the
+ * backend's heap, the page path, failures and __GFP_NOFAIL retries. */
+static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const char *call)
+{
+	void *p = NULL;
+
+	sk_ensure_init();
+	if (!size)
+		return ZERO_SIZE_PTR;
+	if (node != NUMA_NO_NODE && (node < 0 || (unsigned)node >= sk_state.nodes)) {
+		sk_errorf("slabkit: %s: node %d does not exist (%u nodes)", call, node, sk_state.nodes);
+		return NULL;
+	}
+	if (size > KMALLOC_MAX_SIZE) {
+		alloc_failed(call, size, gfp);
+		return NULL;
+	}
+	for (unsigned attempt = 0;; attempt++) {
+		const struct sk_backend_ops *ops = sk_state.ops;
+		int idx = sk_kmalloc_index(size);
+
+		if (idx >= 0 && sk_state.kmalloc_caches[idx]) {
+			struct sk_cache *c = sk_state.kmalloc_caches[idx];
+			p = node == NUMA_NO_NODE ? sk_cache_alloc(c, gfp_to_sk(gfp))
+						 : sk_cache_alloc_slow(c, node, gfp_to_sk(gfp));
+			if (p)
+				count_requested(c, size);
+		} else if ((ops->caps & SK_CAP_HEAP_KMALLOC) && size <= ops->kmalloc_max) {
+			p = ops->kmalloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, gfp_to_sk(gfp));
+			if (p) {
+				ck_pr_inc_64(&sk_state.heap.allocs);
+				ck_pr_add_64(&sk_state.heap.bytes_requested, size);
+				ck_pr_add_64(&sk_state.heap.bytes_allocated, ops->ksize(p, sk_page_of(p)));
+			} else {
+				ck_pr_inc_64(&sk_state.heap.failures);
+			}
+		} else {
+			p = sk_large_alloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, gfp_to_sk(gfp));
+		}
+		if (p || !(gfp & __GFP_NOFAIL) || !sk_wait_for_memory(attempt))
+			break;
+	}
+	if (!p) {
+		if (gfp & __GFP_NOFAIL)
+			sk_misuse("%s: __GFP_NOFAIL allocation of %zu bytes failed after draining every cache",
+				  call, size);
+		else
+			alloc_failed(call, size, gfp);
+		return NULL;
+	}
+	if (gfp & __GFP_ZERO) /* the whole block, as ksize() will report it */
+		memset(p, 0, sk_block_size(p, sk_page_of(p)));
+	return p;
+}
+
+static sk_always_inline void *kmalloc_inline(size_t size, gfp_t gfp)
+{
+	if (sk_likely(size - 1 < SK_KMALLOC_MAX_CACHE_SIZE)) {
+		struct sk_cache *c = sk_state.kmalloc_caches[sk_kmalloc_index(size)];
+		if (sk_likely(c != NULL)) {
+			void *p = sk_pcpu_pop(c);
+			if (sk_likely(p != NULL)) {
+				count_requested(c, size);
+				if (gfp & __GFP_ZERO)
+					memset(p, 0, c->object_size);
+				return p;
+			}
+		}
+	}
+	return kmalloc_slow(size, gfp, NUMA_NO_NODE, "kmalloc");
+}
+
+SK_EXPORT void *kmalloc(size_t size, gfp_t flags)
+{
+	return kmalloc_inline(size, flags);
+}
+
+SK_EXPORT void *kzalloc(size_t size, gfp_t flags)
+{
+	return kmalloc_inline(size, flags | __GFP_ZERO);
+}
+
+SK_EXPORT void *kmalloc_node(size_t size, gfp_t flags, int node)
+{
+	if (node == NUMA_NO_NODE)
+		return kmalloc_inline(size, flags);
+	return kmalloc_slow(size, flags, node, "kmalloc_node");
+}
+
+SK_EXPORT void *kzalloc_node(size_t size, gfp_t flags, int node)
+{
+	return kmalloc_node(size, flags | __GFP_ZERO, node);
+}
+
+SK_EXPORT void *kmalloc_array(size_t n, size_t size, gfp_t flags)
+{
+	size_t bytes;
+	if (__builtin_mul_overflow(n, size, &bytes))
+		return NULL;
+	return kmalloc_inline(bytes, flags);
+}
+
+SK_EXPORT void *kcalloc(size_t n, size_t size, gfp_t flags)
+{
+	return kmalloc_array(n, size, flags | __GFP_ZERO);
+}
+
+/* Free any block: a cache object, a large allocation, a heap block.
+ * `call` names the public function in misuse reports. */
+static void free_block(const void *p, const char *call)
+{
+	struct sk_page *pg = sk_page_of(p);
+
+	if (sk_unlikely(!pg)) {
+		sk_misuse("%s: pointer %p was not allocated by slabkit (or was already freed)", call, p);
+		return;
+	}
+	switch (pg->kind) {
+	case SK_PAGE_SLAB: {
+		struct sk_cache *c = pg->owner;
+		if (sk_unlikely(c->front == SK_FRONT_MALLOC || c->front == SK_FRONT_UMA)) {
+			sk_misuse("%s: pointer %p belongs to %s %s; free it with %s", call, p,
+				  c->front == SK_FRONT_UMA ? "UMA zone" : "malloc(9) class", c->name,
+				  c->front == SK_FRONT_UMA ? "uma_zfree" : "bsd_free");
+			return;
+		}
+		sk_cache_free(c, (void *)p, pg);
+		return;
+	}
+	case SK_PAGE_LARGE:
+		if (p != sk_page_addr(pg)) {
+			sk_misuse("%s: pointer %p is inside a large allocation at %p, not its start", call,
+				  p, sk_page_addr(pg));
+			return;
+		}
+		sk_large_free((void *)p, pg);
+		return;
+	case SK_PAGE_HEAP:
+		ck_pr_inc_64(&sk_state.heap.frees);
+		ck_pr_add_64(&sk_state.heap.bytes_freed, sk_state.ops->ksize(p, pg));
+		sk_state.ops->kfree((void *)p, pg);
+		return;
+	default:
+		sk_misuse("%s: pointer %p is slabkit's own metadata, not an allocation", call, p);
+	}
+}
+
+static sk_noinline void kfree_miss(const void *p, struct sk_page *pg)
+{
+	if (ZERO_OR_NULL_PTR(p))
+		return;
+	if (pg && pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->front <= SK_FRONT_KMALLOC)
+		sk_cache_free_slow(pg->owner, (void *)p, pg); /* the slot refused it */
+	else
+		free_block(p, "kfree");
+}
+
+SK_EXPORT void kfree(const void *p)
+{
+	struct sk_page *pg = sk_page_of(p);
+
+	/* The common case: an object of a kmalloc class or a kmem_cache whose
+	 * CPU slot takes it back. */
+	if (sk_likely(pg && pg->kind == SK_PAGE_SLAB)) {
+		struct sk_cache *c = pg->owner;
+		if (sk_likely(c->front <= SK_FRONT_KMALLOC) &&
+		    sk_likely(sk_pcpu_push(c, (void *)p, sk_free_tag_of(c, pg))))
+			return;
+	}
+	kfree_miss(p, pg);
+}
+
+SK_EXPORT size_t ksize(const void *p)
+{
+	if (ZERO_OR_NULL_PTR(p))
+		return 0;
+	struct sk_page *pg = sk_page_of(p);
+	if (!pg) {
+		sk_misuse("ksize: pointer %p was not allocated by slabkit", p);
+		return 0;
+	}
+	return sk_block_size(p, pg);
+}
+
+SK_EXPORT void kfree_sensitive(const void *p)
+{
+	size_t n = ksize(p);
+	if (n) {
+		memset((void *)p, 0, n);
+		__asm__ volatile("" ::"r"(p) : "memory"); /* keep the wipe */
+	}
+	kfree(p);
+}
+
+SK_EXPORT size_t kmalloc_size_roundup(size_t size)
+{
+	sk_ensure_init();
+	if (!size)
+		return 0;
+	int idx = sk_kmalloc_index(size);
+	if (idx >= 0 && sk_state.kmalloc_caches[idx])
+		return sk_kmalloc_class_size[idx];
+	if (size > KMALLOC_MAX_SIZE)
+		return SIZE_MAX;
+	if ((sk_state.ops->caps & SK_CAP_HEAP_KMALLOC) && size <= sk_state.ops->kmalloc_max)
+		return size; /* the heap gives what it is asked for (ksize may round up) */
+	return SK_ALIGN_UP(size, SK_PAGE_SIZE);
+}
+
+SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
+{
+	if (sk_unlikely(!new_size)) {
+		kfree(p);
+		return ZERO_SIZE_PTR;
+	}
+	size_t old = 0;
+	if (!ZERO_OR_NULL_PTR(p)) {
+		struct sk_page *pg = sk_page_of(p);
+		if (!pg) {
+			sk_misuse("krealloc: pointer %p was not allocated by slabkit", p);
+			return NULL;
+		}
+		old = sk_block_size(p, pg);
+		if (new_size <= old) {
+			if (flags & __GFP_ZERO)
+				memset((char *)p + new_size, 0, old - new_size);
+			return (void *)p;
+		}
+	}
+	void *q = kmalloc(new_size, flags);
+	if (!q)
+		return NULL; /* p is untouched */
+	if (old)
+		memcpy(q, p, old);
+	kfree(p);
+	return q;
+}
+
+/* --- kmem_cache --- */
+
+static void notice_unenforced_debug_flags(slab_flags_t flags, const char *name)
+{
+	static bool told;
+	if ((flags & (SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER | SLAB_CONSISTENCY_CHECKS)) &&
+	    !ck_pr_fas_8((uint8_t *)&told, 1))
+		sk_errorf("slabkit: cache %s asks for SLAB_POISON/RED_ZONE/STORE_USER/CONSISTENCY_CHECKS: "
+			  "accepted, but slabkit does not check them yet", name);
+}
+
+SK_EXPORT struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsigned int align,
+					       slab_flags_t flags, void (*ctor)(void *))
+{
+	struct sk_cache *c = NULL;
+
+	sk_ensure_init();
+	if (!name) {
+		sk_errorf("slabkit: kmem_cache_create: a cache needs a name");
+	} else if (align > SK_PAGE_SIZE || (align & (align - 1))) {
+		sk_errorf("slabkit: kmem_cache_create(%s): alignment %u is not a power of two <= %zu", name,
+			  align, SK_PAGE_SIZE);
+	} else if (flags & SLAB_TYPESAFE_BY_RCU) {
+		sk_errorf("slabkit: kmem_cache_create(%s): SLAB_TYPESAFE_BY_RCU is not supported yet "
+			  "(RCU-deferred slab freeing is not implemented)", name);
+	} else {
+		notice_unenforced_debug_flags(flags, name);
+		struct sk_cache_params p = {
+			.name = name, .object_size = size, .align = align, .front = SK_FRONT_KMEM_CACHE,
+			.ctor = ctor,
+			.flags = ((flags & SLAB_HWCACHE_ALIGN) ? SK_CACHE_HWCACHE_ALIGN : 0) |
+				 ((flags & SLAB_POISON) ? SK_CACHE_POISON : 0) |
+				 ((flags & SLAB_RED_ZONE) ? SK_CACHE_RED_ZONE : 0) |
+				 ((flags & SLAB_STORE_USER) ? SK_CACHE_STORE_USER : 0) |
+				 ((flags & SLAB_PANIC) ? SK_CACHE_PANIC : 0),
+		};
+		c = sk_cache_create(&p);
+	}
+	if (!c && (flags & SLAB_PANIC))
+		sk_misuse("kmem_cache_create: cannot create cache %s (SLAB_PANIC)", name ? name : "(null)");
+	return (struct kmem_cache *)c;
+}
+
+static bool check_cache(const struct kmem_cache *s, const char *call)
+{
+	if (sk_likely(s != NULL))
+		return true;
+	sk_misuse("%s: NULL cache", call);
+	return false;
+}
+
+/* Everything kmem_cache_alloc's fast path does not: a NULL cache, the
+ * backend, __GFP_NOFAIL retries, zeroing.  obj is what the fast path got. */
+static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, void *obj)
+{
+	if (!obj) {
+		if (!check_cache((struct kmem_cache *)c, "kmem_cache_alloc"))
+			return NULL;
+		for (unsigned attempt = 0;; attempt++) {
+			obj = sk_cache_alloc_slow(c, SK_NODE_ANY, gfp_to_sk(flags));
+			if (obj || !(flags & __GFP_NOFAIL) || !sk_wait_for_memory(attempt))
+				break;
+		}
+		if (!obj) {
+			alloc_failed("kmem_cache_alloc", c->object_size, flags);
+			return NULL;
+		}
+	}
+	if (flags & __GFP_ZERO)
+		memset(obj, 0, c->object_size);
+	return obj;
+}
+
+SK_EXPORT void *kmem_cache_alloc(struct kmem_cache *s, gfp_t flags)
+{
+	struct sk_cache *c = (struct sk_cache *)s;
+	void *obj = NULL;
+
+	if (sk_likely(c != NULL) && sk_likely((obj = sk_pcpu_pop(c)) != NULL) &&
+	    sk_likely(!(flags & __GFP_ZERO)))
+		return obj;
+	return kmem_cache_alloc_miss(c, flags, obj);
+}
+
+SK_EXPORT void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t flags)
+{
+	return kmem_cache_alloc(s, flags | __GFP_ZERO);
+}
+
+SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int node)
+{
+	struct sk_cache *c = (struct sk_cache *)s;
+
+	if (node == NUMA_NO_NODE)
+		return kmem_cache_alloc(s, flags);
+	if (!check_cache(s, "kmem_cache_alloc_node"))
+		return NULL;
+	if (node < 0 || (unsigned)node >= sk_state.nodes) {
+		sk_errorf("slabkit: kmem_cache_alloc_node(%s): node %d does not exist (%u nodes)", c->name,
+			  node, sk_state.nodes);
+		return NULL;
+	}
+	void *obj = sk_cache_alloc_slow(c, node, gfp_to_sk(flags));
+	if (!obj) {
+		alloc_failed("kmem_cache_alloc_node", c->object_size, flags);
+		return NULL;
+	}
+	if (flags & __GFP_ZERO)
+		memset(obj, 0, c->object_size);
+	return obj;
+}
+
+/* The object's page, checked to belong to c; NULL (reported) otherwise. */
+static struct sk_page *cache_page_of(struct sk_cache *c, const void *obj, const char *call)
+{
+	struct sk_page *pg = sk_page_of(obj);
+
+	if (sk_likely(pg && pg->owner == c))
+		return pg;
+	if (!pg)
+		sk_misuse("%s(%s): pointer %p was not allocated by slabkit (or was already freed)", call,
+			  c->name, obj);
+	else if (pg->kind == SK_PAGE_HEAP)
+		return pg; /* a heap backend (SLOB): the backend checks */
+	else if (pg->kind == SK_PAGE_SLAB)
+		sk_misuse("%s(%s): object %p belongs to cache %s", call, c->name, obj,
+			  ((struct sk_cache *)pg->owner)->name);
+	else
+		sk_misuse("%s(%s): pointer %p is not an object of any cache", call, c->name, obj);
+	return NULL;
+}
+
+static sk_noinline void kmem_cache_free_miss(struct sk_cache *c, void *obj)
+{
+	if (!obj || !check_cache((struct kmem_cache *)c, "kmem_cache_free"))
+		return;
+	struct sk_page *pg = cache_page_of(c, obj, "kmem_cache_free");
+	if (pg)
+		sk_cache_free(c, obj, pg);
+}
+
+SK_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
+{
+	struct sk_cache *c = (struct sk_cache *)s;
+	struct sk_page *pg = sk_page_of(obj);
+
+	/* Fast: the object is on a slab of c and this CPU's slot takes it. */
+	if (sk_likely(pg && pg->owner == c && c && sk_pcpu_push(c, obj, sk_free_tag_of(c, pg))))
+		return;
+	kmem_cache_free_miss(c, obj);
+}
+
+SK_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t flags, size_t size, void **p)
+{
+	struct sk_cache *c = (struct sk_cache *)s;
+	size_t i;
+
+	if (!check_cache(s, "kmem_cache_alloc_bulk") || (size && !p))
+		return 0;
+	for (i = 0; i < size; i++) {
+		p[i] = sk_cache_alloc(c, gfp_to_sk(flags));
+		if (sk_unlikely(!p[i]))
+			break;
+		if (flags & __GFP_ZERO)
+			memset(p[i], 0, c->object_size);
+	}
+	if (i == size)
+		return (int)size;
+	/* All or nothing: give back what we got. */
+	while (i--)
+		sk_cache_free(c, p[i], sk_page_of(p[i]));
+	alloc_failed("kmem_cache_alloc_bulk", c->object_size * size, flags);
+	return 0;
+}
+
+SK_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t size, void **p)
+{
+	for (size_t i = 0; i < size; i++)
+		kmem_cache_free(s, p[i]);
+}
+
+SK_EXPORT int kmem_cache_shrink(struct kmem_cache *s)
+{
+	if (!check_cache(s, "kmem_cache_shrink"))
+		return -EINVAL;
+	uint64_t left = sk_cache_shrink((struct sk_cache *)s, SK_SHRINK_DRAIN_CPU);
+	sk_pages_release_free();
+	return left ? 1 : 0;
+}
+
+SK_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
+{
+	if (!s)
+		return;
+	sk_cache_destroy((struct sk_cache *)s, "kmem_cache_destroy");
+}
+
+SK_EXPORT unsigned int kmem_cache_size(struct kmem_cache *s)
+{
+	return s ? ((struct sk_cache *)s)->object_size : 0;
+}

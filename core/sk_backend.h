@@ -1,0 +1,143 @@
+/*
+ * The backend interface.  A backend is one folder that exports exactly one
+ * `const struct sk_backend_ops`; it includes this header (which brings the
+ * cache, the per-CPU layer and the page provider) and nothing else of core.
+ *
+ * What a backend decides: how objects are laid out in slabs, how free
+ * objects are cached (per CPU, per node, in slabs), when memory goes back.
+ * What core decides for it: the front ends, size classes, the per-CPU fast
+ * paths, statistics, leak reports, misuse checks, large allocations.
+ *
+ * The fast paths never call the backend.  Core calls it when:
+ *   - the slot was empty on allocation, or refused a free (full, or the
+ *     object's tag differs), or the cache has no per-CPU layer;
+ *   - a specific node was asked for;
+ *   - shrinking, reaping, destroying, reporting.
+ */
+#ifndef SLABKIT_BACKEND_H
+#define SLABKIT_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../numa/sk_numa.h"
+#include "sk_cache.h"
+#include "sk_compiler.h"
+#include "sk_percpu.h"
+
+/* What a freed object's tag is compared with on the fast path. */
+enum sk_free_tag {
+	SK_TAG_NONE = 0, /* slot->tag must be 0: every free is accepted while there is room */
+	SK_TAG_SLAB,     /* tag = (uintptr_t) the object's slab head descriptor (SLUB) */
+	SK_TAG_NODE,     /* tag = node + 1 of the object's page (SLAB, UMA) */
+};
+
+enum sk_shrink_level {
+	SK_SHRINK_TRIM,      /* give back what recent use shows is idle (reaper, UMA TRIM) */
+	SK_SHRINK_DRAIN,     /* drain shared and per-node caches, free empty slabs (UMA DRAIN) */
+	SK_SHRINK_DRAIN_CPU, /* also every CPU's slot (kmem_cache_shrink, destroy, UMA DRAIN_CPU) */
+};
+
+/* Figures only the backend knows, for reports. */
+struct sk_backend_cache_info {
+	uint64_t objects_per_slab;
+	uint64_t cached_free;     /* free objects in per-CPU, shared and alien caches */
+	uint64_t slab_free;       /* free objects sitting in slabs */
+	uint64_t xdomain_frees;   /* frees of objects whose node differs from the freeing CPU's */
+	long limit, batchcount, shared;
+};
+
+/* Optional abilities; a backend sets only what it really does. */
+#define SK_CAP_PERCPU       0x01u /* uses core's per-CPU slots */
+#define SK_CAP_NODE_LISTS   0x02u /* keeps per-node structures and honours node requests */
+#define SK_CAP_TUNABLES     0x04u /* ops->tune does something */
+#define SK_CAP_HEAP_KMALLOC 0x08u /* kmalloc/malloc(9) go to ops->kmalloc, not size classes */
+#define SK_CAP_COLOUR       0x10u /* offsets slabs by cache-line colour */
+
+struct sk_backend_ops {
+	const char *name;            /* "slab", "slub", "slob", "uma" */
+	uint32_t caps;               /* SK_CAP_* */
+	enum sk_pcpu_kind pcpu_kind; /* which fast path core runs for this backend's caches */
+	enum sk_free_tag free_tag;
+
+	/* Process-wide setup and teardown (heap lists, ...); may be NULL. */
+	int (*init)(void);
+	void (*fini)(void);
+
+	/*
+	 * Lay the cache out: set c->size (>= object_size, a multiple of
+	 * c->align), c->free_offset (LIST), c->pcpu_extra, c->backend.
+	 * Core has filled identity, align and flags.  0 or -errno.
+	 */
+	int (*cache_create)(struct sk_cache *c);
+	/* Initialise one CPU's slot (entries, limit, tag); slots start zeroed.
+	 * Called for every slot after cache_create.  May be NULL. */
+	void (*pcpu_init)(struct sk_cache *c, struct sk_pcpu_slot *slot, unsigned cpu);
+	/* Free everything.  Core calls it after shrink(SK_SHRINK_DRAIN_CPU)
+	 * found no object in use. */
+	void (*cache_destroy)(struct sk_cache *c);
+
+	/* Allocate one object in constructed state, from `node` or anywhere
+	 * (SK_NODE_ANY).  NULL when the page provider fails. */
+	void *(*alloc)(struct sk_cache *c, int node, unsigned flags);
+	/* Free one object the fast path did not take.  `slab` is the head
+	 * descriptor of its page (kind SLAB, owner c; or kind HEAP). */
+	void (*free)(struct sk_cache *c, void *obj, struct sk_page *slab);
+
+	/* Give memory back at `level`.  Returns the number of slabs the cache
+	 * still holds afterwards. */
+	uint64_t (*shrink)(struct sk_cache *c, enum sk_shrink_level level);
+	/* Periodic maintenance (reaping, working-set trimming); may be NULL. */
+	void (*tick)(struct sk_cache *c);
+
+	void (*cache_info)(struct sk_cache *c, struct sk_backend_cache_info *out);
+	/* Set a tunable; 0, -EINVAL.  NULL when the backend has none. */
+	int (*tune)(struct sk_cache *c, const char *key, long value);
+
+	/* SK_CAP_HEAP_KMALLOC: kmalloc-style blocks of up to kmalloc_max
+	 * bytes with their size recorded (SLOB).  Larger requests go to core's
+	 * page path.  kfree and ksize get blocks on SK_PAGE_HEAP pages. */
+	size_t kmalloc_max;
+	void *(*kmalloc)(size_t size, int node, unsigned flags);
+	void (*kfree)(void *p, struct sk_page *pg);
+	size_t (*ksize)(const void *p, struct sk_page *pg);
+};
+
+/* --- What core gives backends --- */
+
+/* Pages for one slab of c: kind SK_PAGE_SLAB, owner c, counted in the
+ * cache's slabs/pages figures.  NULL on failure. */
+void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order);
+void sk_slab_pages_free(struct sk_cache *c, void *addr);
+
+/* Pages for a heap shared by many caches (SLOB): kind SK_PAGE_HEAP. */
+void *sk_heap_pages_alloc(int node, unsigned order);
+void sk_heap_pages_free(void *addr);
+
+/*
+ * Run the cache's constructor hooks on a new object (Linux ctor or UMA
+ * init).  Backends call it once per object when a slab is populated, and
+ * sk_cache_destruct (UMA fini) once per object before the slab is freed.
+ * construct returns 0 or an error from UMA init: the backend then destructs
+ * the objects already constructed and frees the slab.
+ */
+int sk_cache_construct(struct sk_cache *c, void *obj, unsigned flags);
+void sk_cache_destruct(struct sk_cache *c, void *obj);
+static inline bool sk_cache_has_fini(const struct sk_cache *c)
+{
+	return c->fini != NULL;
+}
+
+/* Small metadata (per-cache and per-node structs): zeroed, from the page
+ * provider, never from malloc.  Give the same size back. */
+void *sk_meta_zalloc(size_t size);
+void sk_meta_free(void *p, size_t size);
+
+/* Messages: one line to the message hook. */
+void sk_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Tunable defaults from the config string for this cache, applied by core
+ * right after cache_create through ops->tune. */
+
+#endif /* SLABKIT_BACKEND_H */

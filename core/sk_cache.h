@@ -1,0 +1,99 @@
+/*
+ * The cache: the one object every front end and every backend shares.
+ *
+ * A Linux kmem_cache, a kmalloc or malloc(9) size class and a UMA zone's
+ * keg are all a struct sk_cache.  Core owns its identity, construction
+ * hooks, statistics and per-CPU slots; the backend owns `backend` and lays
+ * out `size` and (for SK_PCPU_LIST) `free_offset` in ops->cache_create.
+ */
+#ifndef SLABKIT_CACHE_H
+#define SLABKIT_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <slabkit/slabkit.h>
+
+#include "sk_compiler.h"
+#include "sk_percpu.h"
+
+struct sk_backend_ops;
+
+/* Which front end made the cache (reports, leak wording). */
+enum sk_front {
+	SK_FRONT_KMEM_CACHE,  /* kmem_cache_create */
+	SK_FRONT_KMALLOC,     /* a kmalloc-N size class */
+	SK_FRONT_MALLOC,      /* a malloc(9) malloc-N size class */
+	SK_FRONT_UMA,         /* uma_zcreate's keg */
+};
+
+/* Core's cache flags: each front end translates its own spelling to these. */
+#define SK_CACHE_HWCACHE_ALIGN 0x0001u /* align to the cache line (halved while size <= line/2) */
+#define SK_CACHE_POISON        0x0002u /* accepted, not yet checked */
+#define SK_CACHE_RED_ZONE      0x0004u /* accepted, not yet checked */
+#define SK_CACHE_STORE_USER    0x0008u /* accepted, not yet recorded */
+#define SK_CACHE_PANIC         0x0010u /* creation failure panics */
+#define SK_CACHE_SIZE_CLASS    0x0020u /* a kmalloc or malloc(9) class */
+#define SK_CACHE_ZINIT         0x0040u /* zero a slab's memory when it is created */
+#define SK_CACHE_NOFREE        0x0080u /* never give slabs back */
+#define SK_CACHE_NOBUCKET      0x0100u /* no per-CPU caching */
+#define SK_CACHE_MAXBUCKET     0x0200u /* per-CPU caches at their largest */
+#define SK_CACHE_FIRSTTOUCH    0x0400u /* allocate on the caller's node (the default) */
+#define SK_CACHE_ROUNDROBIN    0x0800u /* spread slabs over nodes */
+#define SK_CACHE_CACHESPREAD   0x1000u /* spread item starts over cache lines */
+
+/* Flags passed down to backend slow paths. */
+#define SK_ALLOC_WAIT   0x1u  /* the caller may wait (GFP with direct reclaim, M_WAITOK) */
+#define SK_ALLOC_NOFAIL 0x2u  /* __GFP_NOFAIL / M_WAITOK: core retries, never returns NULL */
+
+/*
+ * Counters core keeps besides the per-CPU slots.  Bumped with atomic adds on
+ * slow paths only; exact.
+ * Synchronization: ck_pr atomics.
+ */
+struct sk_cache_counters {
+	uint64_t slow_allocs;     /* allocations not served by a slot's fast path */
+	uint64_t slow_frees;
+	uint64_t failures;
+	uint64_t slow_bytes_requested;
+	uint64_t high_water;      /* max in_use seen at slow paths and reads */
+	uint64_t slabs;           /* slabs held (sk_slab_pages_alloc - free) */
+	uint64_t pages;           /* pages held in those slabs */
+};
+
+struct sk_cache {
+	/* Hot: read by the fast paths, written only while the cache is created. */
+	char *pcpu_base;               /* slot of cpu n at pcpu_base + n * pcpu_stride; NULL: none */
+	uint32_t pcpu_stride;
+	uint8_t pcpu_kind;             /* enum sk_pcpu_kind (SK_PCPU_NONE if pcpu_base is NULL) */
+	uint8_t free_tag;              /* enum sk_free_tag */
+	uint16_t free_offset;          /* LIST: where a free object keeps its next pointer */
+	uint32_t size;                 /* object stride in a slab (backend sets it) */
+	uint32_t object_size;          /* what the creator asked for */
+	const struct sk_backend_ops *ops;
+	void *backend;                 /* the backend's per-cache state */
+
+	/* Identity and construction: written at creation, read-only after. */
+	uint32_t align;                /* effective alignment, a power of two >= 8 */
+	uint32_t flags;                /* SK_CACHE_* */
+	uint32_t pcpu_extra;           /* backend bytes after each slot header (set in cache_create) */
+	enum sk_front front;
+	void (*ctor)(void *obj);                    /* Linux: once per object per slab lifetime */
+	int (*init)(void *obj, int size, int flags);/* UMA init: same lifetime; may fail */
+	void (*fini)(void *obj, int size);          /* UMA fini: when the slab goes away */
+	char name[SLABKIT_NAME_MAX];
+
+	struct sk_cache_counters ctr;
+
+	/* Registry: the list of live caches.  Synchronization: registry lock. */
+	struct sk_cache *next, *prev;
+	bool dead;                     /* destroyed with live objects: kept, reported */
+
+	void *front_data;              /* the front end's own record (a UMA zone) */
+};
+
+/* How many objects are in use right now (exact, summed over CPUs). */
+uint64_t sk_cache_in_use(struct sk_cache *c);
+
+#endif /* SLABKIT_CACHE_H */

@@ -1,0 +1,17 @@
+/* Compiler helpers used across slabkit. */
+#ifndef SLABKIT_COMPILER_H
+#define SLABKIT_COMPILER_H
+
+#define sk_likely(x) __builtin_expect(!!(x), 1)
+#define sk_unlikely(x) __builtin_expect(!!(x), 0)
+#define sk_noinline __attribute__((noinline))
+#define sk_cold __attribute__((cold, noinline))
+#define sk_always_inline inline __attribute__((always_inline))
+#define SK_EXPORT __attribute__((visibility("default")))
+#define SK_ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))
+#define SK_IS_POW2(x) ((x) != 0 && ((x) & ((x) - 1)) == 0)
+#define SK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define SK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SK_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

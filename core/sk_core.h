@@ -1,0 +1,154 @@
+/*
+ * Core's internal interface: the one state object, messages and misuse
+ * reports, caches as the front ends use them, large allocations.
+ *
+ * Lock order (across core):
+ *   init_lock -> registry_lock -> slot locks -> backend locks -> numa node locks
+ *   zone->lock (UMA limits) and the malloc-type list lock are leaves.
+ */
+#ifndef SLABKIT_CORE_H
+#define SLABKIT_CORE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <ck_pr.h>
+
+#include "../numa/sk_numa.h"
+#include "sk_backend.h"
+#include "sk_cache.h"
+#include "sk_compiler.h"
+#include "sk_fastpath.h"
+#include "sk_sizeclass.h"
+
+/* Counters of allocations that are not objects of a cache: the page path
+ * and a backend's own kmalloc heap.  Synchronization: ck_pr atomics. */
+struct sk_plain_counters {
+	uint64_t allocs, frees, failures;
+	uint64_t bytes_requested, bytes_allocated, bytes_freed;
+	uint64_t pages;            /* live pages (large path only) */
+};
+
+/* Everything core knows, in one object made by slabkit_init. */
+struct sk_state {
+	bool ready;                               /* published with release order */
+	const struct sk_backend_ops *ops;
+	struct sk_cache *kmalloc_caches[SK_KMALLOC_CLASSES]; /* NULL: heap kmalloc or not ready */
+	struct sk_cache *bsd_caches[SK_BSD_CLASSES];
+	size_t cache_line;
+	unsigned nodes;
+	char *tune;                               /* per-cache tunables, "name:k=v,...;..." */
+
+	/* Registry of live caches, in creation order.  Synchronization: registry_lock. */
+	pthread_mutex_t registry_lock;
+	struct sk_cache *first, *last;
+
+	struct sk_plain_counters large;           /* the page path */
+	struct sk_plain_counters heap;            /* ops->kmalloc (SLOB) */
+
+	/* Maintenance thread.  Synchronization: tick_lock. */
+	pthread_t tick_thread;
+	bool tick_running, tick_stop;
+	int tick_ms;
+	pthread_mutex_t tick_lock;
+	pthread_cond_t tick_cond;
+};
+
+extern struct sk_state sk_state;
+
+/* Initialise on first use.  Returns only when ready (exits the process if
+ * lazy initialisation fails, with the reason on stderr). */
+void sk_lazy_init(void);
+static sk_always_inline void sk_ensure_init(void)
+{
+	if (sk_unlikely(!ck_pr_load_8((uint8_t *)&sk_state.ready)))
+		sk_lazy_init();
+}
+
+/* One line to the message hook (warnings, leak reports, init errors). */
+void sk_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Misuse: one line naming the call and the pointer, then the panic hook.
+ * Returns only if the hook returns; the caller then does nothing. */
+void sk_misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* --- caches --- */
+
+struct sk_cache_params {
+	const char *name;
+	size_t object_size;
+	size_t align;         /* 0 or a power of two */
+	uint32_t flags;       /* SK_CACHE_* */
+	enum sk_front front;
+	void (*ctor)(void *);
+	int (*init)(void *, int, int);
+	void (*fini)(void *, int);
+	void *front_data;
+};
+
+/* Create a cache; NULL with the reason reported. */
+struct sk_cache *sk_cache_create(const struct sk_cache_params *p);
+/* Destroy: drains, then frees everything if no object is in use.  With
+ * objects in use it reports them (the kernel's wording), keeps the cache
+ * (marked dead) and returns the count. */
+uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller);
+uint64_t sk_cache_shrink(struct sk_cache *c, enum sk_shrink_level level);
+void sk_cache_fill_info(struct sk_cache *c, struct slabkit_cache_info *out);
+void sk_shrink_every_cache(enum sk_shrink_level level);
+
+void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned flags);
+void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg);
+
+/* Allocate one object: this CPU's slot, else the backend. */
+static sk_always_inline void *sk_cache_alloc(struct sk_cache *c, unsigned flags)
+{
+	void *obj = sk_pcpu_pop(c);
+
+	if (sk_unlikely(!obj))
+		obj = sk_cache_alloc_slow(c, SK_NODE_ANY, flags);
+	return obj;
+}
+
+/* The tag a freed object shows the fast path (see enum sk_free_tag). */
+static sk_always_inline uintptr_t sk_free_tag_of(const struct sk_cache *c, const struct sk_page *pg)
+{
+	if (c->free_tag == SK_TAG_SLAB)
+		return (uintptr_t)pg;
+	if (c->free_tag == SK_TAG_NODE)
+		return (uintptr_t)pg->node + 1;
+	return 0;
+}
+
+/* Free one object of c whose page head descriptor is pg (already checked). */
+static sk_always_inline void sk_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
+{
+	if (sk_likely(sk_pcpu_push(c, obj, sk_free_tag_of(c, pg))))
+		return;
+	sk_cache_free_slow(c, obj, pg);
+}
+
+/* Retry policy for callers that must not fail (M_WAITOK, __GFP_NOFAIL):
+ * call between attempts; returns false once it has given up. */
+bool sk_wait_for_memory(unsigned attempt);
+
+/* --- large allocations (the page path) --- */
+void *sk_large_alloc(size_t size, int node, unsigned flags);
+void sk_large_free(void *p, struct sk_page *pg);
+static inline size_t sk_large_size(const struct sk_page *pg)
+{
+	return (size_t)pg->npages << SK_PAGE_SHIFT;
+}
+
+/* Usable size of any live block (object, large, heap); 0 if not ours. */
+size_t sk_block_size(const void *p, struct sk_page *pg);
+
+/* --- malloc types and UMA zones (reports, fini) --- */
+void sk_malloc_types_reset(void);
+void sk_uma_zones_reset(void);
+long sk_uma_keg_limit(const struct sk_cache *c);
+void sk_apply_tunables(struct sk_cache *c);
+void sk_meta_reset(void);
+
+#endif /* SLABKIT_CORE_H */

@@ -1,0 +1,259 @@
+/*
+ * The per-CPU fast paths: pop and push one object on the slot of the CPU
+ * the caller runs on.  See sk_percpu.h for the protocol and why it is safe.
+ *
+ * rseq mode (x86-64): each op is one restartable sequence.  The critical
+ * section runs from label 1 to label 2; the kernel moves the instruction
+ * pointer to the abort handler (label 4, preceded by the signature glibc
+ * registered) if the thread is preempted, migrated or signalled in
+ * between.  Every sequence ends in exactly one commit instruction:
+ *   pop:  a 16-byte store of {allocs + 1, new top} at slot + 0
+ *   push: a 16-byte store of {new top, frees + 1}  at slot + 8
+ *   add:  an add to bytes_requested
+ * Everything before the commit is loads and stores to memory nobody else
+ * may look at (an object being freed, an entry above top), so a restart
+ * simply runs the sequence again.
+ *
+ * lock mode: the same ops in C under the slot's test-and-set lock.
+ */
+#ifndef SLABKIT_FASTPATH_H
+#define SLABKIT_FASTPATH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sk_cache.h"
+#include "sk_compiler.h"
+#include "sk_percpu.h"
+
+#if defined(__x86_64__) && !defined(SLABKIT_TSAN)
+#define SK_HAVE_RSEQ_ASM 1
+#else
+#define SK_HAVE_RSEQ_ASM 0
+#endif
+
+/* glibc's __rseq_offset, copied once at init: the rseq area is %fs:offset. */
+extern long sk_rseq_offset;
+
+/* Lock-mode versions, out of line. */
+void *sk_pcpu_pop_locked(struct sk_cache *c);
+bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag);
+void sk_pcpu_add_locked(struct sk_cache *c, uint64_t n);
+
+#if SK_HAVE_RSEQ_ASM
+
+/*
+ * struct rseq: cpu_id at +4, rseq_cs at +8.  RSEQ_SIG is x86's 0x53053053.
+ * The sequence reads the cache's slot array through %[c] (pcpu_base at +0,
+ * pcpu_stride at +8) and the two globals RIP-relative, so that the fast
+ * path needs few registers and its caller can stay a leaf.
+ */
+#define SK_RSEQ_CS_BEGIN                                                      \
+	".pushsection __rseq_cs, \"aw\"\n\t"                                  \
+	".balign 32\n\t"                                                      \
+	"3:\n\t"                                                              \
+	".long 0x0, 0x0\n\t"                                                  \
+	".quad 1f, (2f - 1f), 4f\n\t"                                         \
+	".popsection\n\t"                                                     \
+	"movq sk_rseq_offset(%%rip), %[rs]\n\t"                               \
+	"leaq 3b(%%rip), %[cpu]\n\t"                                          \
+	"movq %[cpu], %%fs:8(%[rs])\n\t"                                      \
+	"1:\n\t"                                                              \
+	"movl %%fs:4(%[rs]), %k[cpu]\n\t"                                     \
+	"cmpl sk_pcpu_nr(%%rip), %k[cpu]\n\t"                                 \
+	"jae %l[miss]\n\t"                                                    \
+	"imull 8(%[c]), %k[cpu]\n\t"                                          \
+	"addq (%[c]), %[cpu]\n\t"
+
+#define SK_RSEQ_CS_END                                                        \
+	"2:\n\t"                                                              \
+	".pushsection __rseq_failure, \"ax\"\n\t"                             \
+	".byte 0x0f, 0xb9, 0x3d\n\t"                                          \
+	".long 0x53053053\n\t"                                                \
+	"4:\n\t"                                                              \
+	"jmp %l[restart]\n\t"                                                 \
+	".popsection\n\t"
+
+_Static_assert(__builtin_offsetof(struct sk_cache, pcpu_base) == 0, "asm reads pcpu_base at +0");
+_Static_assert(__builtin_offsetof(struct sk_cache, pcpu_stride) == 8, "asm reads pcpu_stride at +8");
+
+static sk_always_inline void *sk_pcpu_list_pop_rseq(struct sk_cache *c)
+{
+	uintptr_t slot, obj, tmp, rs;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN
+		 "cmpl $0, 44(%[cpu])\n\t"           /* lock held: miss */
+		 "jne %l[miss]\n\t"
+		 "movq 8(%[cpu]), %[obj]\n\t"        /* obj = top */
+		 "testq %[obj], %[obj]\n\t"
+		 "jz %l[miss]\n\t"
+		 "movq (%[obj],%[off]), %[tmp]\n\t"  /* next */
+		 "movq %[tmp], %%xmm1\n\t"
+		 "movq (%[cpu]), %[tmp]\n\t"         /* allocs + 1 */
+		 "incq %[tmp]\n\t"
+		 "movq %[tmp], %%xmm0\n\t"
+		 "punpcklqdq %%xmm1, %%xmm0\n\t"
+		 "movdqa %%xmm0, (%[cpu])\n\t"       /* commit {allocs, top} */
+		 SK_RSEQ_CS_END
+		 : [cpu] "=&r"(slot), [obj] "=&r"(obj), [tmp] "=&r"(tmp), [rs] "=&r"(rs)
+		 : [c] "r"(c), [off] "r"((uintptr_t)c->free_offset)
+		 : "memory", "cc", "xmm0", "xmm1"
+		 : miss, restart);
+	return (void *)obj;
+miss:
+	return NULL;
+}
+
+static sk_always_inline bool sk_pcpu_list_push_rseq(struct sk_cache *c, void *obj, uintptr_t tag)
+{
+	uintptr_t slot, tmp, rs;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN
+		 "cmpl $0, 44(%[cpu])\n\t"
+		 "jne %l[miss]\n\t"
+		 "cmpq %[tag], 24(%[cpu])\n\t"       /* not this slot's slab */
+		 "jne %l[miss]\n\t"
+		 "movq 8(%[cpu]), %[tmp]\n\t"        /* obj->next = top */
+		 "movq %[tmp], (%[obj],%[off])\n\t"
+		 "movq %[obj], %%xmm0\n\t"
+		 "movq 16(%[cpu]), %[tmp]\n\t"       /* frees + 1 */
+		 "incq %[tmp]\n\t"
+		 "movq %[tmp], %%xmm1\n\t"
+		 "punpcklqdq %%xmm1, %%xmm0\n\t"
+		 "movdqu %%xmm0, 8(%[cpu])\n\t"      /* commit {top, frees} */
+		 SK_RSEQ_CS_END
+		 : [cpu] "=&r"(slot), [tmp] "=&r"(tmp), [rs] "=&r"(rs)
+		 : [c] "r"(c), [off] "r"((uintptr_t)c->free_offset), [obj] "r"(obj), [tag] "r"(tag)
+		 : "memory", "cc", "xmm0", "xmm1"
+		 : miss, restart);
+	return true;
+miss:
+	return false;
+}
+
+static sk_always_inline void *sk_pcpu_array_pop_rseq(struct sk_cache *c)
+{
+	uintptr_t slot, obj, tmp, rs;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN
+		 "cmpl $0, 44(%[cpu])\n\t"
+		 "jne %l[miss]\n\t"
+		 "movq 8(%[cpu]), %[tmp]\n\t"        /* n = top */
+		 "testq %[tmp], %[tmp]\n\t"
+		 "jz %l[miss]\n\t"
+		 "decq %[tmp]\n\t"
+		 "movq %[tmp], %%xmm1\n\t"
+		 "movq 32(%[cpu]), %[obj]\n\t"       /* obj = entries[n - 1] */
+		 "movq (%[obj],%[tmp],8), %[obj]\n\t"
+		 "movq (%[cpu]), %[tmp]\n\t"         /* allocs + 1 */
+		 "incq %[tmp]\n\t"
+		 "movq %[tmp], %%xmm0\n\t"
+		 "punpcklqdq %%xmm1, %%xmm0\n\t"
+		 "movdqa %%xmm0, (%[cpu])\n\t"       /* commit {allocs, top} */
+		 SK_RSEQ_CS_END
+		 : [cpu] "=&r"(slot), [obj] "=&r"(obj), [tmp] "=&r"(tmp), [rs] "=&r"(rs)
+		 : [c] "r"(c)
+		 : "memory", "cc", "xmm0", "xmm1"
+		 : miss, restart);
+	return (void *)obj;
+miss:
+	return NULL;
+}
+
+static sk_always_inline bool sk_pcpu_array_push_rseq(struct sk_cache *c, void *obj, uintptr_t tag)
+{
+	uintptr_t slot, n, tmp, rs;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN
+		 "cmpl $0, 44(%[cpu])\n\t"
+		 "jne %l[miss]\n\t"
+		 "cmpq %[tag], 24(%[cpu])\n\t"       /* object of another node */
+		 "jne %l[miss]\n\t"
+		 "movq 8(%[cpu]), %[n]\n\t"
+		 "movl 40(%[cpu]), %k[tmp]\n\t"      /* full: n >= limit */
+		 "cmpq %[tmp], %[n]\n\t"
+		 "jae %l[miss]\n\t"
+		 "movq 32(%[cpu]), %[tmp]\n\t"       /* entries[n] = obj */
+		 "movq %[obj], (%[tmp],%[n],8)\n\t"
+		 "incq %[n]\n\t"
+		 "movq %[n], %%xmm0\n\t"
+		 "movq 16(%[cpu]), %[tmp]\n\t"       /* frees + 1 */
+		 "incq %[tmp]\n\t"
+		 "movq %[tmp], %%xmm1\n\t"
+		 "punpcklqdq %%xmm1, %%xmm0\n\t"
+		 "movdqu %%xmm0, 8(%[cpu])\n\t"      /* commit {top, frees} */
+		 SK_RSEQ_CS_END
+		 : [cpu] "=&r"(slot), [n] "=&r"(n), [tmp] "=&r"(tmp), [rs] "=&r"(rs)
+		 : [c] "r"(c), [obj] "r"(obj), [tag] "r"(tag)
+		 : "memory", "cc", "xmm0", "xmm1"
+		 : miss, restart);
+	return true;
+miss:
+	return false;
+}
+
+static sk_always_inline void sk_pcpu_add_rseq(struct sk_cache *c, uint64_t n)
+{
+	uintptr_t slot, rs;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN
+		 "addq %[n], 48(%[cpu])\n\t"         /* commit */
+		 SK_RSEQ_CS_END
+		 : [cpu] "=&r"(slot), [rs] "=&r"(rs)
+		 : [c] "r"(c), [n] "r"(n)
+		 : "memory", "cc"
+		 : miss, restart);
+	return;
+miss:
+	/* A CPU id beyond the slots (hotplug beyond "possible"): count it anyway. */
+	sk_pcpu_add_locked(c, n);
+}
+
+#else /* !SK_HAVE_RSEQ_ASM */
+
+static inline void *sk_pcpu_list_pop_rseq(struct sk_cache *c) { return sk_pcpu_pop_locked(c); }
+static inline bool sk_pcpu_list_push_rseq(struct sk_cache *c, void *obj, uintptr_t tag)
+{
+	return sk_pcpu_push_locked(c, obj, tag);
+}
+static inline void *sk_pcpu_array_pop_rseq(struct sk_cache *c) { return sk_pcpu_pop_locked(c); }
+static inline bool sk_pcpu_array_push_rseq(struct sk_cache *c, void *obj, uintptr_t tag)
+{
+	return sk_pcpu_push_locked(c, obj, tag);
+}
+static inline void sk_pcpu_add_rseq(struct sk_cache *c, uint64_t n) { sk_pcpu_add_locked(c, n); }
+
+#endif /* SK_HAVE_RSEQ_ASM */
+
+/* Pop one object from this CPU's slot; NULL on a miss (empty, locked, no slots). */
+static sk_always_inline void *sk_pcpu_pop(struct sk_cache *c)
+{
+	if (c->pcpu_kind == SK_PCPU_LIST)
+		return sk_likely(sk_pcpu_use_rseq) ? sk_pcpu_list_pop_rseq(c) : sk_pcpu_pop_locked(c);
+	if (c->pcpu_kind == SK_PCPU_ARRAY)
+		return sk_likely(sk_pcpu_use_rseq) ? sk_pcpu_array_pop_rseq(c) : sk_pcpu_pop_locked(c);
+	return NULL;
+}
+
+/* Push obj (whose tag is `tag`) on this CPU's slot; false if the slot refuses. */
+static sk_always_inline bool sk_pcpu_push(struct sk_cache *c, void *obj, uintptr_t tag)
+{
+	if (c->pcpu_kind == SK_PCPU_LIST)
+		return sk_likely(sk_pcpu_use_rseq) ? sk_pcpu_list_push_rseq(c, obj, tag)
+						   : sk_pcpu_push_locked(c, obj, tag);
+	if (c->pcpu_kind == SK_PCPU_ARRAY)
+		return sk_likely(sk_pcpu_use_rseq) ? sk_pcpu_array_push_rseq(c, obj, tag)
+						   : sk_pcpu_push_locked(c, obj, tag);
+	return false;
+}
+
+/* Add n to this CPU's bytes_requested. */
+static sk_always_inline void sk_pcpu_add_requested(struct sk_cache *c, uint64_t n)
+{
+	if (sk_likely(sk_pcpu_use_rseq))
+		sk_pcpu_add_rseq(c, n);
+	else
+		sk_pcpu_add_locked(c, n);
+}
+
+#endif /* SLABKIT_FASTPATH_H */

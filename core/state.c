@@ -1,0 +1,400 @@
+/*
+ * The one state object: initialisation (explicit or lazy), configuration,
+ * the backend table, hooks, messages and the maintenance thread.
+ *
+ * Lock order: init_lock -> registry_lock (see sk_core.h for the rest).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <slabkit/slabkit.h>
+
+#include "sk_core.h"
+
+#ifdef SLABKIT_HAVE_SLAB
+extern const struct sk_backend_ops sk_slab_ops;
+#endif
+#ifdef SLABKIT_HAVE_SLUB
+extern const struct sk_backend_ops sk_slub_ops;
+#endif
+#ifdef SLABKIT_HAVE_SLOB
+extern const struct sk_backend_ops sk_slob_ops;
+#endif
+#ifdef SLABKIT_HAVE_UMA
+extern const struct sk_backend_ops sk_uma_ops;
+#endif
+
+static const struct sk_backend_ops *const compiled_backends[] = {
+#ifdef SLABKIT_HAVE_SLAB
+	&sk_slab_ops,
+#endif
+#ifdef SLABKIT_HAVE_SLUB
+	&sk_slub_ops,
+#endif
+#ifdef SLABKIT_HAVE_SLOB
+	&sk_slob_ops,
+#endif
+#ifdef SLABKIT_HAVE_UMA
+	&sk_uma_ops,
+#endif
+};
+
+struct sk_state sk_state;
+
+/* Synchronization: init_lock serialises init, lazy init and fini. */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* --- messages and hooks --- */
+
+static void default_message(const char *line)
+{
+	fprintf(stderr, "%s\n", line);
+}
+
+static __attribute__((noreturn)) void default_panic(const char *message)
+{
+	(void)message; /* already printed through the message hook */
+	abort();
+}
+
+static slabkit_message_fn message_hook = default_message;
+static slabkit_panic_fn panic_hook = (slabkit_panic_fn)default_panic;
+
+SK_EXPORT slabkit_panic_fn slabkit_set_panic_hook(slabkit_panic_fn fn)
+{
+	slabkit_panic_fn old = panic_hook;
+	panic_hook = fn ? fn : (slabkit_panic_fn)default_panic;
+	return old;
+}
+
+SK_EXPORT slabkit_message_fn slabkit_set_message_hook(slabkit_message_fn fn)
+{
+	slabkit_message_fn old = message_hook;
+	message_hook = fn ? fn : default_message;
+	return old;
+}
+
+static void vmessage(const char *fmt, va_list ap)
+{
+	char line[512];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	message_hook(line);
+}
+
+void sk_errorf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmessage(fmt, ap);
+	va_end(ap);
+}
+
+void sk_message(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmessage(fmt, ap);
+	va_end(ap);
+}
+
+void sk_misuse(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = snprintf(line, sizeof(line), "slabkit: ");
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	message_hook(line);
+	panic_hook(line);
+}
+
+/* --- configuration --- */
+
+SK_EXPORT const char *slabkit_backends_compiled(void)
+{
+	return SLABKIT_COMPILED_BACKENDS;
+}
+
+static const struct sk_backend_ops *find_backend(const char *name)
+{
+	for (size_t i = 0; i < SK_ARRAY_SIZE(compiled_backends); i++)
+		if (!strcmp(compiled_backends[i]->name, name))
+			return compiled_backends[i];
+	return NULL;
+}
+
+static const char *env_or(const char *value, const char *env)
+{
+	if (value)
+		return value;
+	const char *e = getenv(env);
+	return e && *e ? e : NULL;
+}
+
+static long env_long(const char *env, long fallback)
+{
+	const char *e = getenv(env);
+	if (!e || !*e)
+		return fallback;
+	char *end;
+	long v = strtol(e, &end, 10);
+	return *end ? fallback : v;
+}
+
+static char *meta_strdup(const char *s)
+{
+	if (!s)
+		return NULL;
+	size_t n = strlen(s) + 1;
+	char *copy = sk_meta_zalloc(n);
+	if (copy)
+		memcpy(copy, s, n);
+	return copy;
+}
+
+/* --- the size-class caches --- */
+
+static int create_class_caches(void)
+{
+	char name[SLABKIT_NAME_MAX];
+
+	if (sk_state.ops->caps & SK_CAP_HEAP_KMALLOC)
+		return 0; /* the backend's own heap serves kmalloc and malloc(9) */
+	for (int i = 0; i < SK_KMALLOC_CLASSES; i++) {
+		uint32_t size = sk_kmalloc_class_size[i];
+		snprintf(name, sizeof(name), "kmalloc-%u%s", size >= 1024 ? size / 1024 : size,
+			 size >= 1024 ? "k" : "");
+		struct sk_cache_params p = {
+			.name = name, .object_size = size, .front = SK_FRONT_KMALLOC,
+			/* Power-of-two sizes are aligned to their size. */
+			.align = SK_IS_POW2(size) ? size : 8, .flags = SK_CACHE_SIZE_CLASS,
+		};
+		if (!(sk_state.kmalloc_caches[i] = sk_cache_create(&p)))
+			return -ENOMEM;
+	}
+	for (int i = 0; i < SK_BSD_CLASSES; i++) {
+		uint32_t size = sk_bsd_class_size[i];
+		snprintf(name, sizeof(name), "malloc-%u", size);
+		struct sk_cache_params p = {
+			.name = name, .object_size = size, .front = SK_FRONT_MALLOC,
+			.align = SK_IS_POW2(size) ? SK_MIN(size, SK_PAGE_SIZE) : 16,
+			.flags = SK_CACHE_SIZE_CLASS,
+		};
+		if (!(sk_state.bsd_caches[i] = sk_cache_create(&p)))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* --- maintenance thread --- */
+
+static void *tick_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&sk_state.tick_lock);
+	while (!sk_state.tick_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += sk_state.tick_ms / 1000;
+		until.tv_nsec += (long)(sk_state.tick_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		if (pthread_cond_timedwait(&sk_state.tick_cond, &sk_state.tick_lock, &until) == ETIMEDOUT &&
+		    !sk_state.tick_stop) {
+			pthread_mutex_unlock(&sk_state.tick_lock);
+			slabkit_tick();
+			pthread_mutex_lock(&sk_state.tick_lock);
+		}
+	}
+	pthread_mutex_unlock(&sk_state.tick_lock);
+	return NULL;
+}
+
+SK_EXPORT void slabkit_tick(void)
+{
+	if (!ck_pr_load_8((uint8_t *)&sk_state.ready) || !sk_state.ops->tick)
+		return;
+	pthread_mutex_lock(&sk_state.registry_lock);
+	for (struct sk_cache *c = sk_state.first; c; c = c->next)
+		if (!c->dead)
+			sk_state.ops->tick(c);
+	pthread_mutex_unlock(&sk_state.registry_lock);
+}
+
+/* --- init and fini --- */
+
+static int init_locked(const struct slabkit_config *cfg)
+{
+	static const struct slabkit_config defaults;
+	const char *from = "the build default";
+	int err;
+
+	if (!cfg)
+		cfg = &defaults;
+	if (sk_state.ready)
+		return -EALREADY;
+
+	const char *name = cfg->backend;
+	if (name)
+		from = "slabkit_config.backend";
+	else if ((name = env_or(NULL, "SLABKIT_BACKEND")))
+		from = "SLABKIT_BACKEND";
+	else
+		name = SLABKIT_DEFAULT_BACKEND_NAME;
+	const struct sk_backend_ops *ops = find_backend(name);
+	if (!ops) {
+		sk_errorf("slabkit: unknown or not compiled-in backend '%s' (from %s); compiled in: %s",
+			  name, from, SLABKIT_COMPILED_BACKENDS);
+		return -EINVAL;
+	}
+
+	size_t arena = cfg->arena_bytes_per_node;
+	if (!arena)
+		arena = (size_t)env_long("SLABKIT_ARENA_MB", 0) << 20;
+	unsigned fail_every = cfg->page_fail_every;
+	if (!fail_every)
+		fail_every = (unsigned)env_long("SLABKIT_FAIL_EVERY", 0);
+	struct sk_numa_config ncfg = { .arena_bytes_per_node = arena, .fail_every = fail_every };
+	if ((err = sk_numa_init(&ncfg)) != 0)
+		return err;
+	if ((err = sk_pcpu_init(env_or(cfg->percpu, "SLABKIT_PERCPU"))) != 0)
+		goto fail_numa;
+
+	pthread_mutex_init(&sk_state.registry_lock, NULL);
+	sk_state.ops = ops;
+	sk_state.cache_line = sk_numa_cache_line();
+	sk_state.nodes = sk_numa_nodes();
+	sk_state.tune = meta_strdup(env_or(cfg->tune, "SLABKIT_TUNE"));
+	if (ops->init && (err = ops->init()) != 0) {
+		sk_errorf("slabkit: backend '%s' failed to initialise (%s)", ops->name, strerror(-err));
+		goto fail_numa;
+	}
+	if ((err = create_class_caches()) != 0) {
+		sk_errorf("slabkit: cannot create the size-class caches");
+		goto fail_backend;
+	}
+
+	int tick_ms = cfg->tick_ms ? cfg->tick_ms : (int)env_long("SLABKIT_TICK_MS", 2000);
+	sk_state.tick_ms = tick_ms;
+	pthread_mutex_init(&sk_state.tick_lock, NULL);
+	pthread_cond_init(&sk_state.tick_cond, NULL);
+	ck_pr_fence_store();
+	ck_pr_store_8((uint8_t *)&sk_state.ready, 1);
+	if (tick_ms > 0 && ops->tick) {
+		sk_state.tick_stop = false;
+		sk_state.tick_running = pthread_create(&sk_state.tick_thread, NULL, tick_main, NULL) == 0;
+	}
+	return 0;
+
+fail_backend:
+	if (ops->fini)
+		ops->fini();
+fail_numa:
+	sk_meta_reset();
+	sk_numa_fini();
+	memset(&sk_state, 0, sizeof(sk_state));
+	return err;
+}
+
+SK_EXPORT int slabkit_init(const struct slabkit_config *cfg)
+{
+	pthread_mutex_lock(&init_lock);
+	int err = init_locked(cfg);
+	pthread_mutex_unlock(&init_lock);
+	return err;
+}
+
+void sk_lazy_init(void)
+{
+	pthread_mutex_lock(&init_lock);
+	int err = sk_state.ready ? 0 : init_locked(NULL);
+	pthread_mutex_unlock(&init_lock);
+	if (err) {
+		fprintf(stderr, "slabkit: initialisation on first use failed (%s); exiting\n",
+			strerror(-err));
+		exit(2);
+	}
+}
+
+SK_EXPORT void slabkit_fini(void)
+{
+	pthread_mutex_lock(&init_lock);
+	if (!sk_state.ready) {
+		pthread_mutex_unlock(&init_lock);
+		return;
+	}
+	if (sk_state.tick_running) {
+		pthread_mutex_lock(&sk_state.tick_lock);
+		sk_state.tick_stop = true;
+		pthread_cond_signal(&sk_state.tick_cond);
+		pthread_mutex_unlock(&sk_state.tick_lock);
+		pthread_join(sk_state.tick_thread, NULL);
+	}
+	sk_uma_zones_reset();
+	sk_malloc_types_reset();
+	/* Newest first: the caches a program made, then the size classes. */
+	while (sk_state.last) {
+		struct sk_cache *c = sk_state.last;
+		if (!c->dead && !(c->flags & SK_CACHE_SIZE_CLASS))
+			sk_errorf("slabkit_fini: cache %s was never destroyed", c->name);
+		if (c->dead) { /* already reported; its memory goes with the arenas */
+			sk_state.last = c->prev;
+			if (sk_state.last)
+				sk_state.last->next = NULL;
+			else
+				sk_state.first = NULL;
+			continue;
+		}
+		sk_cache_destroy(c, "slabkit_fini");
+	}
+	if (sk_state.ops->fini)
+		sk_state.ops->fini();
+	ck_pr_store_8((uint8_t *)&sk_state.ready, 0);
+	sk_meta_reset();
+	sk_numa_fini();
+	pthread_mutex_destroy(&sk_state.registry_lock);
+	memset(&sk_state, 0, sizeof(sk_state));
+	pthread_mutex_unlock(&init_lock);
+}
+
+SK_EXPORT const char *slabkit_backend(void)
+{
+	return sk_state.ready ? sk_state.ops->name : NULL;
+}
+
+SK_EXPORT const char *slabkit_percpu_mode(void)
+{
+	return sk_state.ready ? sk_pcpu_mode_name() : NULL;
+}
+
+SK_EXPORT unsigned slabkit_nodes(void)
+{
+	sk_ensure_init();
+	return sk_state.nodes;
+}
+
+SK_EXPORT int slabkit_current_node(void)
+{
+	sk_ensure_init();
+	return sk_numa_cpu_node(sk_pcpu_current_cpu());
+}
+
+/* Memory for callers that must not fail: drain caches, give pages back,
+ * sleep a little longer each time; give up after about two seconds. */
+bool sk_wait_for_memory(unsigned attempt)
+{
+	if (attempt >= 40)
+		return false;
+	sk_shrink_every_cache(SK_SHRINK_DRAIN_CPU);
+	struct timespec ts = { 0, (long)SK_MIN(attempt + 1, 10u) * 5000000L };
+	nanosleep(&ts, NULL);
+	return true;
+}

@@ -1,0 +1,540 @@
+/*
+ * The FreeBSD UMA front end, over whichever backend is active.
+ *
+ * A zone made by uma_zcreate owns a core cache (its keg: layout, slabs,
+ * init/fini once per item per slab lifetime).  Secondary zones share a
+ * primary's keg; cache zones have no keg and get items from their import
+ * and release callbacks.  What uma(9) promises per allocation lives here:
+ * ctor/dtor on every alloc/free, a failing ctor failing the allocation,
+ * limits with M_NOWAIT failing and M_WAITOK waiting first in, first out.
+ *
+ * Counting items in use: a primary zone without a limit uses its keg's
+ * exact per-CPU counts (no extra cost on the fast path).  A limited zone,
+ * a secondary zone or a cache zone keeps its own count under zone->lock
+ * (limited) or with atomics.
+ *
+ * Lock order: zones_lock -> zone->lock; neither is held while allocating.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <slabkit/freebsd/uma.h>
+
+#include "sk_core.h"
+
+struct uma_zone {
+	char name[SLABKIT_NAME_MAX];
+	struct sk_cache *keg;          /* NULL for a cache zone */
+	struct uma_zone *primary;      /* secondary zones: the keg's owner */
+	uma_ctor ctor;
+	uma_dtor dtor;
+	uma_init zinit;                /* secondary and cache zones: per item on the way in */
+	uma_fini zfini;
+	uma_import import;
+	uma_release release;
+	void *arg;
+	int size;
+	uint32_t flags;
+	bool own_count;                /* items counted here, not from the keg */
+	int refs;                      /* primary: 1 + live secondaries.  Sync: zones_lock */
+
+	/* Limits.  Synchronization: lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	int64_t max_items;             /* 0: no limit */
+	uint64_t ticket_next, ticket_serving; /* FIFO order of M_WAITOK sleepers */
+	uint64_t sleepers;
+
+	/* Counters.  Synchronization: ck_pr atomics. */
+	uint64_t cur_items;            /* when own_count or limited */
+	uint64_t allocs, frees;        /* when own_count */
+	uint64_t fails, sleeps;
+
+	struct uma_zone *next;         /* zones list.  Sync: zones_lock */
+};
+
+static pthread_mutex_t zones_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct uma_zone *zones_head;
+
+static void zones_add(struct uma_zone *z)
+{
+	pthread_mutex_lock(&zones_lock);
+	z->next = zones_head;
+	zones_head = z;
+	pthread_mutex_unlock(&zones_lock);
+}
+
+static void zones_remove(struct uma_zone *z)
+{
+	pthread_mutex_lock(&zones_lock);
+	for (struct uma_zone **pp = &zones_head; *pp; pp = &(*pp)->next)
+		if (*pp == z) {
+			*pp = z->next;
+			break;
+		}
+	pthread_mutex_unlock(&zones_lock);
+}
+
+static struct uma_zone *zone_new(const char *name)
+{
+	struct uma_zone *z = sk_meta_zalloc(sizeof(*z));
+	if (!z)
+		return NULL;
+	snprintf(z->name, sizeof(z->name), "%s", name ? name : "(unnamed)");
+	pthread_mutex_init(&z->lock, NULL);
+	pthread_cond_init(&z->wake, NULL);
+	z->refs = 1;
+	return z;
+}
+
+static uint32_t cache_flags_of(uint32_t f)
+{
+	return ((f & UMA_ZONE_ZINIT) ? SK_CACHE_ZINIT : 0) | ((f & UMA_ZONE_NOFREE) ? SK_CACHE_NOFREE : 0) |
+	       ((f & UMA_ZONE_NOBUCKET) ? SK_CACHE_NOBUCKET : 0) |
+	       ((f & UMA_ZONE_MAXBUCKET) ? SK_CACHE_MAXBUCKET : 0) |
+	       ((f & UMA_ZONE_FIRSTTOUCH) ? SK_CACHE_FIRSTTOUCH : 0) |
+	       ((f & UMA_ZONE_ROUNDROBIN) ? SK_CACHE_ROUNDROBIN : 0) |
+	       ((f & UMA_ZONE_CACHESPREAD) ? SK_CACHE_CACHESPREAD : 0);
+}
+
+SK_EXPORT uma_zone_t uma_zcreate(const char *name, size_t size, uma_ctor ctor, uma_dtor dtor,
+				 uma_init uminit, uma_fini fini, int align, uint32_t flags)
+{
+	sk_ensure_init();
+	if (!name || !size) {
+		sk_errorf("slabkit: uma_zcreate(%s): a zone needs a name and a non-zero size",
+			  name ? name : "(null)");
+		return NULL;
+	}
+	if (flags & (UMA_ZONE_PCPU | UMA_ZONE_SMR)) {
+		sk_errorf("slabkit: uma_zcreate(%s): UMA_ZONE_PCPU and UMA_ZONE_SMR are not supported", name);
+		return NULL;
+	}
+	size_t a = align == UMA_ALIGN_CACHE ? sk_state.cache_line : (size_t)align + 1;
+	if (!SK_IS_POW2(a)) {
+		sk_errorf("slabkit: uma_zcreate(%s): align mask %d is not a power of two minus one", name, align);
+		return NULL;
+	}
+	struct uma_zone *z = zone_new(name);
+	if (!z)
+		return NULL;
+	z->ctor = ctor;
+	z->dtor = dtor;
+	z->size = (int)size;
+	z->flags = flags;
+	struct sk_cache_params p = {
+		.name = name, .object_size = size, .align = a, .front = SK_FRONT_UMA,
+		.init = uminit, .fini = fini, .flags = cache_flags_of(flags), .front_data = z,
+	};
+	if (!(z->keg = sk_cache_create(&p))) {
+		sk_meta_free(z, sizeof(*z));
+		return NULL;
+	}
+	zones_add(z);
+	return z;
+}
+
+SK_EXPORT uma_zone_t uma_zsecond_create(const char *name, uma_ctor ctor, uma_dtor dtor, uma_init zinit,
+					uma_fini zfini, uma_zone_t primary)
+{
+	if (!primary || !primary->keg) {
+		sk_errorf("slabkit: uma_zsecond_create(%s): the primary must be a zone with a keg",
+			  name ? name : "(null)");
+		return NULL;
+	}
+	struct uma_zone *z = zone_new(name);
+	if (!z)
+		return NULL;
+	z->keg = primary->keg;
+	z->primary = primary;
+	z->ctor = ctor;
+	z->dtor = dtor;
+	z->zinit = zinit;
+	z->zfini = zfini;
+	z->size = primary->size;
+	z->flags = primary->flags | UMA_ZONE_SECONDARY;
+	z->own_count = true;
+	pthread_mutex_lock(&zones_lock);
+	primary->refs++;
+	pthread_mutex_unlock(&zones_lock);
+	/* The keg's count now covers two zones: the primary counts its own
+	 * items from here on (secondaries are made at setup time, as in
+	 * FreeBSD; items allocated concurrently with this call may be missed). */
+	pthread_mutex_lock(&primary->lock);
+	if (!primary->own_count) {
+		if (!primary->max_items)
+			ck_pr_store_64(&primary->cur_items, sk_cache_in_use(primary->keg));
+		ck_pr_store_64(&primary->allocs, ck_pr_load_64(&primary->cur_items));
+		ck_pr_store_8((uint8_t *)&primary->own_count, 1);
+	}
+	pthread_mutex_unlock(&primary->lock);
+	zones_add(z);
+	return z;
+}
+
+SK_EXPORT uma_zone_t uma_zcache_create(const char *name, int size, uma_ctor ctor, uma_dtor dtor,
+				       uma_init zinit, uma_fini zfini, uma_import zimport,
+				       uma_release zrelease, void *arg, int flags)
+{
+	sk_ensure_init();
+	if (!zimport || !zrelease || size <= 0) {
+		sk_errorf("slabkit: uma_zcache_create(%s): needs import, release and a positive size",
+			  name ? name : "(null)");
+		return NULL;
+	}
+	struct uma_zone *z = zone_new(name);
+	if (!z)
+		return NULL;
+	z->ctor = ctor;
+	z->dtor = dtor;
+	z->zinit = zinit;
+	z->zfini = zfini;
+	z->import = zimport;
+	z->release = zrelease;
+	z->arg = arg;
+	z->size = size;
+	z->flags = (uint32_t)flags;
+	z->own_count = true;
+	zones_add(z);
+	return z;
+}
+
+static uint64_t zone_cur(struct uma_zone *z)
+{
+	if (z->own_count || z->max_items)
+		return ck_pr_load_64(&z->cur_items);
+	return sk_cache_in_use(z->keg);
+}
+
+static void zone_free_storage(struct uma_zone *z)
+{
+	pthread_mutex_destroy(&z->lock);
+	pthread_cond_destroy(&z->wake);
+	sk_meta_free(z, sizeof(*z));
+}
+
+SK_EXPORT void uma_zdestroy(uma_zone_t z)
+{
+	if (!z)
+		return;
+	if (z->own_count && ck_pr_load_64(&z->cur_items))
+		sk_errorf("uma_zdestroy %s: zone still has %llu items allocated", z->name,
+			  (unsigned long long)ck_pr_load_64(&z->cur_items));
+	zones_remove(z);
+	pthread_mutex_lock(&zones_lock);
+	struct uma_zone *owner = z->primary ? z->primary : z;
+	bool last = --owner->refs == 0;
+	pthread_mutex_unlock(&zones_lock);
+	if (z->primary) {
+		zone_free_storage(z);
+		z = owner;
+		if (!last)
+			return;
+	} else if (!last) {
+		/* Secondaries still use the keg: it goes with the last of them. */
+		return;
+	}
+	if (z->keg && sk_cache_destroy(z->keg, "uma_zdestroy") != 0)
+		return; /* reported; the keg stays, and so does the zone it points to */
+	zone_free_storage(z);
+}
+
+/* --- limits --- */
+
+/* Take one item of the limit.  false: M_NOWAIT at the limit. */
+static bool limit_take(struct uma_zone *z, int flags)
+{
+	pthread_mutex_lock(&z->lock);
+	if (z->cur_items < (uint64_t)z->max_items && z->sleepers == 0) {
+		ck_pr_inc_64(&z->cur_items);
+		pthread_mutex_unlock(&z->lock);
+		return true;
+	}
+	if (flags & M_NOWAIT) {
+		pthread_mutex_unlock(&z->lock);
+		return false;
+	}
+	/* Sleep in arrival order until a free makes room (never spin). */
+	uint64_t ticket = z->ticket_next++;
+	z->sleepers++;
+	ck_pr_inc_64(&z->sleeps);
+	while (ticket != z->ticket_serving || z->cur_items >= (uint64_t)z->max_items)
+		pthread_cond_wait(&z->wake, &z->lock);
+	z->ticket_serving++;
+	z->sleepers--;
+	ck_pr_inc_64(&z->cur_items);
+	if (z->sleepers)
+		pthread_cond_broadcast(&z->wake); /* the next ticket may fit too */
+	pthread_mutex_unlock(&z->lock);
+	return true;
+}
+
+static void limit_give(struct uma_zone *z)
+{
+	pthread_mutex_lock(&z->lock);
+	ck_pr_dec_64(&z->cur_items);
+	if (z->sleepers)
+		pthread_cond_broadcast(&z->wake);
+	pthread_mutex_unlock(&z->lock);
+}
+
+SK_EXPORT int uma_zone_set_max(uma_zone_t z, int nitems)
+{
+	if (!z || nitems < 0)
+		return 0;
+	pthread_mutex_lock(&z->lock);
+	if (!z->max_items && !z->own_count) /* start counting here, from what is out now */
+		ck_pr_store_64(&z->cur_items, sk_cache_in_use(z->keg));
+	z->max_items = nitems;
+	if (z->sleepers)
+		pthread_cond_broadcast(&z->wake);
+	pthread_mutex_unlock(&z->lock);
+	return nitems;
+}
+
+SK_EXPORT int uma_zone_get_max(uma_zone_t z)
+{
+	return z ? (int)z->max_items : 0;
+}
+
+SK_EXPORT int uma_zone_get_cur(uma_zone_t z)
+{
+	return z ? (int)zone_cur(z) : 0;
+}
+
+SK_EXPORT const char *uma_zone_name(uma_zone_t z)
+{
+	return z ? z->name : NULL;
+}
+
+/* --- allocation --- */
+
+static bool uma_flags_ok(uma_zone_t z, int flags, const char *call)
+{
+	if (sk_unlikely(!z)) {
+		sk_misuse("%s: NULL zone", call);
+		return false;
+	}
+	if (sk_likely(((flags & M_NOWAIT) != 0) != ((flags & M_WAITOK) != 0)))
+		return true;
+	sk_misuse("%s(%s): flags 0x%x must include exactly one of M_WAITOK and M_NOWAIT", call, z->name, flags);
+	return false;
+}
+
+static void item_release(uma_zone_t z, void *item)
+{
+	if (z->release)
+		z->release(z->arg, &item, 1);
+	else
+		sk_cache_free(z->keg, item, sk_page_of(item));
+}
+
+/* One item from the keg or the import callback, through zinit. */
+static void *item_get(uma_zone_t z, int domain, int flags)
+{
+	unsigned skf = (flags & M_WAITOK) ? SK_ALLOC_WAIT : 0;
+	void *item = NULL;
+
+	for (unsigned attempt = 0;; attempt++) {
+		if (z->import) {
+			if (z->import(z->arg, &item, 1, domain, flags) != 1)
+				item = NULL;
+		} else if (domain == UMA_ANYDOMAIN) {
+			item = sk_cache_alloc(z->keg, skf);
+		} else {
+			item = sk_cache_alloc_slow(z->keg, domain, skf);
+		}
+		if (item || (flags & M_NOWAIT) || !sk_wait_for_memory(attempt))
+			break;
+	}
+	if (item && z->zinit && z->zinit(item, z->size, flags) != 0) {
+		item_release(z, item);
+		item = NULL;
+	}
+	return item;
+}
+
+static void item_put(uma_zone_t z, void *item)
+{
+	if (z->zfini)
+		z->zfini(item, z->size);
+	item_release(z, item);
+}
+
+static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int flags, const char *call)
+{
+	if (!uma_flags_ok(z, flags, call))
+		return NULL;
+	if (domain != UMA_ANYDOMAIN && (domain < 0 || (unsigned)domain >= sk_state.nodes)) {
+		sk_errorf("slabkit: %s(%s): domain %d does not exist (%u domains)", call, z->name, domain,
+			  sk_state.nodes);
+		return NULL;
+	}
+	if (z->max_items && !limit_take(z, flags)) {
+		ck_pr_inc_64(&z->fails);
+		return NULL;
+	}
+	void *item = item_get(z, domain, flags);
+	bool out_of_memory = !item;
+	if (item && z->ctor && z->ctor(item, z->size, arg, flags) != 0) {
+		item_put(z, item); /* a failing ctor fails the allocation; no dtor */
+		item = NULL;
+	}
+	if (!item) {
+		ck_pr_inc_64(&z->fails);
+		if (z->max_items)
+			limit_give(z);
+		if (out_of_memory && (flags & M_WAITOK))
+			sk_misuse("%s(%s): M_WAITOK allocation failed after draining every cache", call, z->name);
+		return NULL;
+	}
+	if (z->own_count) {
+		if (!z->max_items)
+			ck_pr_inc_64(&z->cur_items);
+		ck_pr_inc_64(&z->allocs);
+	}
+	if (flags & M_ZERO)
+		memset(item, 0, (size_t)z->size);
+	return item;
+}
+
+SK_EXPORT void *uma_zalloc_arg(uma_zone_t z, void *arg, int flags)
+{
+	/* Fast path: a plain zone (no limit, no ctor, a keg of its own). */
+	if (sk_likely(z && !z->ctor && !z->max_items && !z->own_count &&
+		      ((flags & (M_NOWAIT | M_WAITOK)) == M_NOWAIT || (flags & (M_NOWAIT | M_WAITOK)) == M_WAITOK))) {
+		void *item = sk_pcpu_pop(z->keg);
+		if (sk_likely(item != NULL)) {
+			if (flags & M_ZERO)
+				memset(item, 0, (size_t)z->size);
+			return item;
+		}
+	}
+	return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc");
+}
+
+SK_EXPORT void *uma_zalloc_domain(uma_zone_t z, void *arg, int domain, int flags)
+{
+	return zalloc_slow(z, arg, domain, flags, "uma_zalloc_domain");
+}
+
+SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
+{
+	if (sk_unlikely(!item))
+		return;
+	if (sk_unlikely(!z)) {
+		sk_misuse("uma_zfree: NULL zone (item %p)", item);
+		return;
+	}
+	if (z->keg) {
+		struct sk_page *pg = sk_page_of(item);
+		if (sk_unlikely(!pg || (pg->owner != z->keg && pg->kind != SK_PAGE_HEAP))) {
+			if (!pg)
+				sk_misuse("uma_zfree(%s): pointer %p was not allocated by slabkit", z->name, item);
+			else
+				sk_misuse("uma_zfree(%s): item %p belongs to %s", z->name, item,
+					  pg->kind == SK_PAGE_SLAB ? ((struct sk_cache *)pg->owner)->name
+								   : "no zone");
+			return;
+		}
+		if (sk_likely(!z->dtor && !z->max_items && !z->own_count)) {
+			sk_cache_free(z->keg, item, pg);
+			return;
+		}
+	}
+	if (z->dtor)
+		z->dtor(item, z->size, arg);
+	item_put(z, item);
+	if (z->own_count) {
+		ck_pr_inc_64(&z->frees);
+		if (!z->max_items)
+			ck_pr_dec_64(&z->cur_items);
+	}
+	if (z->max_items)
+		limit_give(z);
+}
+
+/* The limit of the zone owning keg c (0: none), for slabkit_cache_info. */
+long sk_uma_keg_limit(const struct sk_cache *c)
+{
+	const struct uma_zone *z = c->front_data;
+	return z ? (long)z->max_items : 0;
+}
+
+/* --- reclaim --- */
+
+static enum sk_shrink_level level_of(int req)
+{
+	switch (req) {
+	case UMA_RECLAIM_TRIM: return SK_SHRINK_TRIM;
+	case UMA_RECLAIM_DRAIN: return SK_SHRINK_DRAIN;
+	default: return SK_SHRINK_DRAIN_CPU;
+	}
+}
+
+SK_EXPORT void uma_reclaim(int req)
+{
+	sk_ensure_init();
+	if (req != UMA_RECLAIM_TRIM && req != UMA_RECLAIM_DRAIN && req != UMA_RECLAIM_DRAIN_CPU) {
+		sk_errorf("slabkit: uma_reclaim: unknown request %d", req);
+		return;
+	}
+	sk_shrink_every_cache(level_of(req));
+}
+
+SK_EXPORT void uma_zone_reclaim(uma_zone_t z, int req)
+{
+	if (!z || !z->keg)
+		return;
+	sk_cache_shrink(z->keg, level_of(req));
+	if (req != UMA_RECLAIM_TRIM)
+		sk_pages_release_free();
+}
+
+/* --- reports and teardown --- */
+
+void sk_report_zones(FILE *out);
+void sk_report_zones(FILE *out)
+{
+	pthread_mutex_lock(&zones_lock);
+	for (struct uma_zone *z = zones_head; z; z = z->next) {
+		struct slabkit_cache_info info = { 0 };
+		struct sk_backend_cache_info binfo = { 0 };
+		uint64_t req, fail = ck_pr_load_64(&z->fails), free_items = 0;
+		if (z->keg) {
+			sk_cache_fill_info(z->keg, &info);
+			z->keg->ops->cache_info(z->keg, &binfo);
+		}
+		if (z->own_count) {
+			req = ck_pr_load_64(&z->allocs);
+		} else {
+			req = info.allocs;
+			fail += info.failures;
+		}
+		if (!z->primary && z->keg) /* the keg's free items count once, on the primary */
+			free_items = binfo.cached_free + binfo.slab_free;
+		fprintf(out, "%-20s %6d, %6lld, %6llu, %6llu, %8llu, %4llu, %4llu, %4llu\n", z->name, z->size,
+			(long long)z->max_items, (unsigned long long)zone_cur(z),
+			(unsigned long long)free_items, (unsigned long long)req, (unsigned long long)fail,
+			(unsigned long long)ck_pr_load_64(&z->sleeps),
+			(unsigned long long)(z->primary ? 0 : binfo.xdomain_frees));
+	}
+	pthread_mutex_unlock(&zones_lock);
+}
+
+/* slabkit_fini: the zones' storage goes with the arenas; forget them. */
+void sk_uma_zones_reset(void)
+{
+	pthread_mutex_lock(&zones_lock);
+	while (zones_head) {
+		struct uma_zone *z = zones_head;
+		zones_head = z->next;
+		if (z->keg && !z->primary)
+			z->keg->front_data = NULL;
+		pthread_mutex_destroy(&z->lock);
+		pthread_cond_destroy(&z->wake);
+	}
+	pthread_mutex_unlock(&zones_lock);
+}

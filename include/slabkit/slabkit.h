@@ -1,0 +1,150 @@
+/*
+ * slabkit: the kernel object allocators in user space.
+ *
+ * This header is the library's own surface: initialisation, which backend
+ * is active, statistics and reports, and the hooks tests override.  The
+ * allocator APIs live in <slabkit/linux/slab.h>, <slabkit/freebsd/malloc.h>
+ * and <slabkit/freebsd/uma.h>; every one of them works over every backend.
+ */
+#ifndef SLABKIT_SLABKIT_H
+#define SLABKIT_SLABKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLABKIT_NAME_MAX 48
+
+/* Everything slabkit_init() can be told.  A zeroed struct means defaults. */
+struct slabkit_config {
+	/* "slab", "slub", "slob" or "uma".  NULL: $SLABKIT_BACKEND, else the
+	 * build's default.  A name that is unknown or not compiled in is an
+	 * error, never a silent fallback. */
+	const char *backend;
+	/* How per-CPU slots are protected: "rseq" (restartable sequences,
+	 * x86-64 only), "lock" (a per-CPU spinlock) or "auto".  NULL:
+	 * $SLABKIT_PERCPU, else "auto" (rseq when the kernel and libc offer it). */
+	const char *percpu;
+	/* Virtual bytes reserved per NUMA node.  0: $SLABKIT_ARENA_MB, else 64 GiB
+	 * (halved until the kernel accepts the reservation). */
+	size_t arena_bytes_per_node;
+	/* Fault injection: every Nth page allocation fails (0: never).
+	 * 0 here means $SLABKIT_FAIL_EVERY, else off. */
+	unsigned page_fail_every;
+	/* Per-cache tunables applied when a cache of that name is created:
+	 * "kmalloc-64:limit=60,batchcount=30;dentry:shared=4".  NULL: $SLABKIT_TUNE. */
+	const char *tune;
+	/* Period of the maintenance thread (reaping, working-set trimming) in
+	 * milliseconds.  0: $SLABKIT_TICK_MS, else 2000.  Negative: no thread;
+	 * slabkit_tick() still runs one pass by hand. */
+	int tick_ms;
+};
+
+/*
+ * Set slabkit up.  NULL means defaults and environment.  Returns 0, or a
+ * negative errno with the reason printed on stderr (-EINVAL for a bad
+ * backend name, -EALREADY if already initialised).  A program that never
+ * calls it is initialised by its first allocation; if that lazy init fails,
+ * the reason is printed and the process exits with status 2.
+ */
+int slabkit_init(const struct slabkit_config *cfg);
+
+/* Tear down: destroys every cache (reporting leaks) and unmaps the arenas.
+ * Nothing allocated by slabkit may be used afterwards.  slabkit_init() may
+ * be called again. */
+void slabkit_fini(void);
+
+/* The active backend: "slab", "slub", "slob" or "uma" (NULL before init). */
+const char *slabkit_backend(void);
+
+/* Comma-separated list of compiled-in backends, e.g. "slab,slub,slob,uma". */
+const char *slabkit_backends_compiled(void);
+
+/* "rseq" or "lock": how the per-CPU layer runs in this process. */
+const char *slabkit_percpu_mode(void);
+
+/*
+ * Misuse (freeing a pointer slabkit never returned, wrong cache, bad flags)
+ * is reported as one line on stderr naming the call and the pointer, then
+ * the panic hook runs.  The default hook aborts.  If a hook returns, the
+ * offending call returns without effect (NULL for allocations).
+ */
+typedef void (*slabkit_panic_fn)(const char *message);
+slabkit_panic_fn slabkit_set_panic_hook(slabkit_panic_fn fn);
+
+/* Where warnings (leak reports, notices) go.  Default: stderr.  The hook
+ * receives one complete line without the trailing newline. */
+typedef void (*slabkit_message_fn)(const char *line);
+slabkit_message_fn slabkit_set_message_hook(slabkit_message_fn fn);
+
+/* Statistics of one cache.  Counts are exact: per-CPU counters summed on
+ * read.  high_water is sampled at every slow path and every read. */
+struct slabkit_cache_info {
+	char name[SLABKIT_NAME_MAX];
+	const char *front_end;     /* "kmem_cache", "kmalloc", "malloc", "uma" */
+	size_t object_size;        /* what the creator asked for */
+	size_t size;               /* stride of one object in a slab */
+	size_t align;
+	uint64_t allocs, frees, failures;
+	uint64_t bytes_requested;  /* sum of sizes callers asked for */
+	uint64_t bytes_allocated;  /* sum of sizes handed out (object size) */
+	uint64_t in_use, high_water;
+	/* From the backend: */
+	uint64_t slabs, pages;     /* slabs and pages the cache holds */
+	uint64_t objects_per_slab;
+	uint64_t cached_free;      /* free objects held in per-CPU/shared caches */
+	long limit, batchcount, shared; /* tunables (0: not applicable) */
+	long zone_max;             /* uma_zone_set_max limit, 0: none */
+};
+
+/* Visit every live cache, in creation order.  Stops early when fn returns
+ * non-zero and returns that value. */
+int slabkit_foreach_cache(int (*fn)(const struct slabkit_cache_info *info, void *arg),
+			  void *arg);
+
+/* Look a cache up by name; 0 and *out filled, or -ENOENT. */
+int slabkit_cache_info_by_name(const char *name, struct slabkit_cache_info *out);
+
+/* Whole-process figures. */
+struct slabkit_stats {
+	uint64_t slabs, slab_pages;        /* held by the backend's caches */
+	uint64_t large_allocs, large_pages;/* live page-path (large) allocations */
+	uint64_t pages_reserved;           /* virtual pages in the arenas */
+	uint64_t pages_in_use;             /* handed out by the page provider */
+	uint64_t pages_free_dirty;         /* free but still resident */
+	uint64_t pages_released;           /* times a page went back to the OS */
+	uint64_t page_alloc_failures;
+	unsigned nodes, cpus;
+};
+void slabkit_stats(struct slabkit_stats *out);
+
+/* Set a backend tunable of a live cache ("limit", "batchcount", "shared",
+ * ...).  0, -ENOENT (no such cache), -EINVAL (unknown key or bad value),
+ * -EOPNOTSUPP (the backend has no tunables). */
+int slabkit_cache_tune(const char *cache_name, const char *key, long value);
+
+/* Run one maintenance pass now (what the background tick does). */
+void slabkit_tick(void);
+
+/* Drain every per-CPU and shared cache and free every empty slab, in every
+ * cache; then return free pages to the OS. */
+void slabkit_shrink_all(void);
+
+/* Reports.  slabinfo: /proc/slabinfo-like, every cache.  vmstat_z: FreeBSD
+ * `vmstat -z`.  vmstat_m: FreeBSD `vmstat -m` (malloc types). */
+void slabkit_report_slabinfo(FILE *out);
+void slabkit_report_vmstat_z(FILE *out);
+void slabkit_report_vmstat_m(FILE *out);
+
+/* NUMA: how many nodes the page provider sees, and this CPU's node. */
+unsigned slabkit_nodes(void);
+int slabkit_current_node(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SLABKIT_SLABKIT_H */

@@ -1,0 +1,154 @@
+/*
+ * numa/: the page provider.  The only part of slabkit that talks to the OS
+ * for memory and to hwloc for topology.
+ *
+ * At init it loads the hwloc topology once (nodes, a cpu -> node table, the
+ * cache line size) and reserves one large virtual arena per node, bound to
+ * that node.  Each arena is a binary buddy allocator over 4 KiB pages, with
+ * one 64-byte descriptor per page in a parallel array, so that
+ * address -> descriptor is a subtraction and a shift.
+ *
+ * Allocation order inside a node: the free list of the requested order, then
+ * split a larger block.  Whole free blocks of order >= SK_RELEASE_ORDER are
+ * returned to the OS (madvise) when they form; sk_pages_release_free()
+ * returns every free page (shrink).
+ *
+ * Synchronization: one mutex per node arena, taken by alloc and free of that
+ * node's blocks.  Descriptors of allocated blocks belong to whoever holds the
+ * block; the provider writes them only while allocating or freeing it.
+ * sk_page_of() takes no lock.
+ */
+#ifndef SLABKIT_NUMA_H
+#define SLABKIT_NUMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SK_PAGE_SHIFT 12
+#define SK_PAGE_SIZE ((size_t)1 << SK_PAGE_SHIFT)
+#define SK_MAX_ORDER 18      /* largest block: 2^18 pages = 1 GiB */
+#define SK_RELEASE_ORDER 9   /* free blocks of 2 MiB and up go back to the OS */
+#define SK_NODE_ANY (-1)
+#define SK_MAX_NODES 64
+
+/* What a block is used for; written on every page of the block. */
+enum sk_page_kind {
+	SK_PAGE_FREE = 0,  /* in the provider's free lists (or a tail of a free block) */
+	SK_PAGE_SLAB,      /* a slab of one cache: owner is its struct sk_cache */
+	SK_PAGE_LARGE,     /* a large allocation made by core (kmalloc > 8 KiB, ...) */
+	SK_PAGE_HEAP,      /* a backend heap page shared by many caches (SLOB) */
+	SK_PAGE_META,      /* slabkit's own metadata */
+};
+
+/*
+ * One per 4 KiB page.  The fields up to `bk` belong to the provider (and to
+ * core for `owner`); `bk` belongs to whoever holds the block, on its head page.
+ * Tails point at their head through head_delta, so any address inside a
+ * multi-page slab finds the slab in O(1).
+ */
+struct sk_page {
+	void *owner;          /* head: the sk_cache of a slab, or core's tag; NULL if free */
+	uint32_t head_delta;  /* pages back to the head page; 0 on the head */
+	uint32_t npages;      /* head: pages in this allocation (not always 2^order) */
+	uint16_t node;        /* node of the arena holding this page */
+	uint8_t kind;         /* enum sk_page_kind */
+	uint8_t order;        /* head: buddy order (free blocks and order allocations) */
+	uint32_t pflags;      /* provider-private */
+	uint64_t reserved;    /* provider-private */
+	/* 16-byte aligned: backends may cmpxchg16b bk[0..1] or bk[2..3]. */
+	uintptr_t bk[4] __attribute__((aligned(16)));
+} __attribute__((aligned(64)));
+
+_Static_assert(sizeof(struct sk_page) == 64, "one cache line per page descriptor");
+
+struct sk_numa_config {
+	size_t arena_bytes_per_node; /* 0: 64 GiB, halved until mmap accepts it */
+	unsigned fail_every;         /* every Nth allocation fails (0: never) */
+};
+
+/* Load the topology, reserve and bind the arenas.  0 or -errno (printed). */
+int sk_numa_init(const struct sk_numa_config *cfg);
+/* Unmap everything.  Every block must already be free or abandoned. */
+void sk_numa_fini(void);
+
+unsigned sk_numa_nodes(void);
+/* Number of per-CPU slots core needs: every possible CPU id is below it. */
+unsigned sk_numa_cpus(void);
+/* Node of a CPU id (0 for ids the topology does not know). */
+int sk_numa_cpu_node(unsigned cpu);
+size_t sk_numa_cache_line(void);
+/* Node of the CPU the caller runs on now (it may migrate right after). */
+int sk_numa_current_node(void);
+
+/*
+ * Allocate 2^order contiguous pages on `node` (SK_NODE_ANY: the caller's
+ * node, then the others).  Every page's descriptor gets kind and node; the
+ * head gets owner, order, npages; bk[] is zeroed.  Returns the address of
+ * the first page, or NULL when the node's arena is exhausted or injected
+ * failure fires.  The pages may hold stale data (not zeroed).
+ */
+void *sk_pages_alloc(int node, unsigned order, enum sk_page_kind kind, void *owner);
+
+/* Same for exactly npages pages (1 .. 2^SK_MAX_ORDER); the unused tail of
+ * the enclosing buddy block is freed at once. */
+void *sk_pages_alloc_exact(int node, size_t npages, enum sk_page_kind kind, void *owner);
+
+/* Free an allocation made by either call above, given its first address.
+ * Every page of it is marked SK_PAGE_FREE, so a stale pointer into it is
+ * never mistaken for a live block. */
+void sk_pages_free(void *addr);
+
+/* Return every free page of every node to the OS (madvise). */
+void sk_pages_release_free(void);
+
+/* Fault injection for tests: every Nth allocation fails (0: off).  SK_PAGE_META
+ * allocations are exempt, so slabkit's own setup stays testable under it. */
+void sk_pages_set_fail_every(unsigned n);
+
+struct sk_numa_stats {
+	uint64_t pages_reserved;    /* arena pages over all nodes */
+	uint64_t pages_in_use;      /* handed out */
+	uint64_t pages_free_dirty;  /* free, possibly resident */
+	uint64_t pages_released;    /* pages madvised back, cumulative */
+	uint64_t alloc_calls, alloc_failures;
+	uint64_t free_blocks[SK_MAX_ORDER + 1]; /* free blocks per order, all nodes */
+};
+void sk_numa_stats(struct sk_numa_stats *out);
+
+/* --- address -> descriptor, O(1), lock-free --- */
+
+/* The arenas: [sk_arena_base, sk_arena_end), descriptors in sk_page_map. */
+extern uintptr_t sk_arena_base, sk_arena_end;
+extern struct sk_page *sk_page_map;
+
+static inline bool sk_addr_in_arena(const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr;
+	return a - sk_arena_base < sk_arena_end - sk_arena_base;
+}
+
+/* Descriptor of the page holding addr, or NULL if addr is not in an arena. */
+static inline struct sk_page *sk_page_of_raw(const void *addr)
+{
+	if (!sk_addr_in_arena(addr))
+		return NULL;
+	return &sk_page_map[((uintptr_t)addr - sk_arena_base) >> SK_PAGE_SHIFT];
+}
+
+/* Head descriptor of the live block holding addr; NULL outside the arenas
+ * or on a free page. */
+static inline struct sk_page *sk_page_of(const void *addr)
+{
+	struct sk_page *pg = sk_page_of_raw(addr);
+	if (!pg || pg->kind == SK_PAGE_FREE)
+		return NULL;
+	return pg - pg->head_delta;
+}
+
+static inline void *sk_page_addr(const struct sk_page *pg)
+{
+	return (void *)(sk_arena_base + ((uintptr_t)(pg - sk_page_map) << SK_PAGE_SHIFT));
+}
+
+#endif /* SLABKIT_NUMA_H */
