@@ -1,0 +1,83 @@
+/*
+ * numa/numa_internal.h: shared by the files of numa/ only (topology.c,
+ * buddy.c, provider.c).  Nothing outside numa/ includes it; the public
+ * contract is numa/sk_numa.h.
+ */
+#ifndef SLABKIT_NUMA_INTERNAL_H
+#define SLABKIT_NUMA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "numa/sk_numa.h"
+
+#define SK_ORDERS (SK_MAX_ORDER + 1)
+
+/* --- topology.c: hwloc, read once at init --- */
+
+/* Load the hwloc topology and fill the cpu -> node table, node count and
+ * cache line.  The hwloc topology stays open for sk_topo_bind() until
+ * sk_topo_close_hwloc().  0 or -errno (printed). */
+int sk_topo_load(void);
+/* Bind [addr, addr + len) to provider node `node` (needs the topology
+ * open).  A no-op on a single-node or synthetic topology. */
+void sk_topo_bind(void *addr, size_t len, unsigned node);
+/* Destroy the hwloc topology; the tables stay. */
+void sk_topo_close_hwloc(void);
+/* Forget everything (sk_numa_fini). */
+void sk_topo_reset(void);
+
+/* --- buddy.c: one binary buddy allocator per node --- */
+
+/*
+ * sk_page.pflags bits.  Written only under the owning arena's lock; only
+ * SK_PF_FREE_HEAD means anything outside a free list, and it is set
+ * exactly on the head descriptor of a block that is on a free list.
+ */
+#define SK_PF_FREE_HEAD 0x1u /* head of a block on one of the node's free lists */
+#define SK_PF_CLEAN 0x2u     /* that free block is known not resident */
+
+struct sk_arena {
+	/* Synchronization: `lock` protects every field but `id`, and the
+	 * head descriptors (order, pflags, bk[0..1]) of the blocks on this
+	 * arena's free lists.  Never held together with another arena's lock. */
+	pthread_mutex_t lock;
+	uint32_t nonempty;                        /* bit k: a free block of order k exists */
+	struct sk_page *free_dirty[SK_ORDERS];    /* maybe resident: handed out first */
+	struct sk_page *free_clean[SK_ORDERS];    /* madvised or never touched */
+	uint64_t nfree[SK_ORDERS];                /* blocks on both lists of order k */
+	uint64_t dirty_blocks;                    /* blocks on the free_dirty lists */
+	uint64_t pages_in_use;                    /* handed out, not yet freed */
+	uint64_t pages_free_dirty;                /* pages of the free_dirty blocks */
+	uint64_t pages_released;                  /* pages madvised, cumulative */
+	uint64_t alloc_calls;                     /* calls whose first choice was this node */
+	/* Set by sk_arena_init, read-only until sk_arena_destroy. */
+	unsigned id;                              /* node id */
+} __attribute__((aligned(64)));
+
+/* Set up arena `id` over pages [first_pfn, first_pfn + npages) of the
+ * reservation (npages a multiple of 2^SK_MAX_ORDER): every page free and
+ * clean (fresh anonymous memory). */
+void sk_arena_init(struct sk_arena *a, unsigned id, size_t first_pfn, size_t npages);
+void sk_arena_destroy(struct sk_arena *a);
+
+/* Take npages (<= 2^order) pages from a block of `order`, returning its
+ * unused tail at once.  Returns the first page index or SIZE_MAX when no
+ * block is big enough.  The caller writes the allocated descriptors.
+ * count_call: this is the call's first node (counted in alloc_calls). */
+size_t sk_arena_alloc(struct sk_arena *a, unsigned order, size_t npages, bool count_call);
+
+/* Give back [pfn, pfn + npages), whose descriptors the caller has already
+ * marked SK_PAGE_FREE; coalesces and returns whole free blocks of order
+ * >= SK_RELEASE_ORDER to the OS (madvise runs without the lock). */
+void sk_arena_free(struct sk_arena *a, size_t pfn, size_t npages);
+
+/* madvise every free block not known clean. */
+void sk_arena_release_free(struct sk_arena *a);
+
+/* Add this arena's figures to *out (takes the lock). */
+void sk_arena_add_stats(struct sk_arena *a, struct sk_numa_stats *out);
+
+#endif /* SLABKIT_NUMA_INTERNAL_H */
