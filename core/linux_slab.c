@@ -222,7 +222,14 @@ SK_EXPORT size_t ksize(const void *p)
 
 SK_EXPORT void kfree_sensitive(const void *p)
 {
-	size_t n = ksize(p);
+	if (ZERO_OR_NULL_PTR(p))
+		return;
+	struct sk_page *pg = sk_page_of(p);
+	if (!pg) {
+		sk_misuse("kfree_sensitive: pointer %p was not allocated by slabkit (or was already freed)", p);
+		return;
+	}
+	size_t n = sk_block_size(p, pg);
 	if (n) {
 		memset((void *)p, 0, n);
 		__asm__ volatile("" ::"r"(p) : "memory"); /* keep the wipe */

@@ -125,9 +125,15 @@ unsigned sk_pcpu_slot_cpu(const struct sk_cache *c, const struct sk_pcpu_slot *s
 	return (unsigned)(((const char *)slot - c->pcpu_base) / c->pcpu_stride);
 }
 
+/* The slot lock uses the compiler's atomics with acquire/release order
+ * (what ck_pr compiles to on x86 anyway) so that ThreadSanitizer sees the
+ * happens-before edges it creates. */
 static bool slot_trylock(struct sk_pcpu_slot *slot)
 {
-	return ck_pr_load_32(&slot->lock) == 0 && ck_pr_cas_32(&slot->lock, 0, 1);
+	uint32_t unlocked = 0;
+	return __atomic_load_n(&slot->lock, __ATOMIC_RELAXED) == 0 &&
+	       __atomic_compare_exchange_n(&slot->lock, &unlocked, 1, false, __ATOMIC_ACQUIRE,
+					   __ATOMIC_RELAXED);
 }
 
 struct sk_pcpu_slot *sk_pcpu_trylock_local(struct sk_cache *c)
@@ -147,26 +153,38 @@ struct sk_pcpu_slot *sk_pcpu_trylock_local(struct sk_cache *c)
 	return slot;
 }
 
+/* Restart any sequence in flight on `cpu`; afterwards every new one sees
+ * the lock the caller holds.  A child of fork() has lost the registration:
+ * register again.  Without a fence the drain would not be safe, so a
+ * membarrier that keeps failing is fatal. */
+static void fence_cpu(unsigned cpu)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU,
+				   (int)cpu) == 0 ||
+		    sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0)
+			return;
+		sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0);
+	}
+	sk_misuse("per-CPU drain: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) fails (%s); "
+		  "cannot drain CPU %u safely", strerror(errno), cpu);
+	abort();
+}
+
 struct sk_pcpu_slot *sk_pcpu_lock_cpu(struct sk_cache *c, unsigned cpu)
 {
 	struct sk_pcpu_slot *slot = sk_pcpu_slot(c, cpu);
 
 	while (!slot_trylock(slot))
 		sched_yield(); /* the holder may be preempted: never spin hard */
-	if (sk_pcpu_use_rseq && sk_pcpu_current_cpu() != cpu) {
-		/* Restart any sequence in flight on that CPU; afterwards every
-		 * new one sees the lock. */
-		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU,
-				   (int)cpu) != 0)
-			sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0);
-	}
+	if (sk_pcpu_use_rseq && sk_pcpu_current_cpu() != cpu)
+		fence_cpu(cpu);
 	return slot;
 }
 
 void sk_pcpu_unlock(struct sk_pcpu_slot *slot)
 {
-	ck_pr_fence_store();
-	ck_pr_store_32(&slot->lock, 0);
+	__atomic_store_n(&slot->lock, 0, __ATOMIC_RELEASE);
 }
 
 void sk_pcpu_sum(const struct sk_cache *c, struct sk_pcpu_sums *out)
