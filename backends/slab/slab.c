@@ -1,0 +1,39 @@
+/*
+ * SLAB: Bonwick's slab allocator as Linux mm/slab.c ran it (2.6 .. 6.7).
+ *
+ * Files:
+ *   slab_int.h     structures, invariants, the slab descriptor
+ *   slab_layout.c  object layout, slab order and colour, growing and
+ *                  destroying slabs, the per-node lists, destroy
+ *   slab_alloc.c   allocation and free slow paths (refill, flush, alien)
+ *   slab_reap.c    reaping, shrinking, tunables, report figures
+ *
+ * Allocation order: this CPU's array (core's fast path) -> the node's shared
+ * array -> partial slabs -> free slabs -> a new slab from the page provider.
+ *
+ * Lock order for the whole backend (each file repeats the part it uses):
+ *   tune_lock (per cache: tune, shrink, tick, destroy)
+ *     -> slot lock (core's per-CPU slot: trylock on slow paths, lock_cpu
+ *        for drains)
+ *       -> alien lock (per node pair) -> node list_lock
+ * Slot lock and alien lock are never held together.  No backend lock is
+ * held across the page provider's allocation, a ctor or UMA init; slabs are
+ * destroyed (fini, page free) with at most tune_lock held.
+ */
+#include "slab_int.h"
+
+const struct sk_backend_ops sk_slab_ops = {
+	.name = "slab",
+	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES | SK_CAP_COLOUR,
+	.pcpu_kind = SK_PCPU_ARRAY,
+	.free_tag = SK_TAG_NODE,
+	.cache_create = bslab_cache_create,
+	.pcpu_init = bslab_pcpu_init,
+	.cache_destroy = bslab_cache_destroy,
+	.alloc = bslab_alloc,
+	.free = bslab_free,
+	.shrink = bslab_shrink,
+	.tick = bslab_tick,
+	.cache_info = bslab_cache_info,
+	.tune = bslab_tune,
+};
