@@ -58,7 +58,7 @@ static size_t handle_bytes(void)
 
 static struct mt_cpu_stats *type_stats(struct malloc_type *type)
 {
-	struct mt_cpu_stats *s = ck_pr_load_ptr(&type->ks_handle);
+	struct mt_cpu_stats *s = sk_load_acquire((struct mt_cpu_stats **)&type->ks_handle);
 
 	if (sk_likely(s != NULL))
 		return s;
@@ -69,8 +69,7 @@ static struct mt_cpu_stats *type_stats(struct malloc_type *type)
 	}
 	if (!(s = type->ks_handle)) {
 		s = sk_meta_zalloc(handle_bytes());
-		ck_pr_fence_store();
-		ck_pr_store_ptr(&type->ks_handle, s);
+		sk_store_release(&type->ks_handle, (void *)s);
 	}
 	pthread_mutex_unlock(&types_lock);
 	return s;
@@ -79,15 +78,15 @@ static struct mt_cpu_stats *type_stats(struct malloc_type *type)
 SK_EXPORT void slabkit_malloc_type_stats(const struct malloc_type *type, struct malloc_type_stats_sum *out)
 {
 	memset(out, 0, sizeof(*out));
-	const struct mt_cpu_stats *s = type ? ck_pr_load_ptr(&type->ks_handle) : NULL;
+	const struct mt_cpu_stats *s = type ? sk_load_acquire((struct mt_cpu_stats **)&type->ks_handle) : NULL;
 	if (!s || !sk_state.ready)
 		return;
 	for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
-		out->allocs += ck_pr_load_64(&s[cpu].numallocs);
-		out->frees += ck_pr_load_64(&s[cpu].numfrees);
-		out->memalloced += ck_pr_load_64(&s[cpu].memalloced);
-		out->memfreed += ck_pr_load_64(&s[cpu].memfreed);
-		out->size_mask |= ck_pr_load_64(&s[cpu].size_mask);
+		out->allocs += sk_load(&s[cpu].numallocs);
+		out->frees += sk_load(&s[cpu].numfrees);
+		out->memalloced += sk_load(&s[cpu].memalloced);
+		out->memfreed += sk_load(&s[cpu].memfreed);
+		out->size_mask |= sk_load(&s[cpu].size_mask);
 	}
 }
 
@@ -114,7 +113,7 @@ SK_EXPORT void slabkit_malloc_type_unregister(struct malloc_type *type)
 	warn_if_leaked(type);
 	/* The counters stay in metadata until slabkit_fini; the type may be
 	 * registered again (a module reloaded) and starts from zero. */
-	ck_pr_store_ptr(&type->ks_handle, NULL);
+	sk_store_release(&type->ks_handle, NULL);
 	type->ks_next = NULL;
 }
 
@@ -173,7 +172,7 @@ static void *alloc_block(size_t size, struct malloc_type *type, int node, unsign
 
 	if (idx >= 0 && sk_state.bsd_caches[idx]) {
 		struct sk_cache *c = sk_state.bsd_caches[idx];
-		p = node == SK_NODE_ANY ? sk_cache_alloc(c, skf) : sk_cache_alloc_slow(c, node, skf);
+		p = sk_cache_alloc_node(c, node, skf);
 		if (!p)
 			return NULL;
 		ck_pr_add_64(&c->ctr.slow_bytes_requested, size);
@@ -294,7 +293,7 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 		s += sk_pcpu_current_cpu();
 		ck_pr_inc_64(&s->numallocs);
 		ck_pr_add_64(&s->memalloced, raw);
-		if (!(ck_pr_load_64(&s->size_mask) & (1ull << class_bit)))
+		if (!(sk_load(&s->size_mask) & (1ull << class_bit)))
 			ck_pr_or_64(&s->size_mask, 1ull << class_bit);
 	}
 	return p;

@@ -120,10 +120,10 @@ uint64_t sk_cache_in_use(struct sk_cache *c)
 {
 	struct sk_pcpu_sums s;
 	sk_pcpu_sum(c, &s);
-	uint64_t allocs = s.allocs + ck_pr_load_64(&c->ctr.slow_allocs);
-	uint64_t frees = s.frees + ck_pr_load_64(&c->ctr.slow_frees);
+	uint64_t allocs = s.allocs + sk_load(&c->ctr.slow_allocs);
+	uint64_t frees = s.frees + sk_load(&c->ctr.slow_frees);
 	uint64_t in_use = allocs > frees ? allocs - frees : 0;
-	uint64_t hw = ck_pr_load_64(&c->ctr.high_water);
+	uint64_t hw = sk_load(&c->ctr.high_water);
 	while (in_use > hw && !ck_pr_cas_64_value(&c->ctr.high_water, hw, in_use, &hw))
 		;
 	return in_use;
@@ -136,7 +136,7 @@ uint64_t sk_cache_shrink(struct sk_cache *c, enum sk_shrink_level level)
 
 void sk_shrink_every_cache(enum sk_shrink_level level)
 {
-	if (!ck_pr_load_8((uint8_t *)&sk_state.ready))
+	if (!sk_load_acquire(&sk_state.ready))
 		return;
 	pthread_mutex_lock(&sk_state.registry_lock);
 	for (struct sk_cache *c = sk_state.first; c; c = c->next)
@@ -181,6 +181,20 @@ sk_noinline void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned fla
 	ck_pr_inc_64(&c->ctr.slow_allocs);
 	sk_cache_in_use(c); /* samples the high-water mark */
 	return obj;
+}
+
+void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags)
+{
+	if (node == SK_NODE_ANY)
+		return sk_cache_alloc(c, flags);
+	void *obj = sk_pcpu_pop(c);
+	if (obj) {
+		struct sk_page *pg = sk_page_of(obj);
+		if (pg->node == (unsigned)node)
+			return obj;
+		sk_cache_free(c, obj, pg); /* another node's: put it back */
+	}
+	return sk_cache_alloc_slow(c, node, flags);
 }
 
 sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg)
@@ -307,20 +321,20 @@ void sk_cache_fill_info(struct sk_cache *c, struct slabkit_cache_info *out)
 	out->size = c->size;
 	out->align = c->align;
 	sk_pcpu_sum(c, &s);
-	out->allocs = s.allocs + ck_pr_load_64(&c->ctr.slow_allocs);
-	out->frees = s.frees + ck_pr_load_64(&c->ctr.slow_frees);
-	out->failures = ck_pr_load_64(&c->ctr.failures);
+	out->allocs = s.allocs + sk_load(&c->ctr.slow_allocs);
+	out->frees = s.frees + sk_load(&c->ctr.slow_frees);
+	out->failures = sk_load(&c->ctr.failures);
 	out->in_use = sk_cache_in_use(c);
-	out->high_water = ck_pr_load_64(&c->ctr.high_water);
+	out->high_water = sk_load(&c->ctr.high_water);
 	out->bytes_allocated = out->allocs * c->object_size;
 	/* Size classes count what callers asked for; a fixed-size cache's
 	 * callers always ask for the object size. */
 	if (c->flags & SK_CACHE_SIZE_CLASS)
-		out->bytes_requested = s.bytes_requested + ck_pr_load_64(&c->ctr.slow_bytes_requested);
+		out->bytes_requested = s.bytes_requested + sk_load(&c->ctr.slow_bytes_requested);
 	else
 		out->bytes_requested = out->bytes_allocated;
-	out->slabs = ck_pr_load_64(&c->ctr.slabs);
-	out->pages = ck_pr_load_64(&c->ctr.pages);
+	out->slabs = sk_load(&c->ctr.slabs);
+	out->pages = sk_load(&c->ctr.pages);
 	c->ops->cache_info(c, &b);
 	out->objects_per_slab = b.objects_per_slab;
 	out->cached_free = b.cached_free;
@@ -422,12 +436,12 @@ SK_EXPORT void slabkit_stats(struct slabkit_stats *out)
 	sk_ensure_init();
 	pthread_mutex_lock(&sk_state.registry_lock);
 	for (struct sk_cache *c = sk_state.first; c; c = c->next) {
-		out->slabs += ck_pr_load_64(&c->ctr.slabs);
-		out->slab_pages += ck_pr_load_64(&c->ctr.pages);
+		out->slabs += sk_load(&c->ctr.slabs);
+		out->slab_pages += sk_load(&c->ctr.pages);
 	}
 	pthread_mutex_unlock(&sk_state.registry_lock);
-	out->large_allocs = ck_pr_load_64(&sk_state.large.allocs) - ck_pr_load_64(&sk_state.large.frees);
-	out->large_pages = ck_pr_load_64(&sk_state.large.pages);
+	out->large_allocs = sk_load(&sk_state.large.allocs) - sk_load(&sk_state.large.frees);
+	out->large_pages = sk_load(&sk_state.large.pages);
 	sk_numa_stats(&ns);
 	out->pages_reserved = ns.pages_reserved;
 	out->pages_in_use = ns.pages_in_use;

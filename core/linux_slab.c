@@ -59,8 +59,8 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 
 		if (idx >= 0 && sk_state.kmalloc_caches[idx]) {
 			struct sk_cache *c = sk_state.kmalloc_caches[idx];
-			p = node == NUMA_NO_NODE ? sk_cache_alloc(c, gfp_to_sk(gfp))
-						 : sk_cache_alloc_slow(c, node, gfp_to_sk(gfp));
+			p = sk_cache_alloc_node(c, node == NUMA_NO_NODE ? SK_NODE_ANY : node,
+						gfp_to_sk(gfp));
 			if (p)
 				count_requested(c, size);
 		} else if ((ops->caps & SK_CAP_HEAP_KMALLOC) && size <= ops->kmalloc_max) {
@@ -383,7 +383,7 @@ SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int nod
 			  node, sk_state.nodes);
 		return NULL;
 	}
-	void *obj = sk_cache_alloc_slow(c, node, gfp_to_sk(flags));
+	void *obj = sk_cache_alloc_node(c, node, gfp_to_sk(flags));
 	if (!obj) {
 		alloc_failed("kmem_cache_alloc_node", c->object_size, flags);
 		return NULL;

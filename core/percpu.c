@@ -86,7 +86,7 @@ unsigned sk_pcpu_current_cpu(void)
 	int cpu;
 
 	if (sk_pcpu_use_rseq)
-		cpu = (int)ck_pr_load_32((const uint32_t *)&rseq_area()->cpu_id);
+		cpu = (int)sk_load((const uint32_t *)&rseq_area()->cpu_id);
 	else
 		cpu = sched_getcpu();
 	if (cpu < 0)
@@ -194,9 +194,9 @@ void sk_pcpu_sum(const struct sk_cache *c, struct sk_pcpu_sums *out)
 		return;
 	for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
 		struct sk_pcpu_slot *s = sk_pcpu_slot(c, cpu);
-		out->allocs += ck_pr_load_64(&s->allocs);
-		out->frees += ck_pr_load_64(&s->frees);
-		out->bytes_requested += ck_pr_load_64(&s->bytes_requested);
+		out->allocs += sk_load(&s->allocs);
+		out->frees += sk_load(&s->frees);
+		out->bytes_requested += sk_load(&s->bytes_requested);
 	}
 }
 
@@ -214,18 +214,18 @@ void *sk_pcpu_pop_locked(struct sk_cache *c)
 
 	if (!slot_trylock(slot))
 		return NULL;
-	uintptr_t top = ck_pr_load_64(&slot->top);
+	uintptr_t top = sk_load(&slot->top);
 	if (c->pcpu_kind == SK_PCPU_LIST) {
 		if (top) {
 			obj = (void *)top;
-			ck_pr_store_64(&slot->top, (uint64_t)*list_next(c, obj));
+			sk_store(&slot->top, (uint64_t)*list_next(c, obj));
 		}
 	} else if (top) {
 		obj = slot->entries[top - 1];
-		ck_pr_store_64(&slot->top, top - 1);
+		sk_store(&slot->top, top - 1);
 	}
 	if (obj)
-		ck_pr_store_64(&slot->allocs, slot->allocs + 1);
+		sk_store(&slot->allocs, slot->allocs + 1);
 	sk_pcpu_unlock(slot);
 	return obj;
 }
@@ -238,19 +238,19 @@ bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
 	if (!slot_trylock(slot))
 		return false;
 	if (slot->tag == tag) {
-		uintptr_t top = ck_pr_load_64(&slot->top);
+		uintptr_t top = sk_load(&slot->top);
 		if (c->pcpu_kind == SK_PCPU_LIST) {
 			*list_next(c, obj) = (void *)top;
-			ck_pr_store_64(&slot->top, (uint64_t)obj);
+			sk_store(&slot->top, (uint64_t)obj);
 			done = true;
 		} else if (top < slot->limit) {
 			slot->entries[top] = obj;
-			ck_pr_store_64(&slot->top, top + 1);
+			sk_store(&slot->top, top + 1);
 			done = true;
 		}
 	}
 	if (done)
-		ck_pr_store_64(&slot->frees, slot->frees + 1);
+		sk_store(&slot->frees, slot->frees + 1);
 	sk_pcpu_unlock(slot);
 	return done;
 }

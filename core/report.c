@@ -34,12 +34,12 @@ SK_EXPORT void slabkit_report_slabinfo(FILE *out)
 		     " <sharedavail>\n");
 	slabkit_foreach_cache(print_slabinfo_line, out);
 	fprintf(out, "%-24s %8llu large allocations, %llu pages\n", "kmalloc-large",
-		(unsigned long long)(ck_pr_load_64(&sk_state.large.allocs) - ck_pr_load_64(&sk_state.large.frees)),
-		(unsigned long long)ck_pr_load_64(&sk_state.large.pages));
+		(unsigned long long)(sk_load(&sk_state.large.allocs) - sk_load(&sk_state.large.frees)),
+		(unsigned long long)sk_load(&sk_state.large.pages));
 	if (sk_state.ops->caps & SK_CAP_HEAP_KMALLOC)
 		fprintf(out, "%-24s %8llu heap blocks\n", "kmalloc-heap",
-			(unsigned long long)(ck_pr_load_64(&sk_state.heap.allocs) -
-					     ck_pr_load_64(&sk_state.heap.frees)));
+			(unsigned long long)(sk_load(&sk_state.heap.allocs) -
+					     sk_load(&sk_state.heap.frees)));
 }
 
 static int print_zone_line(const struct slabkit_cache_info *i, void *arg)

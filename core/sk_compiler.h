@@ -14,4 +14,17 @@
 #define SK_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SK_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+
+/*
+ * Loads and stores of words other threads change concurrently.  On x86
+ * these are the plain moves ck_pr_load/ck_pr_store are; they are spelled
+ * with the compiler's atomics so that ThreadSanitizer sees them as atomic
+ * (ck's builtin port, used in TSan builds, makes them volatile accesses).
+ * Read-modify-write operations use ck_pr.
+ */
+#define sk_load(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define sk_store(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define sk_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define sk_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
 #endif

@@ -64,7 +64,7 @@ extern struct sk_state sk_state;
 void sk_lazy_init(void);
 static sk_always_inline void sk_ensure_init(void)
 {
-	if (sk_unlikely(!ck_pr_load_8((uint8_t *)&sk_state.ready)))
+	if (sk_unlikely(!sk_load_acquire(&sk_state.ready)))
 		sk_lazy_init();
 }
 
@@ -110,6 +110,10 @@ static sk_always_inline void *sk_cache_alloc(struct sk_cache *c, unsigned flags)
 		obj = sk_cache_alloc_slow(c, SK_NODE_ANY, flags);
 	return obj;
 }
+
+/* Allocate one object on `node`: this CPU's slot when it holds one of that
+ * node (the common case of a caller asking for its own node), else the backend. */
+void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags);
 
 /* The tag a freed object shows the fast path (see enum sk_free_tag). */
 static sk_always_inline uintptr_t sk_free_tag_of(const struct sk_cache *c, const struct sk_page *pg)

@@ -220,7 +220,7 @@ static void *tick_main(void *arg)
 
 SK_EXPORT void slabkit_tick(void)
 {
-	if (!ck_pr_load_8((uint8_t *)&sk_state.ready) || !sk_state.ops->tick)
+	if (!sk_load_acquire(&sk_state.ready) || !sk_state.ops->tick)
 		return;
 	pthread_mutex_lock(&sk_state.registry_lock);
 	for (struct sk_cache *c = sk_state.first; c; c = c->next)
@@ -286,8 +286,7 @@ static int init_locked(const struct slabkit_config *cfg)
 	sk_state.tick_ms = tick_ms;
 	pthread_mutex_init(&sk_state.tick_lock, NULL);
 	pthread_cond_init(&sk_state.tick_cond, NULL);
-	ck_pr_fence_store();
-	ck_pr_store_8((uint8_t *)&sk_state.ready, 1);
+	sk_store_release(&sk_state.ready, true);
 	if (tick_ms > 0 && ops->tick) {
 		sk_state.tick_stop = false;
 		sk_state.tick_running = pthread_create(&sk_state.tick_thread, NULL, tick_main, NULL) == 0;
@@ -357,7 +356,7 @@ SK_EXPORT void slabkit_fini(void)
 	}
 	if (sk_state.ops->fini)
 		sk_state.ops->fini();
-	ck_pr_store_8((uint8_t *)&sk_state.ready, 0);
+	sk_store(&sk_state.ready, false);
 	sk_meta_reset();
 	sk_numa_fini();
 	pthread_mutex_destroy(&sk_state.registry_lock);

@@ -165,9 +165,9 @@ SK_EXPORT uma_zone_t uma_zsecond_create(const char *name, uma_ctor ctor, uma_dto
 	pthread_mutex_lock(&primary->lock);
 	if (!primary->own_count) {
 		if (!primary->max_items)
-			ck_pr_store_64(&primary->cur_items, sk_cache_in_use(primary->keg));
-		ck_pr_store_64(&primary->allocs, ck_pr_load_64(&primary->cur_items));
-		ck_pr_store_8((uint8_t *)&primary->own_count, 1);
+			sk_store(&primary->cur_items, sk_cache_in_use(primary->keg));
+		sk_store(&primary->allocs, sk_load(&primary->cur_items));
+		sk_store(&primary->own_count, true);
 	}
 	pthread_mutex_unlock(&primary->lock);
 	zones_add(z);
@@ -204,7 +204,7 @@ SK_EXPORT uma_zone_t uma_zcache_create(const char *name, int size, uma_ctor ctor
 static uint64_t zone_cur(struct uma_zone *z)
 {
 	if (z->own_count || z->max_items)
-		return ck_pr_load_64(&z->cur_items);
+		return sk_load(&z->cur_items);
 	return sk_cache_in_use(z->keg);
 }
 
@@ -219,9 +219,9 @@ SK_EXPORT void uma_zdestroy(uma_zone_t z)
 {
 	if (!z)
 		return;
-	if (z->own_count && ck_pr_load_64(&z->cur_items))
+	if (z->own_count && sk_load(&z->cur_items))
 		sk_errorf("uma_zdestroy %s: zone still has %llu items allocated", z->name,
-			  (unsigned long long)ck_pr_load_64(&z->cur_items));
+			  (unsigned long long)sk_load(&z->cur_items));
 	zones_remove(z);
 	pthread_mutex_lock(&zones_lock);
 	struct uma_zone *owner = z->primary ? z->primary : z;
@@ -286,7 +286,7 @@ SK_EXPORT int uma_zone_set_max(uma_zone_t z, int nitems)
 		return 0;
 	pthread_mutex_lock(&z->lock);
 	if (!z->max_items && !z->own_count) /* start counting here, from what is out now */
-		ck_pr_store_64(&z->cur_items, sk_cache_in_use(z->keg));
+		sk_store(&z->cur_items, sk_cache_in_use(z->keg));
 	z->max_items = nitems;
 	if (z->sleepers)
 		pthread_cond_broadcast(&z->wake);
@@ -341,10 +341,8 @@ static void *item_get(uma_zone_t z, int domain, int flags)
 		if (z->import) {
 			if (z->import(z->arg, &item, 1, domain, flags) != 1)
 				item = NULL;
-		} else if (domain == UMA_ANYDOMAIN) {
-			item = sk_cache_alloc(z->keg, skf);
 		} else {
-			item = sk_cache_alloc_slow(z->keg, domain, skf);
+			item = sk_cache_alloc_node(z->keg, domain, skf);
 		}
 		if (item || (flags & M_NOWAIT) || !sk_wait_for_memory(attempt))
 			break;
@@ -502,13 +500,13 @@ void sk_report_zones(FILE *out)
 	for (struct uma_zone *z = zones_head; z; z = z->next) {
 		struct slabkit_cache_info info = { 0 };
 		struct sk_backend_cache_info binfo = { 0 };
-		uint64_t req, fail = ck_pr_load_64(&z->fails), free_items = 0;
+		uint64_t req, fail = sk_load(&z->fails), free_items = 0;
 		if (z->keg) {
 			sk_cache_fill_info(z->keg, &info);
 			z->keg->ops->cache_info(z->keg, &binfo);
 		}
 		if (z->own_count) {
-			req = ck_pr_load_64(&z->allocs);
+			req = sk_load(&z->allocs);
 		} else {
 			req = info.allocs;
 			fail += info.failures;
@@ -518,7 +516,7 @@ void sk_report_zones(FILE *out)
 		fprintf(out, "%-20s %6d, %6lld, %6llu, %6llu, %8llu, %4llu, %4llu, %4llu\n", z->name, z->size,
 			(long long)z->max_items, (unsigned long long)zone_cur(z),
 			(unsigned long long)free_items, (unsigned long long)req, (unsigned long long)fail,
-			(unsigned long long)ck_pr_load_64(&z->sleeps),
+			(unsigned long long)sk_load(&z->sleeps),
 			(unsigned long long)(z->primary ? 0 : binfo.xdomain_frees));
 	}
 	pthread_mutex_unlock(&zones_lock);
