@@ -1,0 +1,326 @@
+/*
+ * SLUB's private interface, shared by the files of backends/slub/ only.
+ *
+ * The backend follows Linux mm/slub.c as it was before sheaves (6.8 - 6.17):
+ *
+ *   slub_slab.c   the slab state machine: {freelist, counters} cmpxchg
+ *                 transitions (freeze, unfreeze, __slab_free), node partial
+ *                 lists, per-CPU partial lists, new and discarded slabs.
+ *                 The correctness argument lives at its top.
+ *   slub_alloc.c  ___slab_alloc: the slow path behind core's fast path.
+ *   slub_cache.c  layout and slab order, shrink, destroy, reports,
+ *                 tunables, and the exported ops table.
+ *
+ * Where SLUB keeps what (all in page descriptors and core's slots; SLUB
+ * adds no per-object metadata):
+ *
+ *   slab head descriptor  bk[0] freelist: first free object of the slab
+ *                         bk[1] counters: {inuse, objects, frozen}
+ *                         bk[2] next slab on a partial list (node or CPU)
+ *                         bk[3] prev slab on the node partial list, tagged
+ *                               with SLUB_ON_NODE_PARTIAL; 0 off that list
+ *   core's slot           top: the CPU freelist of the active slab
+ *                         tag: the active slab (0: none)
+ *   slot extra area       struct slub_cpu: the per-CPU partial list
+ *   per cache             struct slub_cache (c->backend), one struct
+ *                         slub_node per NUMA node inside it
+ *
+ * Lock order (the same in every file of the folder):
+ *   core's slot lock (sk_pcpu_trylock_local / sk_pcpu_lock_cpu)
+ *     -> slub_node.list_lock (one node's at a time)
+ *       -> the page provider's node lock (inside sk_slab_pages_alloc/free)
+ *   The slab cmpxchg takes no lock.  Nothing here waits for a slot lock
+ *   while holding a list_lock: frees only try the local slot, and only
+ *   when they hold no list_lock.
+ */
+#ifndef SLABKIT_SLUB_H
+#define SLABKIT_SLUB_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ck_pr.h>
+
+#include "../../core/sk_backend.h"
+
+#pragma GCC visibility push(hidden)
+
+#define SLUB_MAX_ORDER 3                 /* slub_max_order */
+#define SLUB_MAX_OBJECT_SIZE (256u << 10) /* larger objects are refused */
+#define SLUB_MAX_OBJS_PER_SLAB 32767u    /* MAX_OBJS_PER_PAGE (15-bit objects) */
+#define SLUB_MIN_PARTIAL 5u              /* MIN_PARTIAL */
+#define SLUB_MAX_PARTIAL 10u             /* MAX_PARTIAL */
+#define SLUB_ON_NODE_PARTIAL ((uintptr_t)1) /* tag bit in bk[3] */
+
+/*
+ * The counters word of a slab (bk[1]).  Changed only together with the
+ * freelist, by slub_cmpxchg_slab().
+ *   inuse:   objects not on the slab's freelist: allocated ones, plus the
+ *            CPU freelist while the slab is frozen.
+ *   objects: objects the slab holds (fixed at creation).
+ *   frozen:  1 while the slab is some CPU's active slab.  Only that CPU
+ *            (its slot-lock holder) takes objects off the freelist then.
+ */
+union slub_counters {
+	uint64_t word;
+	struct {
+		uint32_t inuse;
+		uint16_t objects;
+		uint8_t frozen;
+		uint8_t unused;
+	};
+};
+_Static_assert(sizeof(union slub_counters) == 8, "counters fit one word");
+
+/* The per-CPU partial list, in each slot's extra area.
+ * Synchronization: the slot lock. */
+struct slub_cpu {
+	struct sk_page *partial;   /* unfrozen slabs with free objects, linked through bk[2] */
+	uint32_t nr_partial;       /* slabs on it */
+	uint32_t unused;
+};
+
+/* One NUMA node's partial slabs. */
+struct slub_node {
+	/* Synchronization: guards the list, nr_partial and bk[2..3] of every
+	 * slab on the list, and each slab's SLUB_ON_NODE_PARTIAL bit. */
+	pthread_mutex_t list_lock;
+	struct sk_page *head, *tail;  /* doubly linked through bk[2] (next), bk[3] (prev) */
+	/* Written under list_lock; read without it where a stale value is
+	 * harmless (the min_partial test, reports). */
+	uint64_t nr_partial;
+} __attribute__((aligned(64)));
+
+/* c->backend.  Layout fields are written by cache_create, read-only after. */
+struct slub_cache {
+	uint32_t order, objects;          /* preferred slab (Linux s->oo) */
+	uint32_t min_order, min_objects;  /* fallback when that order fails (s->min) */
+	/* Tunables.  Synchronization: ck_pr stores by slub_tune, loads anywhere. */
+	uint32_t min_partial;             /* empty slabs kept per node before discarding */
+	uint32_t cpu_partial;             /* objects per CPU partial list (sysfs cpu_partial) */
+	uint32_t cpu_partial_slabs;       /* the list's limit in slabs, derived from cpu_partial */
+	uint32_t nr_nodes;
+	size_t meta_bytes;                /* what sk_meta_zalloc gave us */
+	struct slub_node node[];          /* one per NUMA node */
+};
+
+static inline struct slub_cache *slub_of(const struct sk_cache *c)
+{
+	return (struct slub_cache *)c->backend;
+}
+
+static inline struct slub_node *slub_node_of(struct slub_cache *s, const struct sk_page *slab)
+{
+	return &s->node[slab->node < s->nr_nodes ? slab->node : 0];
+}
+
+/* Core's slots exist and run SLUB's list fast path. */
+static inline bool slub_has_pcpu(const struct sk_cache *c)
+{
+	return c->pcpu_base != NULL && c->pcpu_kind == SK_PCPU_LIST;
+}
+
+static inline struct slub_cpu *slub_cpu_of(struct sk_pcpu_slot *slot)
+{
+	return (struct slub_cpu *)sk_pcpu_extra(slot);
+}
+
+/* --- the free pointer inside a free object --- */
+
+static inline void *slub_get_next(const struct sk_cache *c, void *obj)
+{
+	return *(void **)((char *)obj + c->free_offset);
+}
+
+static inline void slub_set_next(const struct sk_cache *c, void *obj, void *next)
+{
+	*(void **)((char *)obj + c->free_offset) = next;
+}
+
+/* --- atomic access to the slab's {freelist, counters} pair ---
+ *
+ * The pair is read as two acquire loads (a torn pair is harmless: the
+ * cmpxchg that follows compares both words and fails) and changed by one
+ * 16-byte compare-and-swap.  TSan builds use the compiler's 128-bit atomics
+ * so the sanitizer sees every access as atomic; ck's builtin port has no
+ * cas_64_2. */
+#if defined(SLABKIT_TSAN) || !defined(CK_F_PR_CAS_64_2)
+#define SLUB_ATOMIC_BUILTINS 1
+#else
+#define SLUB_ATOMIC_BUILTINS 0
+#endif
+
+static inline uintptr_t slub_load_word(const uintptr_t *p)
+{
+#if SLUB_ATOMIC_BUILTINS
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+#else
+	_Static_assert(sizeof(uintptr_t) == sizeof(uint64_t), "64-bit words");
+	uintptr_t v = (uintptr_t)ck_pr_load_64((const uint64_t *)(const void *)p);
+	ck_pr_fence_load();
+	return v;
+#endif
+}
+
+static inline void slub_store_word(uintptr_t *p, uintptr_t v)
+{
+#if SLUB_ATOMIC_BUILTINS
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+#else
+	ck_pr_fence_store();
+	ck_pr_store_64((uint64_t *)(void *)p, (uint64_t)v);
+#endif
+}
+
+static inline uint32_t slub_load_u32(const uint32_t *p)
+{
+#if SLUB_ATOMIC_BUILTINS
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+#else
+	return ck_pr_load_32(p);
+#endif
+}
+
+static inline void slub_store_u32(uint32_t *p, uint32_t v)
+{
+#if SLUB_ATOMIC_BUILTINS
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+#else
+	ck_pr_store_32(p, v);
+#endif
+}
+
+static inline uint64_t slub_load_u64(const uint64_t *p)
+{
+#if SLUB_ATOMIC_BUILTINS
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+#else
+	return ck_pr_load_64(p);
+#endif
+}
+
+static inline void slub_store_u64(uint64_t *p, uint64_t v)
+{
+#if SLUB_ATOMIC_BUILTINS
+	__atomic_store_n(p, v, __ATOMIC_RELAXED);
+#else
+	ck_pr_store_64(p, v);
+#endif
+}
+
+static inline void *slub_freelist(const struct sk_page *slab)
+{
+	return (void *)slub_load_word(&slab->bk[0]);
+}
+
+static inline union slub_counters slub_counters(const struct sk_page *slab)
+{
+	union slub_counters ctr = { .word = slub_load_word(&slab->bk[1]) };
+	return ctr;
+}
+
+/* Replace {freelist, counters} if they still are {old_fl, old_ctr}.
+ * A full barrier: stores to objects made before it (free pointers) are
+ * visible to whoever reads the new freelist. */
+static inline bool slub_cmpxchg_slab(struct sk_page *slab, void *old_fl, uint64_t old_ctr,
+				     void *new_fl, uint64_t new_ctr)
+{
+#if SLUB_ATOMIC_BUILTINS
+	unsigned __int128 expect = (unsigned __int128)old_ctr << 64 | (uintptr_t)old_fl;
+	unsigned __int128 desire = (unsigned __int128)new_ctr << 64 | (uintptr_t)new_fl;
+	return __atomic_compare_exchange_n((unsigned __int128 *)(void *)&slab->bk[0], &expect,
+					   desire, false, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE);
+#else
+	uint64_t expect[2] = { (uint64_t)(uintptr_t)old_fl, old_ctr };
+	uint64_t desire[2] = { (uint64_t)(uintptr_t)new_fl, new_ctr };
+	return ck_pr_cas_64_2((uint64_t *)(void *)&slab->bk[0], expect, desire);
+#endif
+}
+
+/* --- slub_slab.c: the slab state machine --- */
+
+/* A new slab of c on `node` (SK_NODE_ANY: the page provider's choice),
+ * every object constructed, all on the returned freelist; the slab is
+ * published in no state yet (the caller sets bk[0..1]).  NULL on failure. */
+struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void **freelist);
+/* Give a slab with no object in use back to the page provider. */
+void slub_discard_slab(struct sk_cache *c, struct sk_page *slab);
+
+/* Freeze an unfrozen slab the caller owns (taken off a partial list) and
+ * take its whole freelist.  Never NULL: partial slabs have free objects. */
+void *slub_freeze_slab(struct sk_page *slab);
+/* Take the remote frees of the caller's frozen slab.  Returns NULL and
+ * unfreezes the slab (now full, on no list) when there were none. */
+void *slub_take_remote_frees(struct sk_page *slab);
+/* The slot's active slab stops being active: its CPU freelist goes back to
+ * it, it is unfrozen and put on its node's partial list, left full, or
+ * discarded.  Caller holds the slot lock. */
+void slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot);
+/* Pop one object from an unfrozen slab the caller took off a partial list
+ * under list_lock, still holding it.  Puts the slab back at the head of the
+ * list if it still has free objects. */
+void *slub_pop_unfrozen_locked(struct sk_cache *c, struct slub_node *n, struct sk_page *slab);
+
+/* Node partial list, under n->list_lock. */
+void slub_add_partial(struct slub_node *n, struct sk_page *slab, bool tail);
+void slub_remove_partial(struct slub_node *n, struct sk_page *slab);
+static inline bool slub_on_node_partial(const struct sk_page *slab)
+{
+	return (slab->bk[3] & SLUB_ON_NODE_PARTIAL) != 0;
+}
+static inline struct sk_page *slub_next_on_list(const struct sk_page *slab)
+{
+	return (struct sk_page *)slab->bk[2];
+}
+
+/* May an empty slab be discarded now rather than kept on node n? */
+bool slub_may_discard(const struct sk_cache *c, struct slub_node *n);
+
+/* Per-CPU partial list: link a slab the caller owns in front, ignoring
+ * the limit (caller holds the slot lock). */
+static inline void slub_cpu_partial_link(struct sk_pcpu_slot *slot, struct sk_page *slab)
+{
+	struct slub_cpu *pc = slub_cpu_of(slot);
+
+	slab->bk[2] = (uintptr_t)pc->partial;
+	slab->bk[3] = 0;
+	pc->partial = slab;
+	pc->nr_partial++;
+}
+/* Push a slab the caller owns, respecting the limit (caller holds the
+ * slot lock).  Returns the list the slot had to give up because it was at
+ * its limit (to be flushed after unlocking), or NULL. */
+struct sk_page *slub_cpu_partial_push(struct sk_cache *c, struct sk_pcpu_slot *slot,
+				      struct sk_page *slab);
+/* Take a slot's whole per-CPU partial list (caller holds the slot lock). */
+struct sk_page *slub_cpu_partial_detach(struct sk_pcpu_slot *slot);
+/* Move detached per-CPU partial slabs to their node lists, discarding
+ * empty ones the nodes do not need (__put_partials).  No lock held. */
+void slub_flush_partials(struct sk_cache *c, struct sk_page *list);
+
+/* ops->free: __slab_free. */
+void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab);
+
+/* --- slub_alloc.c --- */
+
+void *slub_alloc(struct sk_cache *c, int node, unsigned flags);
+
+/* --- for tests: what the structures hold right now --- */
+
+struct slub_inspect {
+	uint32_t order, objects, min_order, min_objects;
+	uint32_t min_partial, cpu_partial, cpu_partial_slabs;
+	uint64_t cpu_slabs;                     /* active (frozen) slabs over all CPUs */
+	uint64_t cpu_partial_held;              /* slabs on per-CPU partial lists */
+	uint64_t cpu_free;                      /* objects on CPU freelists */
+	uint64_t node_partial[SK_MAX_NODES];    /* slabs on each node's partial list */
+	uint64_t node_empty[SK_MAX_NODES];      /* of those, slabs with nothing in use */
+};
+/* Takes every slot lock and list lock in turn; not for hot paths. */
+void slub_inspect(struct sk_cache *c, struct slub_inspect *out);
+
+#pragma GCC visibility pop
+
+#endif /* SLABKIT_SLUB_H */

@@ -1,0 +1,201 @@
+/*
+ * SLUB's allocation slow path (___slab_alloc), behind core's fast path.
+ *
+ * Core's fast path pops slot->top, the CPU freelist of the active slab;
+ * it calls slub_alloc when that list is empty or a node was asked for.
+ * With the CPU's slot locked, the refill order is SLUB's:
+ *
+ *   1. objects freed onto the CPU freelist meanwhile, then the remote
+ *      frees that piled up on the active slab's own freelist;
+ *   2. a slab from this CPU's partial list;
+ *   3. a slab from the node's partial list (refilling the CPU partial list
+ *      up to half its limit on the way);
+ *   4. the other nodes' partial lists (SK_NODE_ANY only);
+ *   5. a new slab from the page provider.
+ *
+ * If the slot is busy (another thread of this CPU is in a slow path, or a
+ * drainer holds it), one object comes straight from a node partial slab or
+ * a new slab, without the per-CPU layer; caches without slots always take
+ * that path (SLUB_TINY's shape).
+ *
+ * Lock order: slot lock -> list_lock -> page provider (slub.h).
+ */
+#include "slub.h"
+
+/* Take a slab on `node` (any node for SK_NODE_ANY) off the per-CPU partial
+ * list.  Caller holds the slot lock. */
+static struct sk_page *cpu_partial_take(struct sk_pcpu_slot *slot, int node)
+{
+	struct slub_cpu *pc = slub_cpu_of(slot);
+	struct sk_page *prev = NULL;
+
+	for (struct sk_page *slab = pc->partial; slab; prev = slab, slab = slub_next_on_list(slab)) {
+		if (node != SK_NODE_ANY && slab->node != node)
+			continue;
+		if (prev)
+			prev->bk[2] = slab->bk[2];
+		else
+			pc->partial = slub_next_on_list(slab);
+		slab->bk[2] = 0;
+		pc->nr_partial--;
+		return slab;
+	}
+	return NULL;
+}
+
+/* get_partial_node: first slab of n's partial list for the caller, and up
+ * to half the per-CPU limit more onto the slot's partial list. */
+static struct sk_page *get_partial_node(struct sk_cache *c, struct slub_node *n,
+					struct sk_pcpu_slot *slot)
+{
+	struct slub_cache *s = slub_of(c);
+	struct slub_cpu *pc = slub_cpu_of(slot);
+	uint32_t limit = slub_load_u32(&s->cpu_partial_slabs);
+	struct sk_page *slab;
+
+	/* A racy peek, as SLUB does: an empty list is not worth the lock. */
+	if (!slub_load_u64(&n->nr_partial))
+		return NULL;
+	pthread_mutex_lock(&n->list_lock);
+	slab = n->head;
+	if (slab) {
+		slub_remove_partial(n, slab);
+		for (uint32_t taken = 0; taken < limit / 2 && pc->nr_partial < limit && n->head;
+		     taken++) {
+			struct sk_page *more = n->head;
+			slub_remove_partial(n, more);
+			slub_cpu_partial_link(slot, more);
+		}
+	}
+	pthread_mutex_unlock(&n->list_lock);
+	return slab;
+}
+
+/* Steps 3 and 4: `node`'s list, then (any_node) the others in turn. */
+static struct sk_page *get_partial(struct sk_cache *c, struct sk_pcpu_slot *slot, int node,
+				   bool any_node)
+{
+	struct slub_cache *s = slub_of(c);
+	unsigned tries = any_node ? s->nr_nodes : 1;
+
+	for (unsigned i = 0; i < tries; i++) {
+		struct sk_page *slab = get_partial_node(c, &s->node[((unsigned)node + i) % s->nr_nodes],
+							slot);
+		if (slab)
+			return slab;
+	}
+	return NULL;
+}
+
+/* ___slab_alloc with the slot locked.  `node` is SK_NODE_ANY, or the node
+ * of the active slab (or of the slot's CPU when there is none). */
+static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int node,
+			     int slot_node, unsigned flags)
+{
+	struct sk_page *slab = (struct sk_page *)slot->tag;
+	void *freelist;
+
+	if (slab) {
+		/* Frees on this CPU may have refilled the CPU freelist since
+		 * the fast path missed. */
+		if (slot->top) {
+			freelist = (void *)slot->top;
+			goto load_freelist;
+		}
+		freelist = slub_take_remote_frees(slab);
+		if (freelist)
+			goto load_freelist;
+		/* Unfrozen and full now: the first free adopts it. */
+		slot->tag = 0;
+	}
+
+	slab = cpu_partial_take(slot, node);
+	if (!slab)
+		slab = get_partial(c, slot, node == SK_NODE_ANY ? slot_node : node,
+				   node == SK_NODE_ANY);
+	if (slab) {
+		freelist = slub_freeze_slab(slab);
+	} else {
+		slab = slub_new_slab(c, node, flags, &freelist);
+		if (!slab)
+			return NULL;
+		union slub_counters ctr = slub_counters(slab);
+		ctr.frozen = 1; /* inuse = objects: the whole freelist is the CPU's */
+		slub_store_word(&slab->bk[1], ctr.word);
+	}
+	slot->tag = (uintptr_t)slab;
+
+load_freelist:
+	slot->top = (uintptr_t)slub_get_next(c, freelist);
+	return freelist;
+}
+
+/* One object without the per-CPU layer: node partial slabs, then a new
+ * slab that goes on the node list with the rest of its objects. */
+static void *alloc_single(struct sk_cache *c, int node, unsigned flags)
+{
+	struct slub_cache *s = slub_of(c);
+	int start = node;
+	unsigned tries = 1;
+
+	if (node == SK_NODE_ANY) {
+		start = sk_numa_current_node();
+		if (start < 0 || (unsigned)start >= s->nr_nodes)
+			start = 0;
+		tries = s->nr_nodes;
+	}
+	for (unsigned i = 0; i < tries; i++) {
+		struct slub_node *n = &s->node[((unsigned)start + i) % s->nr_nodes];
+		if (!slub_load_u64(&n->nr_partial))
+			continue;
+		pthread_mutex_lock(&n->list_lock);
+		void *obj = n->head ? slub_pop_unfrozen_locked(c, n, n->head) : NULL;
+		pthread_mutex_unlock(&n->list_lock);
+		if (obj)
+			return obj;
+	}
+
+	void *obj;
+	struct sk_page *slab = slub_new_slab(c, node, flags, &obj);
+	if (!slab)
+		return NULL;
+	void *rest = slub_get_next(c, obj);
+	union slub_counters ctr = slub_counters(slab);
+	ctr.inuse = 1;
+	slub_store_word(&slab->bk[0], (uintptr_t)rest);
+	slub_store_word(&slab->bk[1], ctr.word);
+	if (rest) {
+		struct slub_node *n = slub_node_of(s, slab);
+		pthread_mutex_lock(&n->list_lock);
+		slub_add_partial(n, slab, false);
+		pthread_mutex_unlock(&n->list_lock);
+	}
+	return obj;
+}
+
+void *slub_alloc(struct sk_cache *c, int node, unsigned flags)
+{
+	struct slub_cache *s = slub_of(c);
+	struct sk_pcpu_slot *slot;
+
+	if (node != SK_NODE_ANY && (node < 0 || (unsigned)node >= s->nr_nodes))
+		node = SK_NODE_ANY;
+	if (!slub_has_pcpu(c) || !(slot = sk_pcpu_trylock_local(c)))
+		return alloc_single(c, node, flags);
+
+	int slot_node = sk_numa_cpu_node(sk_pcpu_slot_cpu(c, slot));
+	if (node != SK_NODE_ANY) {
+		/* Served by the per-CPU slab only if it is on that node; a
+		 * request for another node does not replace the CPU's slab
+		 * (SLUB would deactivate it; alternating callers would then
+		 * thrash it). */
+		struct sk_page *active = (struct sk_page *)slot->tag;
+		if (active ? active->node != node : node != slot_node) {
+			sk_pcpu_unlock(slot);
+			return alloc_single(c, node, flags);
+		}
+	}
+	void *obj = alloc_from_slot(c, slot, node, slot_node, flags);
+	sk_pcpu_unlock(slot);
+	return obj;
+}

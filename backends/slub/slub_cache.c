@@ -1,0 +1,366 @@
+/*
+ * SLUB caches: layout and slab order, shrinking, destruction, reports and
+ * tunables; the backend's one exported symbol, sk_slub_ops, at the end.
+ *
+ * Lock order: slot lock -> list_lock -> page provider (slub.h).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "slub.h"
+
+/* --- layout --- */
+
+static unsigned get_order(size_t size)
+{
+	unsigned order = 0;
+
+	while ((SK_PAGE_SIZE << order) < size)
+		order++;
+	return order;
+}
+
+static unsigned order_objects(unsigned order, size_t size)
+{
+	size_t n = (SK_PAGE_SIZE << order) / size;
+	return n > SLUB_MAX_OBJS_PER_SLAB ? SLUB_MAX_OBJS_PER_SLAB : (unsigned)n;
+}
+
+static unsigned fls32(unsigned x)
+{
+	return x ? 32u - (unsigned)__builtin_clz(x) : 0;
+}
+
+static unsigned ilog2_size(size_t x)
+{
+	return 63u - (unsigned)__builtin_clzll((unsigned long long)x);
+}
+
+/* The smallest order in [min_order, max_order] wasting at most
+ * 1/fract_leftover of the slab; max_order + 1 if none does. */
+static unsigned calc_slab_order(size_t size, unsigned min_order, unsigned max_order,
+				unsigned fract_leftover)
+{
+	unsigned order;
+
+	for (order = min_order; order <= max_order; order++) {
+		size_t slab_size = SK_PAGE_SIZE << order;
+		if (slab_size % size <= slab_size / fract_leftover)
+			break;
+	}
+	return order;
+}
+
+/* calculate_order: enough objects per slab for the CPU count (more CPUs,
+ * more objects, fewer trips to the node lists), little waste, and no more
+ * than SLUB_MAX_ORDER unless a single object needs more. */
+static unsigned calculate_order(size_t size)
+{
+	unsigned nr_cpus = sk_numa_cpus();
+	unsigned min_objects = 4 * (fls32(nr_cpus ? nr_cpus : 1) + 1);
+	unsigned max_objects = order_objects(SLUB_MAX_ORDER, size);
+	unsigned min_order;
+
+	if (max_objects < 1)
+		max_objects = 1;
+	if (min_objects > max_objects)
+		min_objects = max_objects;
+	min_order = get_order((size_t)min_objects * size);
+
+	/* Waste at most 1/16, then 1/8, 1/4, 1/2 (the last accepts anything
+	 * that fits at SLUB_MAX_ORDER). */
+	for (unsigned fraction = 16; fraction > 1; fraction /= 2) {
+		unsigned order = calc_slab_order(size, min_order, SLUB_MAX_ORDER, fraction);
+		if (order <= SLUB_MAX_ORDER)
+			return order;
+	}
+	return get_order(size);
+}
+
+/* SLUB's per-CPU partial sizing: fewer objects for bigger ones, and the
+ * limit in slabs assuming they are half full. */
+static uint32_t default_cpu_partial(size_t size)
+{
+	if (size >= SK_PAGE_SIZE)
+		return 6;
+	if (size >= 1024)
+		return 24;
+	if (size >= 256)
+		return 52;
+	return 120;
+}
+
+static uint32_t cpu_partial_slabs_for(uint32_t cpu_partial, uint32_t objects)
+{
+	return (uint32_t)(((uint64_t)cpu_partial * 2 + objects - 1) / objects);
+}
+
+static int slub_cache_create(struct sk_cache *c)
+{
+	size_t size, offset;
+
+	if (c->object_size > SLUB_MAX_OBJECT_SIZE)
+		return -EINVAL;
+	if (c->ctor || c->init || (c->flags & SK_CACHE_ZINIT)) {
+		/* Free objects keep their constructed contents (or a new
+		 * slab's zeroes): the free pointer goes after the object. */
+		offset = SK_ALIGN_UP((size_t)c->object_size, 8);
+		size = SK_ALIGN_UP(offset + sizeof(void *), (size_t)c->align);
+		if (offset > UINT16_MAX - sizeof(void *) + 1)
+			return -EINVAL; /* c->free_offset is 16 bits (see docs/slub.md) */
+	} else {
+		/* In the middle, away from the edges an overrun would hit. */
+		size = SK_ALIGN_UP(SK_MAX((size_t)c->object_size, sizeof(void *)), (size_t)c->align);
+		offset = ((size_t)c->object_size / 2) & ~(size_t)7;
+		if (offset > UINT16_MAX - sizeof(void *) + 1)
+			offset = (UINT16_MAX - sizeof(void *) + 1) & ~(size_t)7;
+	}
+
+	unsigned nodes = sk_numa_nodes();
+	if (nodes < 1)
+		nodes = 1;
+	if (nodes > SK_MAX_NODES)
+		nodes = SK_MAX_NODES;
+	size_t bytes = sizeof(struct slub_cache) + nodes * sizeof(struct slub_node);
+	struct slub_cache *s = sk_meta_zalloc(bytes);
+	if (!s)
+		return -ENOMEM;
+	s->meta_bytes = bytes;
+	s->nr_nodes = nodes;
+	s->order = calculate_order(size);
+	s->objects = order_objects(s->order, size);
+	s->min_order = get_order(size);
+	s->min_objects = order_objects(s->min_order, size);
+	s->min_partial = SK_MIN(SLUB_MAX_PARTIAL, SK_MAX(SLUB_MIN_PARTIAL, ilog2_size(size) / 2));
+	s->cpu_partial = default_cpu_partial(size);
+	s->cpu_partial_slabs = cpu_partial_slabs_for(s->cpu_partial, s->objects);
+	for (unsigned i = 0; i < nodes; i++)
+		pthread_mutex_init(&s->node[i].list_lock, NULL);
+
+	c->size = (uint32_t)size;
+	c->free_offset = (uint16_t)offset;
+	c->pcpu_extra = sizeof(struct slub_cpu);
+	c->backend = s;
+	return 0;
+}
+
+/* --- shrinking --- */
+
+#define SHRINK_PROMOTE_MAX 32 /* as SLUB: slabs with at most this many free objects are sorted */
+
+/*
+ * Discard the empty slabs of one node list (keeping `keep` partial slabs
+ * for TRIM), and with `sort` move the fullest slabs to the head, as
+ * __kmem_cache_do_shrink does: fewer free objects first, so allocations
+ * fill nearly full slabs and the emptiest ones get a chance to empty.
+ */
+static void shrink_node(struct sk_cache *c, struct slub_node *n, uint64_t keep, bool sort)
+{
+	struct sk_page *promote[SHRINK_PROMOTE_MAX] = { NULL };
+	struct sk_page *discard = NULL, *slab, *next;
+	const bool nofree = c->flags & SK_CACHE_NOFREE;
+
+	pthread_mutex_lock(&n->list_lock);
+	for (slab = n->head; slab; slab = next) {
+		union slub_counters ctr = slub_counters(slab);
+		uint32_t free = ctr.objects - ctr.inuse;
+
+		next = slub_next_on_list(slab);
+		if (!ctr.inuse && !nofree && n->nr_partial > keep) {
+			slub_remove_partial(n, slab);
+			slab->bk[2] = (uintptr_t)discard;
+			discard = slab;
+		} else if (sort && free && free <= SHRINK_PROMOTE_MAX) {
+			slub_remove_partial(n, slab);
+			slab->bk[2] = (uintptr_t)promote[free - 1];
+			promote[free - 1] = slab;
+		}
+	}
+	/* Each bucket is a stack (reverse list order); adding its slabs at
+	 * the head one by one restores list order, fullest bucket first. */
+	for (int i = SHRINK_PROMOTE_MAX - 1; i >= 0; i--) {
+		while ((slab = promote[i])) {
+			promote[i] = slub_next_on_list(slab);
+			slub_add_partial(n, slab, false);
+		}
+	}
+	pthread_mutex_unlock(&n->list_lock);
+
+	while ((slab = discard)) {
+		discard = slub_next_on_list(slab);
+		slub_discard_slab(c, slab);
+	}
+}
+
+/* flush_all for one CPU: its active slab and its partial list go back to
+ * the node lists.  Waits for the slot. */
+static void flush_cpu(struct sk_cache *c, unsigned cpu)
+{
+	struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
+	struct sk_page *list;
+
+	if (slot->tag)
+		slub_deactivate(c, slot);
+	list = slub_cpu_partial_detach(slot);
+	sk_pcpu_unlock(slot);
+	slub_flush_partials(c, list);
+}
+
+static uint64_t slub_shrink(struct sk_cache *c, enum sk_shrink_level level)
+{
+	struct slub_cache *s = slub_of(c);
+
+	if (level == SK_SHRINK_DRAIN_CPU && slub_has_pcpu(c))
+		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++)
+			flush_cpu(c, cpu);
+	uint64_t keep = level == SK_SHRINK_TRIM ? slub_load_u32(&s->min_partial) : 0;
+	for (unsigned i = 0; i < s->nr_nodes; i++)
+		shrink_node(c, &s->node[i], keep, level == SK_SHRINK_DRAIN_CPU);
+	return ck_pr_load_64(&c->ctr.slabs);
+}
+
+static void slub_cache_destroy(struct sk_cache *c)
+{
+	struct slub_cache *s = slub_of(c);
+
+	if (!s)
+		return;
+	/* Core drained every CPU just before; a slot still holding something
+	 * would mean a caller raced the destruction.  Give it back anyway. */
+	if (slub_has_pcpu(c))
+		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
+			struct sk_pcpu_slot *slot = sk_pcpu_slot(c, cpu);
+			if (slot->tag || slub_cpu_of(slot)->partial)
+				flush_cpu(c, cpu);
+		}
+	for (unsigned i = 0; i < s->nr_nodes; i++) {
+		struct slub_node *n = &s->node[i];
+		struct sk_page *slab;
+
+		pthread_mutex_lock(&n->list_lock);
+		while ((slab = n->head)) {
+			slub_remove_partial(n, slab);
+			slub_discard_slab(c, slab); /* NOFREE or not: the cache goes away */
+		}
+		pthread_mutex_unlock(&n->list_lock);
+		pthread_mutex_destroy(&n->list_lock);
+	}
+	c->backend = NULL;
+	sk_meta_free(s, s->meta_bytes);
+}
+
+/* --- reports --- */
+
+void slub_inspect(struct sk_cache *c, struct slub_inspect *out)
+{
+	struct slub_cache *s = slub_of(c);
+
+	memset(out, 0, sizeof(*out));
+	out->order = s->order;
+	out->objects = s->objects;
+	out->min_order = s->min_order;
+	out->min_objects = s->min_objects;
+	out->min_partial = slub_load_u32(&s->min_partial);
+	out->cpu_partial = slub_load_u32(&s->cpu_partial);
+	out->cpu_partial_slabs = slub_load_u32(&s->cpu_partial_slabs);
+
+	for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
+		struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
+		struct sk_page *slab = (struct sk_page *)slot->tag;
+
+		if (slab)
+			out->cpu_slabs++;
+		for (void *p = (void *)slot->top; p; p = slub_get_next(c, p))
+			out->cpu_free++;
+		for (slab = slub_cpu_of(slot)->partial; slab; slab = slub_next_on_list(slab))
+			out->cpu_partial_held++;
+		sk_pcpu_unlock(slot);
+	}
+	for (unsigned i = 0; i < s->nr_nodes; i++) {
+		struct slub_node *n = &s->node[i];
+
+		pthread_mutex_lock(&n->list_lock);
+		out->node_partial[i] = n->nr_partial;
+		for (struct sk_page *slab = n->head; slab; slab = slub_next_on_list(slab))
+			if (!slub_counters(slab).inuse)
+				out->node_empty[i]++;
+		pthread_mutex_unlock(&n->list_lock);
+	}
+}
+
+static uint64_t free_in_slab(const struct sk_page *slab)
+{
+	union slub_counters ctr = slub_counters(slab);
+	return ctr.objects - ctr.inuse;
+}
+
+/* Free objects on CPU freelists (cached_free) and in slabs (slab_free).
+ * Full slabs hold none, so walking the active slabs and the two kinds of
+ * partial list counts them all. */
+static void slub_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out)
+{
+	struct slub_cache *s = slub_of(c);
+
+	out->objects_per_slab = s->objects;
+	for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
+		struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
+
+		for (void *p = (void *)slot->top; p; p = slub_get_next(c, p))
+			out->cached_free++;
+		if (slot->tag)
+			out->slab_free += free_in_slab((struct sk_page *)slot->tag);
+		for (struct sk_page *slab = slub_cpu_of(slot)->partial; slab;
+		     slab = slub_next_on_list(slab))
+			out->slab_free += free_in_slab(slab);
+		sk_pcpu_unlock(slot);
+	}
+	for (unsigned i = 0; i < s->nr_nodes; i++) {
+		struct slub_node *n = &s->node[i];
+
+		pthread_mutex_lock(&n->list_lock);
+		for (struct sk_page *slab = n->head; slab; slab = slub_next_on_list(slab))
+			out->slab_free += free_in_slab(slab);
+		pthread_mutex_unlock(&n->list_lock);
+	}
+}
+
+/* --- tunables (sysfs min_partial and cpu_partial) --- */
+
+static int slub_tune(struct sk_cache *c, const char *key, long value)
+{
+	struct slub_cache *s = slub_of(c);
+
+	if (!key || value < 0 || value > (long)UINT32_MAX / 2)
+		return -EINVAL;
+	if (!strcmp(key, "min_partial")) {
+		slub_store_u32(&s->min_partial, (uint32_t)value);
+		return 0;
+	}
+	if (!strcmp(key, "cpu_partial")) {
+		slub_store_u32(&s->cpu_partial, (uint32_t)value);
+		slub_store_u32(&s->cpu_partial_slabs, cpu_partial_slabs_for((uint32_t)value, s->objects));
+		/* As SLUB's sysfs store does: flush so the new limit holds now. */
+		for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
+			struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
+			struct sk_page *list = slub_cpu_partial_detach(slot);
+			sk_pcpu_unlock(slot);
+			slub_flush_partials(c, list);
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
+const struct sk_backend_ops sk_slub_ops = {
+	.name = "slub",
+	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES,
+	.pcpu_kind = SK_PCPU_LIST,
+	.free_tag = SK_TAG_SLAB,
+	.cache_create = slub_cache_create,
+	.cache_destroy = slub_cache_destroy,
+	.alloc = slub_alloc,
+	.free = slub_free,
+	.shrink = slub_shrink,
+	.cache_info = slub_cache_info,
+	.tune = slub_tune,
+};

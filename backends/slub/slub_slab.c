@@ -1,0 +1,425 @@
+/*
+ * SLUB's slab state machine: the {freelist, counters} cmpxchg transitions,
+ * the node and per-CPU partial lists, new and discarded slabs.
+ *
+ * Lock order: slot lock -> slub_node.list_lock -> page provider (slub.h).
+ *
+ * Why the lock-free transitions are correct
+ * =========================================
+ *
+ * A slab's freelist and counters {inuse, objects, frozen} live side by side
+ * in its head descriptor (bk[0..1]) and change together, by one 16-byte
+ * compare-and-swap (slub_cmpxchg_slab).  A thread reads both, computes the
+ * new pair and swaps; if anything changed in between, the swap fails and it
+ * starts over.  So every transition below is decided on the slab's exact
+ * state at the instant it takes effect.
+ *
+ * Every slab is in one of these states, and the state names its owner, the
+ * one thread allowed to take objects off its freelist:
+ *
+ *   state          frozen freelist  where                 owner
+ *   active         1      any       a slot's tag          that slot's lock holder
+ *   CPU partial    0      non-NULL  a slot's slub_cpu     that slot's lock holder
+ *   node partial   0      non-NULL  slub_node.head..tail  the list_lock holder
+ *   in transit     0      any       no list (held)        the thread holding it
+ *   full           0      NULL      nowhere               nobody
+ *
+ * Everybody else may only push: a free (slub_free) links the object in
+ * front of the freelist it read and swaps.  Two rules make that safe:
+ *
+ *  1. Only the owner pops, so pops never race each other.  A push needs
+ *     nothing but "the head is still what I read", which the swap checks,
+ *     so pushes are immune to ABA.  A pop (slub_pop_unfrozen_locked) reads
+ *     head A and A's next; for the head to be A again after changing, A
+ *     would have to leave the list, i.e. be popped, and only this owner
+ *     pops.  So a successful swap means A's next pointer was still right.
+ *     Taking the whole list (freeze, take_remote_frees) is a single swap
+ *     to NULL and needs no such argument.
+ *
+ *  2. Ownership changes hands only where one swap singles out one thread:
+ *
+ *   - full -> partial.  A slab nobody owns has no list to be found on.
+ *     The free whose swap finds freelist == NULL on an unfrozen slab is
+ *     the only one that sees it so (the next free sees that object), and
+ *     it adopts the slab: onto its CPU's partial list, or onto the node
+ *     list under list_lock (it took list_lock before the swap in that case,
+ *     see the last point).
+ *
+ *   - active -> no longer active.  Only the owning CPU unfreezes its slab
+ *     (slub_deactivate), with a swap that also splices the CPU freelist
+ *     back.  The new state decides: nothing in use means nobody can free
+ *     into it any more, so it may be discarded; free objects mean it goes
+ *     on the node list; a NULL freelist means it is full, and the first
+ *     free will adopt it as above.  Taking the remote frees of the active
+ *     slab (slub_take_remote_frees) unfreezes it in the same swap when the
+ *     freelist was empty, so an active slab is never left frozen without a
+ *     CPU that knows it: the CPU drops it (tag = 0) and it is simply full.
+ *
+ *   - list -> owner.  Taking a slab off a node list happens under
+ *     list_lock; off a CPU list under that slot's lock.  The taker then
+ *     freezes it (swap: whole freelist out, inuse = objects, frozen = 1)
+ *     or pops from it in place (the single-object path, which removes it
+ *     from the list first, pops, and puts it back while still holding
+ *     list_lock, so a pop that leaves it full leaves it on no list).
+ *
+ *   - partial -> empty.  A free that brings inuse to 0 on an unfrozen
+ *     slab with a non-NULL freelist takes the node's list_lock BEFORE its
+ *     swap and reads SLUB_ON_NODE_PARTIAL under it.  On the node list: the
+ *     freer decides (discard, or keep if the node is short of partial
+ *     slabs) while no one else can reach the slab.  Off the node list:
+ *     the slab is on a CPU partial list or in transit, its holder will put
+ *     it on a node list only under the same list_lock, and will then see
+ *     inuse == 0 (slub_flush_partials discards or keeps it).  Either the
+ *     freer's critical section comes first, and the holder sees inuse 0,
+ *     or the holder's does, and the freer sees the flag.  An inuse of 0
+ *     read under list_lock never changes again: nothing is in use, and no
+ *     owner pops from a slab it is about to discard.
+ *
+ *   - full with no CPU partial list (no slots, or cpu_partial = 0): the
+ *     full -> partial freer also takes list_lock before its swap and adds
+ *     the slab to the node list while still holding it, so a second free
+ *     that empties the slab cannot look for it on the list too early and
+ *     leave it on no list at all.
+ *
+ * Frozen slabs need no lock from freers: the CPU that froze it owns every
+ * decision about it, and a remote free only grows its freelist.
+ */
+#include <string.h>
+
+#include "slub.h"
+
+/* --- new and discarded slabs --- */
+
+struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void **freelist)
+{
+	struct slub_cache *s = slub_of(c);
+	unsigned order = s->order, objects = s->objects;
+	/* Like SLUB, try the preferred order first, then the smallest order
+	 * that holds one object (__GFP_NORETRY on the first try there). */
+	char *base = sk_slab_pages_alloc(c, node, order);
+
+	if (!base && s->min_order != order) {
+		order = s->min_order;
+		objects = s->min_objects;
+		base = sk_slab_pages_alloc(c, node, order);
+	}
+	if (!base)
+		return NULL;
+
+	/* SK_CACHE_ZINIT memory was zeroed by sk_slab_pages_alloc. */
+	for (unsigned i = 0; i < objects; i++) {
+		if (sk_cache_construct(c, base + (size_t)i * c->size, flags) != 0) {
+			while (i--)
+				sk_cache_destruct(c, base + (size_t)i * c->size);
+			sk_slab_pages_free(c, base);
+			return NULL;
+		}
+	}
+	for (unsigned i = 0; i + 1 < objects; i++)
+		slub_set_next(c, base + (size_t)i * c->size, base + (size_t)(i + 1) * c->size);
+	slub_set_next(c, base + (size_t)(objects - 1) * c->size, NULL);
+
+	struct sk_page *slab = sk_page_of(base);
+	union slub_counters ctr = { .word = 0 };
+	ctr.objects = (uint16_t)objects;
+	ctr.inuse = objects; /* the caller hands the freelist out or puts it back */
+	slab->bk[0] = 0;
+	slab->bk[1] = ctr.word;
+	slab->bk[2] = slab->bk[3] = 0;
+	*freelist = base;
+	return slab;
+}
+
+void slub_discard_slab(struct sk_cache *c, struct sk_page *slab)
+{
+	char *base = sk_page_addr(slab);
+
+	if (sk_cache_has_fini(c)) {
+		unsigned objects = slub_counters(slab).objects;
+		for (unsigned i = 0; i < objects; i++)
+			sk_cache_destruct(c, base + (size_t)i * c->size);
+	}
+	sk_slab_pages_free(c, base);
+}
+
+bool slub_may_discard(const struct sk_cache *c, struct slub_node *n)
+{
+	if (c->flags & SK_CACHE_NOFREE)
+		return false;
+	return slub_load_u64(&n->nr_partial) >= slub_load_u32(&slub_of(c)->min_partial);
+}
+
+/* --- node partial lists (caller holds n->list_lock) --- */
+
+static struct sk_page *node_prev(const struct sk_page *slab)
+{
+	return (struct sk_page *)(slab->bk[3] & ~SLUB_ON_NODE_PARTIAL);
+}
+
+void slub_add_partial(struct slub_node *n, struct sk_page *slab, bool tail)
+{
+	if (tail) {
+		slab->bk[2] = 0;
+		slab->bk[3] = (uintptr_t)n->tail | SLUB_ON_NODE_PARTIAL;
+		if (n->tail)
+			n->tail->bk[2] = (uintptr_t)slab;
+		else
+			n->head = slab;
+		n->tail = slab;
+	} else {
+		slab->bk[2] = (uintptr_t)n->head;
+		slab->bk[3] = SLUB_ON_NODE_PARTIAL;
+		if (n->head)
+			n->head->bk[3] = (uintptr_t)slab | SLUB_ON_NODE_PARTIAL;
+		else
+			n->tail = slab;
+		n->head = slab;
+	}
+	slub_store_u64(&n->nr_partial, n->nr_partial + 1);
+}
+
+void slub_remove_partial(struct slub_node *n, struct sk_page *slab)
+{
+	struct sk_page *next = slub_next_on_list(slab), *prev = node_prev(slab);
+
+	if (prev)
+		prev->bk[2] = (uintptr_t)next;
+	else
+		n->head = next;
+	if (next)
+		next->bk[3] = (uintptr_t)prev | SLUB_ON_NODE_PARTIAL;
+	else
+		n->tail = prev;
+	slab->bk[2] = slab->bk[3] = 0;
+	slub_store_u64(&n->nr_partial, n->nr_partial - 1);
+}
+
+/* --- owner transitions --- */
+
+void *slub_freeze_slab(struct sk_page *slab)
+{
+	void *freelist;
+	union slub_counters old, new;
+
+	do {
+		freelist = slub_freelist(slab);
+		old = slub_counters(slab);
+		new = old;
+		new.inuse = new.objects;
+		new.frozen = 1;
+	} while (!slub_cmpxchg_slab(slab, freelist, old.word, NULL, new.word));
+	return freelist;
+}
+
+void *slub_take_remote_frees(struct sk_page *slab)
+{
+	void *freelist;
+	union slub_counters old, new;
+
+	do {
+		freelist = slub_freelist(slab);
+		old = slub_counters(slab);
+		new = old;
+		new.inuse = new.objects;
+		new.frozen = freelist != NULL;
+	} while (!slub_cmpxchg_slab(slab, freelist, old.word, NULL, new.word));
+	return freelist;
+}
+
+void slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot)
+{
+	struct sk_page *slab = (struct sk_page *)slot->tag;
+	void *cpu_freelist = (void *)slot->top, *tail = NULL, *old_fl;
+	union slub_counters old, new;
+	uint32_t cpu_free = 0;
+
+	slot->tag = 0;
+	slot->top = 0;
+
+	/* Stage one: count the CPU freelist and find its last object. */
+	for (void *p = cpu_freelist; p; p = slub_get_next(c, p)) {
+		tail = p;
+		cpu_free++;
+	}
+
+	/* Stage two: splice it in front of the slab's freelist and unfreeze. */
+	do {
+		old_fl = slub_freelist(slab);
+		old = slub_counters(slab);
+		new = old;
+		new.frozen = 0;
+		if (tail) {
+			new.inuse -= cpu_free;
+			slub_set_next(c, tail, old_fl);
+		}
+	} while (!slub_cmpxchg_slab(slab, old_fl, old.word, tail ? cpu_freelist : old_fl,
+				    new.word));
+
+	/* Stage three: the new state decides where the slab goes. */
+	struct slub_node *n = slub_node_of(slub_of(c), slab);
+	if (!new.inuse && slub_may_discard(c, n)) {
+		slub_discard_slab(c, slab);
+	} else if (tail || old_fl) {
+		pthread_mutex_lock(&n->list_lock);
+		/* Remote frees arrived: the slab is cache-cold, try it last. */
+		slub_add_partial(n, slab, old_fl != NULL);
+		pthread_mutex_unlock(&n->list_lock);
+	}
+	/* else full: the first free adopts it. */
+}
+
+void *slub_pop_unfrozen_locked(struct sk_cache *c, struct slub_node *n, struct sk_page *slab)
+{
+	void *obj, *next;
+	union slub_counters old, new;
+
+	slub_remove_partial(n, slab);
+	do {
+		obj = slub_freelist(slab);
+		old = slub_counters(slab);
+		next = slub_get_next(c, obj);
+		new = old;
+		new.inuse++;
+	} while (!slub_cmpxchg_slab(slab, obj, old.word, next, new.word));
+	if (next)
+		slub_add_partial(n, slab, false);
+	return obj;
+}
+
+/* --- per-CPU partial lists --- */
+
+struct sk_page *slub_cpu_partial_push(struct sk_cache *c, struct sk_pcpu_slot *slot,
+				      struct sk_page *slab)
+{
+	struct slub_cpu *pc = slub_cpu_of(slot);
+	struct sk_page *full_list = NULL;
+
+	if (pc->partial && pc->nr_partial >= slub_load_u32(&slub_of(c)->cpu_partial_slabs)) {
+		full_list = pc->partial;
+		pc->partial = NULL;
+		pc->nr_partial = 0;
+	}
+	slub_cpu_partial_link(slot, slab);
+	return full_list;
+}
+
+struct sk_page *slub_cpu_partial_detach(struct sk_pcpu_slot *slot)
+{
+	struct slub_cpu *pc = slub_cpu_of(slot);
+	struct sk_page *list = pc->partial;
+
+	pc->partial = NULL;
+	pc->nr_partial = 0;
+	return list;
+}
+
+void slub_flush_partials(struct sk_cache *c, struct sk_page *list)
+{
+	struct slub_cache *s = slub_of(c);
+	struct slub_node *n = NULL;
+	struct sk_page *discard = NULL;
+
+	while (list) {
+		struct sk_page *slab = list;
+		struct slub_node *sn = slub_node_of(s, slab);
+
+		list = slub_next_on_list(slab);
+		if (sn != n) {
+			if (n)
+				pthread_mutex_unlock(&n->list_lock);
+			n = sn;
+			pthread_mutex_lock(&n->list_lock);
+		}
+		/* inuse read under list_lock: 0 is final (see the top). */
+		if (!slub_counters(slab).inuse && slub_may_discard(c, n)) {
+			slab->bk[2] = (uintptr_t)discard;
+			discard = slab;
+		} else {
+			slub_add_partial(n, slab, true);
+		}
+	}
+	if (n)
+		pthread_mutex_unlock(&n->list_lock);
+	while (discard) {
+		struct sk_page *slab = discard;
+		discard = slub_next_on_list(slab);
+		slub_discard_slab(c, slab);
+	}
+}
+
+/* A free just made a full slab partial and the caller adopted it. */
+static void put_cpu_partial(struct sk_cache *c, struct sk_page *slab)
+{
+	struct sk_pcpu_slot *slot = sk_pcpu_trylock_local(c);
+	struct sk_page *flush;
+
+	if (!slot) {
+		/* The slot is busy (another thread of this CPU is in a slow
+		 * path, or a drainer): straight to the node list. */
+		slab->bk[2] = 0;
+		slub_flush_partials(c, slab);
+		return;
+	}
+	flush = slub_cpu_partial_push(c, slot, slab);
+	sk_pcpu_unlock(slot);
+	if (flush)
+		slub_flush_partials(c, flush);
+}
+
+/* --- __slab_free --- */
+
+void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
+{
+	struct slub_cache *s = slub_of(c);
+	struct slub_node *n = NULL;
+	const bool cpu_partial = slub_has_pcpu(c) && slub_load_u32(&s->cpu_partial_slabs) != 0;
+	bool was_frozen, on_node_partial = false;
+	void *prior;
+	union slub_counters old, new;
+
+	do {
+		if (n) {
+			pthread_mutex_unlock(&n->list_lock);
+			n = NULL;
+		}
+		prior = slub_freelist(slab);
+		old = slub_counters(slab);
+		slub_set_next(c, obj, prior);
+		new = old;
+		was_frozen = new.frozen;
+		new.inuse--;
+		if ((!new.inuse || !prior) && !was_frozen) {
+			/* A list transition: empty, or full -> partial without a
+			 * CPU partial list.  Decide it under list_lock. */
+			if (!cpu_partial || prior) {
+				n = slub_node_of(s, slab);
+				pthread_mutex_lock(&n->list_lock);
+				on_node_partial = slub_on_node_partial(slab);
+			}
+		}
+	} while (!slub_cmpxchg_slab(slab, prior, old.word, obj, new.word));
+
+	if (!n) {
+		/* Frozen: its CPU owns it.  Full -> partial: we adopt it. */
+		if (!was_frozen && !prior)
+			put_cpu_partial(c, slab);
+		return;
+	}
+
+	if (prior && !on_node_partial) {
+		/* Emptied while on a CPU partial list or in transit: its
+		 * holder sees inuse == 0 under list_lock. */
+		pthread_mutex_unlock(&n->list_lock);
+		return;
+	}
+	if (!new.inuse && slub_may_discard(c, n)) {
+		if (prior)
+			slub_remove_partial(n, slab);
+		pthread_mutex_unlock(&n->list_lock);
+		slub_discard_slab(c, slab);
+		return;
+	}
+	if (!prior)
+		slub_add_partial(n, slab, true);
+	pthread_mutex_unlock(&n->list_lock);
+}
