@@ -187,7 +187,9 @@ void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags)
 {
 	if (node == SK_NODE_ANY)
 		return sk_cache_alloc(c, flags);
-	void *obj = sk_pcpu_pop(c);
+	/* Only a CPU of that node can have the object; a thread that migrates
+	 * between the check and the pop puts the object back (counted twice). */
+	void *obj = sk_numa_cpu_node(sk_pcpu_current_cpu()) == node ? sk_pcpu_pop(c) : NULL;
 	if (obj) {
 		struct sk_page *pg = sk_page_of(obj);
 		if (pg->node == (unsigned)node)

@@ -248,7 +248,7 @@ SK_EXPORT size_t kmalloc_size_roundup(size_t size)
 	if (size > KMALLOC_MAX_SIZE)
 		return SIZE_MAX;
 	if ((sk_state.ops->caps & SK_CAP_HEAP_KMALLOC) && size <= sk_state.ops->kmalloc_max)
-		return size; /* the heap gives what it is asked for (ksize may round up) */
+		return SK_ALIGN_UP(size, 8); /* the heap's contract (sk_backend.h) */
 	return SK_ALIGN_UP(size, SK_PAGE_SIZE);
 }
 

@@ -97,7 +97,8 @@ struct sk_backend_ops {
 
 	/* SK_CAP_HEAP_KMALLOC: kmalloc-style blocks of up to kmalloc_max
 	 * bytes with their size recorded (SLOB).  Larger requests go to core's
-	 * page path.  kfree and ksize get blocks on SK_PAGE_HEAP pages. */
+	 * page path.  kfree and ksize get blocks on SK_PAGE_HEAP pages, and
+	 * ksize(kmalloc(n)) is n rounded up to 8 (kmalloc_size_roundup says so). */
 	size_t kmalloc_max;
 	void *(*kmalloc)(size_t size, int node, unsigned flags);
 	void (*kfree)(void *p, struct sk_page *pg);
@@ -107,7 +108,8 @@ struct sk_backend_ops {
 /* --- What core gives backends --- */
 
 /* Pages for one slab of c: kind SK_PAGE_SLAB, owner c, counted in the
- * cache's slabs/pages figures.  NULL on failure. */
+ * cache's slabs/pages figures, zeroed when c has SK_CACHE_ZINIT.  NULL on
+ * failure. */
 void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order);
 void sk_slab_pages_free(struct sk_cache *c, void *addr);
 
@@ -136,6 +138,9 @@ void sk_meta_free(void *p, size_t size);
 
 /* Messages: one line to the message hook. */
 void sk_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Misuse: one line naming the call and the pointer, then the panic hook.
+ * Returns only if the hook returns; the caller then does nothing. */
+void sk_misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Tunable defaults from the config string for this cache, applied by core
  * right after cache_create through ops->tune. */

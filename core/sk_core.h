@@ -70,9 +70,6 @@ static sk_always_inline void sk_ensure_init(void)
 
 /* One line to the message hook (warnings, leak reports, init errors). */
 void sk_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Misuse: one line naming the call and the pointer, then the panic hook.
- * Returns only if the hook returns; the caller then does nothing. */
-void sk_misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* --- caches --- */
 

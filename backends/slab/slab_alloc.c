@@ -48,10 +48,10 @@ int bslab_current_node(const struct slab_cache *sc)
 static uint32_t slab_refill_batch(struct slab_cache *sc, struct sk_pcpu_slot *slot)
 {
 	struct slab_cpu *ex = slab_cpu_of(slot);
-	uint32_t batch = SK_MIN(SK_MAX(ck_pr_load_32(&sc->batchcount), 1u), slot->limit);
+	uint32_t batch = SK_MIN(SK_MAX(sk_load(&sc->batchcount), 1u), slot->limit);
 
-	if (batch > SLAB_BATCHREFILL_LIMIT && !ck_pr_load_32(&ex->touched) &&
-	    ck_pr_load_64(&slot->allocs) == ck_pr_load_64(&ex->reap_allocs_seen))
+	if (batch > SLAB_BATCHREFILL_LIMIT && !sk_load(&ex->touched) &&
+	    sk_load(&slot->allocs) == sk_load(&ex->reap_allocs_seen))
 		batch = SLAB_BATCHREFILL_LIMIT;
 	return batch;
 }
@@ -79,7 +79,7 @@ static void *slab_refill(struct sk_cache *c, struct slab_cache *sc, struct sk_pc
 	pthread_mutex_unlock(&n->list_lock);
 	if (!got)
 		return NULL;
-	ck_pr_store_32(&ex->touched, 1);
+	sk_store(&ex->touched, 1);
 	slab_slot_set_top(slot, got - 1);
 	return slot->entries[got - 1];
 }
@@ -114,7 +114,7 @@ static void *slab_alloc_grow(struct sk_cache *c, struct slab_cache *sc, int node
 	pthread_mutex_unlock(&n->list_lock);
 	if (slot) {
 		slab_slot_set_top(slot, got);
-		ck_pr_store_32(&slab_cpu_of(slot)->touched, 1);
+		sk_store(&slab_cpu_of(slot)->touched, 1);
 		sk_pcpu_unlock(slot);
 	}
 	return obj;
@@ -234,7 +234,7 @@ static void slab_flush_array(struct sk_cache *c, struct slab_cache *sc, struct s
 {
 	struct slab_node *n = sc->node[slab_slot_node(slot)];
 	uint32_t top = slab_slot_top(slot);
-	uint32_t batch = SK_MIN(SK_MAX(ck_pr_load_32(&sc->batchcount), 1u), top);
+	uint32_t batch = SK_MIN(SK_MAX(sk_load(&sc->batchcount), 1u), top);
 	struct slab_array *sh;
 
 	pthread_mutex_lock(&n->list_lock);

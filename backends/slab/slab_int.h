@@ -274,7 +274,7 @@ static inline bool slab_slot_ready(const struct sk_pcpu_slot *slot)
  * holder; these are for the lock holder (store) and racy readers (load). */
 static inline uint32_t slab_slot_top(const struct sk_pcpu_slot *slot)
 {
-	return (uint32_t)(uintptr_t)ck_pr_load_ptr(&slot->top);
+	return (uint32_t)(uintptr_t)sk_load(&slot->top);
 }
 
 static inline void slab_slot_set_top(struct sk_pcpu_slot *slot, uint32_t top)

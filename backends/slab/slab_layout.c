@@ -107,7 +107,7 @@ static void slab_default_tunables(struct slab_cache *sc)
 
 uint64_t bslab_free_limit(const struct slab_cache *sc, const struct slab_node *n)
 {
-	return (1 + (uint64_t)n->cpus) * ck_pr_load_32((uint32_t *)&sc->batchcount) + sc->num;
+	return (1 + (uint64_t)n->cpus) * sk_load((uint32_t *)&sc->batchcount) + sc->num;
 }
 
 struct slab_array *bslab_array_alloc(uint32_t capacity)
@@ -259,7 +259,7 @@ void bslab_pcpu_init(struct sk_cache *c, struct sk_pcpu_slot *slot, unsigned cpu
 	struct slab_cache *sc = slab_cache_of(c);
 	struct slab_cpu *ex = slab_cpu_of(slot);
 	int node = sk_numa_cpu_node(cpu);
-	uint32_t limit = ck_pr_load_32(&sc->limit);
+	uint32_t limit = sk_load(&sc->limit);
 
 	if (node < 0 || (unsigned)node >= sc->nr_nodes)
 		node = 0;

@@ -57,7 +57,7 @@ static void slab_drain_aliens(struct sk_cache *c, struct slab_cache *sc, struct 
 		for (unsigned m = 0; m < sc->nr_nodes; m++) {
 			struct slab_alien *al = sc->node[id]->alien[m];
 
-			if (!al || !ck_pr_load_32(&al->ac.avail))
+			if (!al || !sk_load(&al->ac.avail))
 				continue;
 			pthread_mutex_lock(&al->lock);
 			bslab_drain_alien_locked(c, al, (int)m, destroy);
@@ -79,11 +79,11 @@ static void slab_reap_cpu(struct sk_cache *c, unsigned cpu, struct slab_link *de
 
 	if (!slab_slot_ready(slot) || sc->nobucket)
 		return;
-	allocs = ck_pr_load_64(&slot->allocs);
+	allocs = sk_load(&slot->allocs);
 	touched = ck_pr_fas_32(&ex->touched, 0) != 0;
 	if (allocs != ex->reap_allocs_seen)
 		touched = true;
-	ck_pr_store_64(&ex->reap_allocs_seen, allocs);
+	sk_store(&ex->reap_allocs_seen, allocs);
 	/* Only an idle, non-empty array is worth the lock (a syscall in rseq
 	 * mode when it belongs to another CPU). */
 	if (touched || !slab_slot_top(slot))
@@ -313,18 +313,18 @@ static int slab_apply_tunables(struct sk_cache *c, struct slab_cache *sc, uint32
 		/* Publish the smaller batch first: slow paths clamp it to the
 		 * slot's limit anyway, but never let them see batch > limit. */
 		if (batch < sc->batchcount)
-			ck_pr_store_32(&sc->batchcount, batch);
+			sk_store(&sc->batchcount, batch);
 		rc = slab_resize_cpu_arrays(c, sc, limit);
 		if (rc)
 			return rc;
-		ck_pr_store_32(&sc->limit, limit);
+		sk_store(&sc->limit, limit);
 		if ((limit > 1 ? SLAB_ALIEN_LIMIT : 1) != sc->alien_limit) {
 			sc->alien_limit = limit > 1 ? SLAB_ALIEN_LIMIT : 1;
 			slab_set_alien_limit(c, sc, sc->alien_limit);
 		}
 	}
-	ck_pr_store_32(&sc->batchcount, batch);
-	ck_pr_store_32(&sc->shared, shared);
+	sk_store(&sc->batchcount, batch);
+	sk_store(&sc->shared, shared);
 	for (unsigned id = 0; id < sc->nr_nodes; id++) {
 		struct slab_node *n = sc->node[id];
 
@@ -399,13 +399,13 @@ void bslab_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out)
 		pthread_mutex_unlock(&n->list_lock);
 		for (unsigned m = 0; m < sc->nr_nodes; m++)
 			if (n->alien[m])
-				cached += ck_pr_load_32(&n->alien[m]->ac.avail);
+				cached += sk_load(&n->alien[m]->ac.avail);
 	}
 	out->objects_per_slab = sc->num;
 	out->cached_free = cached;
 	out->slab_free = slab_free;
-	out->xdomain_frees = ck_pr_load_64(&sc->xdomain_frees);
-	out->limit = ck_pr_load_32(&sc->limit);
-	out->batchcount = ck_pr_load_32(&sc->batchcount);
-	out->shared = ck_pr_load_32(&sc->shared);
+	out->xdomain_frees = sk_load(&sc->xdomain_frees);
+	out->limit = sk_load(&sc->limit);
+	out->batchcount = sk_load(&sc->batchcount);
+	out->shared = sk_load(&sc->shared);
 }

@@ -154,60 +154,12 @@ static inline void slub_set_next(const struct sk_cache *c, void *obj, void *next
 
 static inline uintptr_t slub_load_word(const uintptr_t *p)
 {
-#if SLUB_ATOMIC_BUILTINS
-	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-#else
-	_Static_assert(sizeof(uintptr_t) == sizeof(uint64_t), "64-bit words");
-	uintptr_t v = (uintptr_t)ck_pr_load_64((const uint64_t *)(const void *)p);
-	ck_pr_fence_load();
-	return v;
-#endif
+	return sk_load_acquire(p);
 }
 
 static inline void slub_store_word(uintptr_t *p, uintptr_t v)
 {
-#if SLUB_ATOMIC_BUILTINS
-	__atomic_store_n(p, v, __ATOMIC_RELEASE);
-#else
-	ck_pr_fence_store();
-	ck_pr_store_64((uint64_t *)(void *)p, (uint64_t)v);
-#endif
-}
-
-static inline uint32_t slub_load_u32(const uint32_t *p)
-{
-#if SLUB_ATOMIC_BUILTINS
-	return __atomic_load_n(p, __ATOMIC_RELAXED);
-#else
-	return ck_pr_load_32(p);
-#endif
-}
-
-static inline void slub_store_u32(uint32_t *p, uint32_t v)
-{
-#if SLUB_ATOMIC_BUILTINS
-	__atomic_store_n(p, v, __ATOMIC_RELAXED);
-#else
-	ck_pr_store_32(p, v);
-#endif
-}
-
-static inline uint64_t slub_load_u64(const uint64_t *p)
-{
-#if SLUB_ATOMIC_BUILTINS
-	return __atomic_load_n(p, __ATOMIC_RELAXED);
-#else
-	return ck_pr_load_64(p);
-#endif
-}
-
-static inline void slub_store_u64(uint64_t *p, uint64_t v)
-{
-#if SLUB_ATOMIC_BUILTINS
-	__atomic_store_n(p, v, __ATOMIC_RELAXED);
-#else
-	ck_pr_store_64(p, v);
-#endif
+	sk_store_release(p, v);
 }
 
 static inline void *slub_freelist(const struct sk_page *slab)

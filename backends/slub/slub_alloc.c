@@ -50,11 +50,11 @@ static struct sk_page *get_partial_node(struct sk_cache *c, struct slub_node *n,
 {
 	struct slub_cache *s = slub_of(c);
 	struct slub_cpu *pc = slub_cpu_of(slot);
-	uint32_t limit = slub_load_u32(&s->cpu_partial_slabs);
+	uint32_t limit = sk_load(&s->cpu_partial_slabs);
 	struct sk_page *slab;
 
 	/* A racy peek, as SLUB does: an empty list is not worth the lock. */
-	if (!slub_load_u64(&n->nr_partial))
+	if (!sk_load(&n->nr_partial))
 		return NULL;
 	pthread_mutex_lock(&n->list_lock);
 	slab = n->head;
@@ -146,7 +146,7 @@ static void *alloc_single(struct sk_cache *c, int node, unsigned flags)
 	}
 	for (unsigned i = 0; i < tries; i++) {
 		struct slub_node *n = &s->node[((unsigned)start + i) % s->nr_nodes];
-		if (!slub_load_u64(&n->nr_partial))
+		if (!sk_load(&n->nr_partial))
 			continue;
 		pthread_mutex_lock(&n->list_lock);
 		void *obj = n->head ? slub_pop_unfrozen_locked(c, n, n->head) : NULL;

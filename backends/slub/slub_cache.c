@@ -213,10 +213,10 @@ static uint64_t slub_shrink(struct sk_cache *c, enum sk_shrink_level level)
 	if (level == SK_SHRINK_DRAIN_CPU && slub_has_pcpu(c))
 		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++)
 			flush_cpu(c, cpu);
-	uint64_t keep = level == SK_SHRINK_TRIM ? slub_load_u32(&s->min_partial) : 0;
+	uint64_t keep = level == SK_SHRINK_TRIM ? sk_load(&s->min_partial) : 0;
 	for (unsigned i = 0; i < s->nr_nodes; i++)
 		shrink_node(c, &s->node[i], keep, level == SK_SHRINK_DRAIN_CPU);
-	return ck_pr_load_64(&c->ctr.slabs);
+	return sk_load(&c->ctr.slabs);
 }
 
 static void slub_cache_destroy(struct sk_cache *c)
@@ -260,9 +260,9 @@ void slub_inspect(struct sk_cache *c, struct slub_inspect *out)
 	out->objects = s->objects;
 	out->min_order = s->min_order;
 	out->min_objects = s->min_objects;
-	out->min_partial = slub_load_u32(&s->min_partial);
-	out->cpu_partial = slub_load_u32(&s->cpu_partial);
-	out->cpu_partial_slabs = slub_load_u32(&s->cpu_partial_slabs);
+	out->min_partial = sk_load(&s->min_partial);
+	out->cpu_partial = sk_load(&s->cpu_partial);
+	out->cpu_partial_slabs = sk_load(&s->cpu_partial_slabs);
 
 	for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
 		struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
@@ -333,12 +333,12 @@ static int slub_tune(struct sk_cache *c, const char *key, long value)
 	if (!key || value < 0 || value > (long)UINT32_MAX / 2)
 		return -EINVAL;
 	if (!strcmp(key, "min_partial")) {
-		slub_store_u32(&s->min_partial, (uint32_t)value);
+		sk_store(&s->min_partial, (uint32_t)value);
 		return 0;
 	}
 	if (!strcmp(key, "cpu_partial")) {
-		slub_store_u32(&s->cpu_partial, (uint32_t)value);
-		slub_store_u32(&s->cpu_partial_slabs, cpu_partial_slabs_for((uint32_t)value, s->objects));
+		sk_store(&s->cpu_partial, (uint32_t)value);
+		sk_store(&s->cpu_partial_slabs, cpu_partial_slabs_for((uint32_t)value, s->objects));
 		/* As SLUB's sysfs store does: flush so the new limit holds now. */
 		for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
 			struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);

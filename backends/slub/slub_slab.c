@@ -146,7 +146,7 @@ bool slub_may_discard(const struct sk_cache *c, struct slub_node *n)
 {
 	if (c->flags & SK_CACHE_NOFREE)
 		return false;
-	return slub_load_u64(&n->nr_partial) >= slub_load_u32(&slub_of(c)->min_partial);
+	return sk_load(&n->nr_partial) >= sk_load(&slub_of(c)->min_partial);
 }
 
 /* --- node partial lists (caller holds n->list_lock) --- */
@@ -175,7 +175,7 @@ void slub_add_partial(struct slub_node *n, struct sk_page *slab, bool tail)
 			n->tail = slab;
 		n->head = slab;
 	}
-	slub_store_u64(&n->nr_partial, n->nr_partial + 1);
+	sk_store(&n->nr_partial, n->nr_partial + 1);
 }
 
 void slub_remove_partial(struct slub_node *n, struct sk_page *slab)
@@ -191,7 +191,7 @@ void slub_remove_partial(struct slub_node *n, struct sk_page *slab)
 	else
 		n->tail = prev;
 	slab->bk[2] = slab->bk[3] = 0;
-	slub_store_u64(&n->nr_partial, n->nr_partial - 1);
+	sk_store(&n->nr_partial, n->nr_partial - 1);
 }
 
 /* --- owner transitions --- */
@@ -294,7 +294,7 @@ struct sk_page *slub_cpu_partial_push(struct sk_cache *c, struct sk_pcpu_slot *s
 	struct slub_cpu *pc = slub_cpu_of(slot);
 	struct sk_page *full_list = NULL;
 
-	if (pc->partial && pc->nr_partial >= slub_load_u32(&slub_of(c)->cpu_partial_slabs)) {
+	if (pc->partial && pc->nr_partial >= sk_load(&slub_of(c)->cpu_partial_slabs)) {
 		full_list = pc->partial;
 		pc->partial = NULL;
 		pc->nr_partial = 0;
@@ -372,7 +372,7 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 {
 	struct slub_cache *s = slub_of(c);
 	struct slub_node *n = NULL;
-	const bool cpu_partial = slub_has_pcpu(c) && slub_load_u32(&s->cpu_partial_slabs) != 0;
+	const bool cpu_partial = slub_has_pcpu(c) && sk_load(&s->cpu_partial_slabs) != 0;
 	bool was_frozen, on_node_partial = false;
 	void *prior;
 	union slub_counters old, new;
