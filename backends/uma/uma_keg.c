@@ -1,0 +1,596 @@
+/*
+ * UMA kegs: how items are laid out in slabs, and the per-domain slab lists
+ * (FreeBSD sys/vm/uma_core.c keg_layout, keg_alloc_slab, slab_alloc_item,
+ * slab_free_item, keg_drain).
+ *
+ * Layout.  rsize = roundup(max(size, 8), align).  A slab is 2^order pages
+ * (the page provider hands out orders); starting from the smallest order
+ * that holds one item, the order grows until items fill at least 90% of
+ * the slab (UMA_MAX_WASTE), or the best layout seen is kept.  The free
+ * bitset goes where it costs least:
+ *   - up to 64 items: in the head page descriptor (no space in the slab);
+ *   - more: at the slab's end, or off the slab in sk_meta_zalloc memory when
+ *     that packs more efficiently (UMA counts an offpage header as waste
+ *     too: items / (slab + header)).
+ * The slab is found from any item in O(1) through the page descriptor.
+ *
+ * Lifetimes.  A new slab is zeroed (ZINIT, done by sk_slab_pages_alloc),
+ * then every item gets the
+ * cache's init hook (sk_cache_construct) before the slab is listed; if one
+ * fails, the ones done get fini and the slab goes back.  Free slabs stay on
+ * their domain's free list until keg_drain; fini then runs on every item.
+ * NOFREE slabs are only freed when the cache is destroyed.
+ *
+ * Lock order: only the keg domain locks (ukd_lock) are taken here, one at a
+ * time, and nothing is called with one held except list and bitset work.
+ * Callers may hold a slot lock or a domain bucket-cache lock (see
+ * uma_cache.c: slot lock -> uzd_lock -> ukd_lock).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "uma_int.h"
+
+_Static_assert(sizeof(struct uma_keg_domain) % 64 == 0, "keg domains fill whole cache lines");
+
+/* --- slab header accessors (the head page descriptor) --- */
+
+static inline struct sk_page *slab_next(const struct sk_page *slab)
+{
+	return (struct sk_page *)slab->bk[0];
+}
+
+static inline uint32_t slab_freecount(const struct sk_page *slab)
+{
+	return (uint32_t)slab->bk[2];
+}
+
+static inline uma_bitword_t *slab_bitset(const struct uma_keg *keg, struct sk_page *slab)
+{
+	if (keg->uk_hdr == UMA_HDR_DESC)
+		return (uma_bitword_t *)&slab->bk[3];
+	return (uma_bitword_t *)slab->bk[3];
+}
+
+static inline char *slab_base(const struct sk_page *slab)
+{
+	return (char *)sk_page_addr(slab);
+}
+
+static inline size_t bitset_bytes(uint32_t ipers)
+{
+	return (size_t)((ipers + UMA_WORD_BITS - 1) / UMA_WORD_BITS) * sizeof(uma_bitword_t);
+}
+
+/* --- layout --- */
+
+struct uma_layout {
+	uint32_t order, ipers, hdr, words, off, eff;
+};
+
+/* Efficiency of `ipers` items of `rsize` in `bytes` (slab plus any
+ * offpage header), in thousandths. */
+static uint32_t layout_eff(uint32_t ipers, size_t rsize, size_t bytes)
+{
+	return (uint32_t)((uint64_t)ipers * rsize * 1000 / bytes);
+}
+
+static void layout_one(size_t rsize, unsigned order, struct uma_layout *out)
+{
+	size_t slab = SK_PAGE_SIZE << order;
+	uint32_t raw = (uint32_t)SK_MIN(slab / rsize, (size_t)UINT32_MAX / 2);
+
+	memset(out, 0, sizeof(*out));
+	out->order = order;
+	if (raw <= UMA_WORD_BITS) {
+		out->hdr = UMA_HDR_DESC;
+		out->ipers = raw;
+		out->words = 1;
+		out->eff = layout_eff(raw, rsize, slab);
+		return;
+	}
+	/* Inline: give up items at the end until the bitset fits after them. */
+	uint32_t in = raw;
+	while (in > 0 && (size_t)in * rsize + bitset_bytes(in) > slab)
+		in--;
+	uint32_t eff_in = layout_eff(in, rsize, slab);
+	uint32_t eff_off = layout_eff(raw, rsize, slab + bitset_bytes(raw));
+
+	if (in <= UMA_WORD_BITS) {
+		/* Losing items to an inline bitset brought it under one word. */
+		out->hdr = UMA_HDR_DESC;
+		out->ipers = in;
+		out->words = 1;
+		out->eff = eff_in;
+	} else if (eff_off > eff_in) {
+		out->hdr = UMA_HDR_OFFPAGE;
+		out->ipers = raw;
+		out->words = (uint32_t)(bitset_bytes(raw) / sizeof(uma_bitword_t));
+		out->eff = eff_off;
+	} else {
+		out->hdr = UMA_HDR_INLINE;
+		out->ipers = in;
+		out->words = (uint32_t)(bitset_bytes(in) / sizeof(uma_bitword_t));
+		out->off = (uint32_t)(slab - bitset_bytes(in));
+		out->eff = eff_in;
+	}
+}
+
+static unsigned order_for(size_t bytes)
+{
+	unsigned order = 0;
+
+	while ((SK_PAGE_SIZE << order) < bytes && order < SK_MAX_ORDER)
+		order++;
+	return order;
+}
+
+int skuma_keg_layout(struct uma_kz *kz, const struct sk_cache *c)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	size_t align = c->align >= 8 ? c->align : 8;
+	size_t rsize = SK_ALIGN_UP(SK_MAX((size_t)c->object_size, (size_t)8), align);
+	size_t line = sk_numa_cache_line();
+	unsigned min_order, max_order;
+
+	if (!SK_IS_POW2(align) || rsize > (SK_PAGE_SIZE << SK_MAX_ORDER))
+		return -EINVAL;
+	if (line < 8 || !SK_IS_POW2(line))
+		line = 64;
+	min_order = order_for(SK_MAX(rsize, align));
+	if ((c->flags & SK_CACHE_CACHESPREAD) && align <= line) {
+		/* An odd number of cache lines per item: consecutive items start
+		 * on different lines of the cache's sets.  The slab holds about
+		 * a page's worth of line offsets (PAGE_SIZE / line items). */
+		rsize = SK_ALIGN_UP(rsize, line);
+		if ((rsize / line) % 2 == 0)
+			rsize += line;
+		unsigned spread = order_for(rsize * (SK_PAGE_SIZE / line));
+		min_order = SK_MAX(min_order, SK_MIN(spread, (unsigned)UMA_CACHESPREAD_MAX_ORDER));
+	}
+	max_order = SK_MIN(min_order + UMA_SLAB_MAX_EXTRA_ORDERS, (unsigned)SK_MAX_ORDER);
+	if (max_order > UMA_SLAB_MAX_ORDER)
+		max_order = SK_MAX(min_order, (unsigned)UMA_SLAB_MAX_ORDER);
+
+	struct uma_layout best = { 0 }, cur;
+	for (unsigned order = min_order; order <= max_order; order++) {
+		layout_one(rsize, order, &cur);
+		if (cur.ipers > 0 && cur.eff > best.eff)
+			best = cur;
+		if (best.eff >= 1000 - UMA_MAX_WASTE * 10)
+			break; /* the smallest slab that wastes at most 10% */
+	}
+	if (best.ipers == 0)
+		return -EINVAL;
+
+	keg->uk_rsize = (uint32_t)rsize;
+	keg->uk_ipers = best.ipers;
+	keg->uk_order = best.order;
+	keg->uk_hdr = best.hdr;
+	keg->uk_bitset_words = best.words;
+	keg->uk_bitset_off = best.off;
+	keg->uk_eff_permille = best.eff;
+	keg->uk_nofree = (c->flags & SK_CACHE_NOFREE) != 0;
+	keg->uk_roundrobin = (c->flags & SK_CACHE_ROUNDROBIN) != 0;
+	return 0;
+}
+
+/* --- slab lists (keg domain lock held) --- */
+
+static struct sk_page **slab_list(struct uma_keg *keg, struct uma_keg_domain *kd, uint32_t freecount)
+{
+	if (freecount == 0)
+		return &kd->ukd_full;
+	if (freecount == keg->uk_ipers)
+		return &kd->ukd_free;
+	return &kd->ukd_part;
+}
+
+static void slab_list_insert(struct sk_page **head, struct sk_page *slab)
+{
+	slab->bk[0] = (uintptr_t)*head;
+	slab->bk[1] = 0;
+	if (*head)
+		(*head)->bk[1] = (uintptr_t)slab;
+	*head = slab;
+}
+
+static void slab_list_remove(struct sk_page **head, struct sk_page *slab)
+{
+	struct sk_page *next = (struct sk_page *)slab->bk[0];
+	struct sk_page *prev = (struct sk_page *)slab->bk[1];
+
+	if (prev)
+		prev->bk[0] = (uintptr_t)next;
+	else
+		*head = next;
+	if (next)
+		next->bk[1] = (uintptr_t)prev;
+}
+
+/* Change a listed slab's free count, moving it between lists as needed. */
+static void slab_set_freecount(struct uma_keg *keg, struct uma_keg_domain *kd,
+			       struct sk_page *slab, uint32_t now)
+{
+	uint32_t was = slab_freecount(slab);
+	struct sk_page **from = slab_list(keg, kd, was), **to = slab_list(keg, kd, now);
+
+	if (from != to) {
+		slab_list_remove(from, slab);
+		slab_list_insert(to, slab);
+		if (was == keg->uk_ipers)
+			sk_store(&kd->ukd_free_slabs, kd->ukd_free_slabs - 1);
+		if (now == keg->uk_ipers)
+			sk_store(&kd->ukd_free_slabs, kd->ukd_free_slabs + 1);
+	}
+	sk_store(&kd->ukd_free_items, kd->ukd_free_items + now - was);
+	slab->bk[2] = now;
+}
+
+/* Take up to max free items out of a listed slab. */
+static int slab_take(struct uma_keg *keg, struct uma_keg_domain *kd, struct sk_page *slab,
+		     void **store, int max)
+{
+	uma_bitword_t *bits = slab_bitset(keg, slab);
+	char *base = slab_base(slab);
+	uint32_t freecount = slab_freecount(slab);
+	int n = 0;
+
+	for (uint32_t w = 0; w < keg->uk_bitset_words && n < max && (uint32_t)n < freecount; w++) {
+		uma_bitword_t word = bits[w];
+
+		while (word && n < max) {
+			unsigned bit = (unsigned)__builtin_ctzl(word);
+
+			word &= word - 1;
+			store[n++] = base + ((size_t)w * UMA_WORD_BITS + bit) * keg->uk_rsize;
+		}
+		bits[w] = word;
+	}
+	slab_set_freecount(keg, kd, slab, freecount - (uint32_t)n);
+	return n;
+}
+
+/* Return one item to its listed slab; false (and nothing changed) if the
+ * pointer is not an item start or the item is already free. */
+static bool slab_put(struct uma_keg *keg, struct uma_keg_domain *kd, struct sk_page *slab, void *item)
+{
+	size_t off = (size_t)((char *)item - slab_base(slab));
+	size_t idx = off / keg->uk_rsize;
+
+	if (off % keg->uk_rsize != 0 || idx >= keg->uk_ipers)
+		return false;
+	uma_bitword_t *word = &slab_bitset(keg, slab)[idx / UMA_WORD_BITS];
+	uma_bitword_t mask = (uma_bitword_t)1 << (idx % UMA_WORD_BITS);
+	if (*word & mask)
+		return false;
+	*word |= mask;
+	slab_set_freecount(keg, kd, slab, slab_freecount(slab) + 1);
+	return true;
+}
+
+/* --- slab creation and destruction (no lock held) --- */
+
+static void slab_release_pages(struct uma_kz *kz, struct sk_page *slab)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+
+	if (keg->uk_hdr == UMA_HDR_OFFPAGE && slab->bk[3])
+		sk_meta_free((void *)slab->bk[3], bitset_bytes(keg->uk_ipers));
+	slab->bk[3] = 0;
+	sk_slab_pages_free(kz->kz_cache, slab_base(slab));
+}
+
+/* fini on the first `constructed` items, then the pages back. */
+static void slab_free(struct uma_kz *kz, struct sk_page *slab, uint32_t constructed)
+{
+	struct sk_cache *c = kz->kz_cache;
+	char *base = slab_base(slab);
+
+	if (sk_cache_has_fini(c))
+		for (uint32_t i = constructed; i-- > 0;)
+			sk_cache_destruct(c, base + (size_t)i * kz->kz_keg.uk_rsize);
+	slab_release_pages(kz, slab);
+}
+
+/* A new slab on `node`, every item free and constructed; not yet listed. */
+static struct sk_page *slab_alloc(struct uma_kz *kz, int node, unsigned flags)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	struct sk_cache *c = kz->kz_cache;
+	char *base = sk_slab_pages_alloc(c, node, keg->uk_order);
+
+	if (!base)
+		return NULL;
+	struct sk_page *slab = sk_page_of_raw(base);
+	slab->bk[0] = slab->bk[1] = slab->bk[3] = 0;
+	if ((uintptr_t)base & (c->align - 1)) {
+		sk_message("uma: slab %p of zone %s is not aligned to %u bytes", (void *)base, c->name,
+			   c->align);
+		slab_release_pages(kz, slab);
+		return NULL;
+	}
+	/* ZINIT: sk_slab_pages_alloc has zeroed the pages (core does it for
+	 * every backend), so init sees zeroed memory. */
+
+	uma_bitword_t *bits;
+	if (keg->uk_hdr == UMA_HDR_DESC) {
+		bits = (uma_bitword_t *)&slab->bk[3];
+	} else if (keg->uk_hdr == UMA_HDR_INLINE) {
+		bits = (uma_bitword_t *)(base + keg->uk_bitset_off);
+		slab->bk[3] = (uintptr_t)bits;
+	} else {
+		bits = sk_meta_zalloc(bitset_bytes(keg->uk_ipers));
+		if (!bits) {
+			slab_release_pages(kz, slab);
+			return NULL;
+		}
+		slab->bk[3] = (uintptr_t)bits;
+	}
+	for (uint32_t w = 0; w < keg->uk_bitset_words; w++) {
+		uint32_t left = keg->uk_ipers - w * UMA_WORD_BITS;
+		bits[w] = left >= UMA_WORD_BITS ? ~(uma_bitword_t)0
+						: ((uma_bitword_t)1 << left) - 1;
+	}
+
+	for (uint32_t i = 0; i < keg->uk_ipers; i++) {
+		if (sk_cache_construct(c, base + (size_t)i * keg->uk_rsize, flags) != 0) {
+			slab_free(kz, slab, i);
+			return NULL;
+		}
+	}
+	slab->bk[2] = keg->uk_ipers;
+	return slab;
+}
+
+/* List a new slab on its domain (lock held). */
+static void slab_insert(struct uma_keg *keg, struct uma_keg_domain *kd, struct sk_page *slab)
+{
+	slab_list_insert(&kd->ukd_free, slab);
+	sk_store(&kd->ukd_slabs, kd->ukd_slabs + 1);
+	sk_store(&kd->ukd_free_slabs, kd->ukd_free_slabs + 1);
+	sk_store(&kd->ukd_free_items, kd->ukd_free_items + keg->uk_ipers);
+}
+
+/* --- import and release --- */
+
+/*
+ * Up to max items from `domain`'s slabs; with `grow`, one new slab on that
+ * node when the lists run dry.  Never more than one: a bucket that still
+ * got items from a first slab would hide the page provider's failure on a
+ * second one, so a failure reaches the caller exactly when the keg had
+ * nothing else to give (FreeBSD's zone_import keeps going with M_NOWAIT
+ * instead; the number of slabs made is the same either way).
+ */
+static int keg_import_domain(struct uma_kz *kz, int domain, void **store, int max, unsigned flags,
+			     bool grow)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	struct uma_keg_domain *kd = &keg->uk_domain[domain];
+	int n = 0;
+
+	if (!grow && sk_load(&kd->ukd_free_items) == 0)
+		return 0;
+	pthread_mutex_lock(&kd->ukd_lock);
+	while (n < max) {
+		struct sk_page *slab = kd->ukd_part ? kd->ukd_part : kd->ukd_free;
+
+		if (slab) {
+			n += slab_take(keg, kd, slab, store + n, max - n);
+			continue;
+		}
+		if (!grow)
+			break;
+		grow = false;
+		pthread_mutex_unlock(&kd->ukd_lock);
+		slab = slab_alloc(kz, domain, flags);
+		if (!slab)
+			return n;
+		int got = skuma_slab_domain(kz, slab);
+		struct uma_keg_domain *gd = &keg->uk_domain[got];
+		pthread_mutex_lock(&gd->ukd_lock);
+		slab_insert(keg, gd, slab);
+		if (got != domain) {
+			/* The provider placed it elsewhere: it serves that domain. */
+			pthread_mutex_unlock(&gd->ukd_lock);
+			return n;
+		}
+	}
+	pthread_mutex_unlock(&kd->ukd_lock);
+	return n;
+}
+
+int skuma_keg_import(struct uma_kz *kz, int domain, void **store, int max, unsigned flags)
+{
+	return keg_import_domain(kz, domain, store, max, flags, true);
+}
+
+int skuma_keg_import_rr(struct uma_kz *kz, void **store, int max, unsigned flags)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	unsigned nd = keg->uk_ndomains;
+	unsigned start = sk_load(&keg->uk_rr_next);
+	int n = 0;
+
+	for (unsigned i = 0; i < nd && n < max; i++)
+		n += keg_import_domain(kz, (int)((start + i) % nd), store + n, max - n, flags, false);
+	/* Else one new slab, on the next node in turn (another node only if
+	 * that one has no memory). */
+	for (unsigned tries = 0; n == 0 && tries < nd; tries++) {
+		int domain = (int)(ck_pr_faa_32(&keg->uk_rr_next, 1) % nd);
+
+		n = keg_import_domain(kz, domain, store, max, flags, true);
+	}
+	return n;
+}
+
+void *skuma_keg_alloc_item(struct uma_kz *kz, int node, unsigned flags)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	unsigned nd = keg->uk_ndomains;
+	void *item = NULL;
+
+	if (node != SK_NODE_ANY)
+		return keg_import_domain(kz, node, &item, 1, flags, true) ? item : NULL;
+	if (keg->uk_roundrobin)
+		return skuma_keg_import_rr(kz, &item, 1, flags) ? item : NULL;
+	/* First touch: this CPU's node, then the others. */
+	int home = sk_numa_current_node();
+	if (home < 0 || (unsigned)home >= nd)
+		home = 0;
+	if (keg_import_domain(kz, home, &item, 1, flags, true))
+		return item;
+	return skuma_keg_alloc_item_elsewhere(kz, home, flags);
+}
+
+/* `tried` had nothing and no memory: any other node that has a free item,
+ * then a new slab on another node.  Never retries `tried` itself, so an
+ * allocation failure of the page provider is not papered over. */
+void *skuma_keg_alloc_item_elsewhere(struct uma_kz *kz, int tried, unsigned flags)
+{
+	unsigned nd = kz->kz_keg.uk_ndomains;
+	void *item = NULL;
+
+	for (unsigned i = 1; i < nd; i++)
+		if (keg_import_domain(kz, (int)((tried + i) % nd), &item, 1, flags, false))
+			return item;
+	for (unsigned i = 1; i < nd; i++)
+		if (keg_import_domain(kz, (int)((tried + i) % nd), &item, 1, flags, true))
+			return item;
+	return NULL;
+}
+
+static sk_cold void report_bad_free(struct uma_kz *kz, void *item)
+{
+	sk_message("uma: zone %s: %p is not an allocated item (double free or bad pointer); ignored",
+		   kz->kz_cache->name, item);
+}
+
+void skuma_keg_free_item(struct uma_kz *kz, void *item, struct sk_page *slab)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	struct uma_keg_domain *kd = &keg->uk_domain[skuma_slab_domain(kz, slab)];
+	bool ok;
+
+	pthread_mutex_lock(&kd->ukd_lock);
+	ok = slab_put(keg, kd, slab, item);
+	pthread_mutex_unlock(&kd->ukd_lock);
+	if (!ok)
+		report_bad_free(kz, item);
+}
+
+/* Free a run of items, taking each domain's lock once per run of items of
+ * that domain. */
+void skuma_keg_release(struct uma_kz *kz, void **items, uint32_t n)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	struct uma_keg_domain *held = NULL;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct sk_page *slab = sk_page_of(items[i]);
+
+		if (!slab || slab->owner != kz->kz_cache) {
+			report_bad_free(kz, items[i]);
+			continue;
+		}
+		struct uma_keg_domain *kd = &keg->uk_domain[skuma_slab_domain(kz, slab)];
+		if (kd != held) {
+			if (held)
+				pthread_mutex_unlock(&held->ukd_lock);
+			pthread_mutex_lock(&kd->ukd_lock);
+			held = kd;
+		}
+		if (!slab_put(keg, kd, slab, items[i])) {
+			pthread_mutex_unlock(&held->ukd_lock);
+			held = NULL;
+			report_bad_free(kz, items[i]);
+		}
+	}
+	if (held)
+		pthread_mutex_unlock(&held->ukd_lock);
+}
+
+/* --- drain and destroy --- */
+
+static void keg_drain_domain(struct uma_kz *kz, int domain)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	struct uma_keg_domain *kd = &keg->uk_domain[domain];
+	struct sk_page *list;
+	uint64_t count;
+
+	if (sk_load(&kd->ukd_free_slabs) == 0)
+		return;
+	pthread_mutex_lock(&kd->ukd_lock);
+	list = kd->ukd_free;
+	count = kd->ukd_free_slabs;
+	kd->ukd_free = NULL;
+	sk_store(&kd->ukd_free_slabs, 0);
+	sk_store(&kd->ukd_slabs, kd->ukd_slabs - count);
+	sk_store(&kd->ukd_free_items, kd->ukd_free_items - count * keg->uk_ipers);
+	pthread_mutex_unlock(&kd->ukd_lock);
+
+	while (list) {
+		struct sk_page *next = slab_next(list);
+
+		slab_free(kz, list, keg->uk_ipers);
+		list = next;
+	}
+}
+
+void skuma_keg_drain(struct uma_kz *kz, int domain)
+{
+	if (kz->kz_keg.uk_nofree)
+		return;
+	if (domain >= 0) {
+		keg_drain_domain(kz, domain);
+		return;
+	}
+	for (unsigned d = 0; d < kz->kz_keg.uk_ndomains; d++)
+		keg_drain_domain(kz, (int)d);
+}
+
+/* Only when no item is in use: partial and full slabs then hold items that
+ * core has already accounted as leaked, and their memory goes anyway. */
+void skuma_keg_destroy(struct uma_kz *kz)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+
+	for (unsigned d = 0; d < keg->uk_ndomains; d++) {
+		struct uma_keg_domain *kd = &keg->uk_domain[d];
+		struct sk_page **lists[] = { &kd->ukd_free, &kd->ukd_part, &kd->ukd_full };
+
+		pthread_mutex_lock(&kd->ukd_lock);
+		for (size_t l = 0; l < SK_ARRAY_SIZE(lists); l++) {
+			struct sk_page *slab = *lists[l];
+
+			*lists[l] = NULL;
+			while (slab) {
+				struct sk_page *next = slab_next(slab);
+
+				slab_free(kz, slab, keg->uk_ipers);
+				slab = next;
+			}
+		}
+		kd->ukd_slabs = kd->ukd_free_slabs = kd->ukd_free_items = 0;
+		pthread_mutex_unlock(&kd->ukd_lock);
+	}
+}
+
+uint64_t skuma_keg_slabs(const struct uma_kz *kz)
+{
+	uint64_t n = 0;
+
+	for (unsigned d = 0; d < kz->kz_keg.uk_ndomains; d++)
+		n += sk_load(&kz->kz_keg.uk_domain[d].ukd_slabs);
+	return n;
+}
+
+uint64_t skuma_keg_free_items(const struct uma_kz *kz)
+{
+	uint64_t n = 0;
+
+	for (unsigned d = 0; d < kz->kz_keg.uk_ndomains; d++)
+		n += sk_load(&kz->kz_keg.uk_domain[d].ukd_free_items);
+	return n;
+}
