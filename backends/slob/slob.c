@@ -1,0 +1,288 @@
+/*
+ * SLOB (Linux mm/slob.c): the smallest-footprint backend.
+ *
+ * No per-CPU layer, no per-node lists, no slabs of fixed-size slots: every
+ * allocation is carved first-fit from a heap of 4 KiB pages (slob_heap.c)
+ * under one lock, and every free goes straight back to it, coalescing.
+ * Core calls ops->alloc and ops->free for every cache operation and counts
+ * them itself.
+ *
+ * What goes where:
+ *   - kmalloc / malloc(9) of up to sk_slob_ops.kmalloc_max bytes: a block
+ *     with an 8-byte size header in the kmalloc pool, whose pages every size
+ *     shares; power-of-two sizes aligned to their size, other sizes to 8.
+ *     Larger requests take core's page path (whole pages).
+ *   - cache objects of less than a page: a headerless block of c->size
+ *     bytes at c->align in the cache's own pool.  The constructor runs
+ *     every time one is carved (no slab keeps constructed objects), fini
+ *     every time one is freed.
+ *   - cache objects of a page or more: whole pages of the cache, one
+ *     object each.
+ *
+ * kfree of a cache object works: a cache's pages are SK_PAGE_SLAB pages
+ * owned by it, so core finds the cache from the page and frees (and
+ * counts) the object as kmem_cache_free would.  It costs no byte per
+ * object; the price is that caches do not share pages (docs/slob.md).
+ *
+ * Node requests: an explicit node is honoured by searching only pages of
+ * that node and taking new pages from it; SK_NODE_ANY takes any page.
+ *
+ * Locking: this file takes no lock of its own; the heap's one lock is
+ * taken inside slob_pool_alloc / slob_pool_free.  Constructors and
+ * finalisers run without it (they may allocate).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "slob_int.h"
+
+/* kmalloc blocks up to a page minus their header live in the heap. */
+#define SLOB_KMALLOC_MAX (SK_PAGE_SIZE - SLOB_KMALLOC_HDR)
+
+static sk_cold void slob_report(const char *call, const char *cache, const void *p,
+				const char *what)
+{
+	if (cache)
+		sk_misuse("%s(%s, %p): %s (slob backend)", call, cache, p, what);
+	else
+		sk_misuse("%s(%p): %s (slob backend)", call, p, what);
+}
+
+static const char *slob_free_error(enum slob_free_result res)
+{
+	switch (res) {
+	case SLOB_FREED:
+		return "freed";
+	case SLOB_FREE_WRONG_PAGE:
+		return "not on a page of this heap";
+	case SLOB_FREE_OUTSIDE:
+		return "not a block start inside its page";
+	case SLOB_FREE_OVERLAP:
+		return "already free (double free)";
+	case SLOB_FREE_BAD_HEADER:
+		return "no live kmalloc block starts here (double free or bad pointer)";
+	}
+	return "unknown error";
+}
+
+/* --- kmalloc and malloc(9) --- */
+
+static void *slob_kmalloc(size_t size, int node, unsigned flags)
+{
+	size_t bytes = SLOB_KMALLOC_HDR + SK_ALIGN_UP(size, SLOB_UNIT);
+	/* Power-of-two sizes are aligned to their size (Linux >= 5.4); the
+	 * header sits just below the aligned address. */
+	size_t align = SK_IS_POW2(size) && size > SLOB_UNIT ? size : 0;
+	uint64_t *hdr;
+
+	if (sk_unlikely(size == 0 || size > SLOB_KMALLOC_MAX))
+		return NULL;
+	hdr = slob_pool_alloc(slob_kmalloc_pool(), bytes, align, SLOB_KMALLOC_HDR, node);
+	if (sk_unlikely(!hdr))
+		return NULL;
+	*hdr = (uint64_t)(bytes >> SLOB_UNIT_SHIFT) | (uint64_t)SLOB_MAGIC_KMALLOC << 32;
+	return hdr + 1;
+}
+
+static void slob_kfree(void *p, struct sk_page *pg)
+{
+	enum slob_free_result res = slob_pool_kfree(slob_kmalloc_pool(), pg, (uint64_t *)p - 1);
+
+	if (sk_unlikely(res != SLOB_FREED))
+		slob_report("kfree", NULL, p, slob_free_error(res));
+}
+
+/*
+ * The usable size of a kmalloc block: its units less the header.  Core
+ * calls this before every kfree (for its byte counts), so a pointer that is
+ * no live kmalloc block gets 0 here, silently, and is reported once, by
+ * slob_kfree.
+ */
+static size_t slob_ksize(const void *p, struct sk_page *pg)
+{
+	uintptr_t off = (uintptr_t)p - (uintptr_t)sk_page_addr(pg);
+	uint64_t word, units;
+
+	if (!slob_page_is_kmalloc(pg) || off < SLOB_KMALLOC_HDR || (off & (SLOB_UNIT - 1)))
+		return 0;
+	/* Read without the heap lock: the caller owns the live block. */
+	word = *((const uint64_t *)p - 1);
+	units = word & 0xffff;
+	if ((uint32_t)(word >> 32) != SLOB_MAGIC_KMALLOC || units < 2 ||
+	    off - SLOB_KMALLOC_HDR + (units << SLOB_UNIT_SHIFT) > SK_PAGE_SIZE)
+		return 0;
+	return (size_t)(units << SLOB_UNIT_SHIFT) - SLOB_KMALLOC_HDR;
+}
+
+/* --- Caches --- */
+
+static int slob_init(void)
+{
+	return slob_heap_init();
+}
+
+static void slob_fini(void)
+{
+	slob_heap_fini();
+}
+
+static bool slob_uses_whole_pages(const struct sk_cache *c)
+{
+	return c->size >= SK_PAGE_SIZE;
+}
+
+static unsigned slob_pages_order(const struct sk_cache *c)
+{
+	unsigned order = 0;
+
+	while ((SK_PAGE_SIZE << order) < c->size)
+		order++;
+	return order;
+}
+
+static int slob_cache_create(struct sk_cache *c)
+{
+	/* A free block needs one unit; every block is whole units and
+	 * c->align (>= 8) is a multiple of the unit.  Below a page, c->align
+	 * is at most half a page (size is a multiple of it), so an empty page
+	 * always fits an aligned object. */
+	size_t size = SK_ALIGN_UP(SK_MAX((size_t)c->object_size, SLOB_UNIT), (size_t)c->align);
+	struct slob_pool *pool;
+
+	if (size > UINT32_MAX)
+		return -EINVAL;
+	pool = sk_meta_zalloc(sizeof(*pool));
+	if (!pool)
+		return -ENOMEM;
+	c->size = (uint32_t)size;
+	c->free_offset = 0;
+	c->pcpu_extra = 0;
+	slob_pool_init(pool, SLOB_KIND_CACHE, c, slob_units(size));
+	c->backend = pool;
+	return 0;
+}
+
+static void slob_cache_destroy(struct sk_cache *c)
+{
+	/* Core destroys a cache only when none of its objects is in use, and
+	 * pages go back as they empty: the pool holds no page now. */
+	struct slob_pool *pool = c->backend;
+
+	if (!pool)
+		return;
+	slob_pool_destroy(pool);
+	sk_meta_free(pool, sizeof(*pool));
+	c->backend = NULL;
+}
+
+/* Whole-page objects: one per 2^order pages of the cache. */
+static void *slob_page_object_alloc(struct sk_cache *c, int node)
+{
+	void *obj = sk_slab_pages_alloc(c, node, slob_pages_order(c));
+
+	if (obj)
+		slob_pool_count_pages(c->backend, 1);
+	return obj;
+}
+
+static void slob_page_object_free(struct sk_cache *c, void *obj)
+{
+	slob_pool_count_pages(c->backend, -1);
+	sk_slab_pages_free(c, obj);
+}
+
+/* Give an object that was never handed out back where it came from. */
+static void slob_release_raw(struct sk_cache *c, void *obj)
+{
+	if (slob_uses_whole_pages(c))
+		slob_page_object_free(c, obj);
+	else
+		slob_pool_free(c->backend, sk_page_of(obj), obj, c->size);
+}
+
+static void *slob_cache_alloc(struct sk_cache *c, int node, unsigned flags)
+{
+	void *obj;
+
+	if (slob_uses_whole_pages(c))
+		obj = slob_page_object_alloc(c, node);
+	else
+		obj = slob_pool_alloc(c->backend, c->size, c->align > SLOB_UNIT ? c->align : 0, 0,
+				      node);
+	if (sk_unlikely(!obj))
+		return NULL;
+	if (c->flags & SK_CACHE_ZINIT)
+		memset(obj, 0, c->size);
+	/* No slab keeps constructed objects: construct on every carve. */
+	if (sk_unlikely(sk_cache_construct(c, obj, flags) != 0)) {
+		slob_release_raw(c, obj);
+		return NULL;
+	}
+	return obj;
+}
+
+static void slob_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
+{
+	enum slob_free_result res;
+
+	/* Core has checked that pg is a page of c. */
+	if (slob_uses_whole_pages(c)) {
+		if (sk_unlikely(obj != sk_page_addr(pg))) {
+			slob_report("kmem_cache_free", c->name, obj, "not the start of an object");
+			return;
+		}
+		if (sk_cache_has_fini(c))
+			sk_cache_destruct(c, obj);
+		slob_page_object_free(c, obj);
+		return;
+	}
+	/* Every block of a cache's pool is carved at a multiple of c->size
+	 * from its page's start (the page starts as one free block and every
+	 * split and merge is in whole objects), so this catches any pointer
+	 * into the middle of an object. */
+	if (sk_unlikely(((uintptr_t)obj - (uintptr_t)sk_page_addr(pg)) % c->size)) {
+		slob_report("kmem_cache_free", c->name, obj, "not the start of an object");
+		return;
+	}
+	if (sk_cache_has_fini(c))
+		sk_cache_destruct(c, obj);
+	res = slob_pool_free(c->backend, pg, obj, c->size);
+	if (sk_unlikely(res != SLOB_FREED))
+		slob_report("kmem_cache_free", c->name, obj, slob_free_error(res));
+}
+
+static uint64_t slob_shrink(struct sk_cache *c, enum sk_shrink_level level)
+{
+	/* Nothing is cached: a page goes back the moment it empties, so the
+	 * pages left each hold a live object. */
+	return slob_pool_pages(c->backend);
+}
+
+static void slob_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out)
+{
+	/* No slabs of fixed slots, no caches of free objects: a page holds as
+	 * many objects as first-fit packed into it. */
+	memset(out, 0, sizeof(*out));
+}
+
+const struct sk_backend_ops sk_slob_ops = {
+	.name = "slob",
+	.caps = SK_CAP_HEAP_KMALLOC,
+	.pcpu_kind = SK_PCPU_NONE,
+	.free_tag = SK_TAG_NONE,
+	.init = slob_init,
+	.fini = slob_fini,
+	.cache_create = slob_cache_create,
+	.pcpu_init = NULL,
+	.cache_destroy = slob_cache_destroy,
+	.alloc = slob_cache_alloc,
+	.free = slob_cache_free,
+	.shrink = slob_shrink,
+	.tick = NULL,
+	.cache_info = slob_cache_info,
+	.tune = NULL,
+	.kmalloc_max = SLOB_KMALLOC_MAX,
+	.kmalloc = slob_kmalloc,
+	.kfree = slob_kfree,
+	.ksize = slob_ksize,
+};
