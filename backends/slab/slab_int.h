@@ -279,7 +279,7 @@ static inline uint32_t slab_slot_top(const struct sk_pcpu_slot *slot)
 
 static inline void slab_slot_set_top(struct sk_pcpu_slot *slot, uint32_t top)
 {
-	ck_pr_store_ptr_unsafe(&slot->top, (void *)(uintptr_t)top);
+	sk_store(&slot->top, (uintptr_t)top);
 }
 
 /* --- the free-index array --- */

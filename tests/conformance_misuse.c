@@ -1,0 +1,185 @@
+/*
+ * Conformance, misuse: freeing what slabkit never handed out, or handing an
+ * object to the wrong cache, is reported (one line naming the call and the
+ * pointer, then the panic hook) and, the hook returning, does nothing.
+ * The same contract for every backend.  See conformance.c.
+ */
+#include "conformance.h"
+
+/* ======================================================================
+ * Misuse: the same contract for every backend
+ * ====================================================================== */
+
+/* Call `free_fn(victim)`; exactly one panic, and a line naming `call` and
+ * the pointer. */
+#define EXPECT_MISUSE(call, ptr, stmt)                                                   \
+	do {                                                                             \
+		char _pt[32];                                                            \
+		unsigned _p0 = sk_panic_count();                                         \
+		stmt;                                                                    \
+		if (sk_panic_count() != _p0 + 1) {                                       \
+			sk_capture_dump(#stmt);                                          \
+			fail_msg("%s: %u panic(s), expected 1", #stmt,                    \
+				 sk_panic_count() - _p0);                                 \
+		}                                                                        \
+		sk_assert_reported((call), sk_ptr_text((ptr), _pt), NULL);               \
+	} while (0)
+
+struct foreign {
+	_Alignas(64) unsigned char stack[256];
+	unsigned char *libc;
+};
+
+/* The libc block of the running misuse test; freed by its teardown if an
+ * assertion ended the test early. */
+static unsigned char *foreign_libc_block;
+
+static void foreign_setup(struct foreign *f)
+{
+	memset(f->stack, 0x11, sizeof(f->stack));
+	f->libc = malloc(256);
+	assert_non_null(f->libc);
+	foreign_libc_block = f->libc;
+	sk_fill(f->libc, 256, 0xABCD);
+}
+
+static int misuse_teardown(void **state)
+{
+	free(foreign_libc_block);
+	foreign_libc_block = NULL;
+	return sk_test_teardown(state);
+}
+
+#define MISUSE_TEST(fn) cmocka_unit_test_setup_teardown(fn, sk_test_setup, misuse_teardown)
+
+/* The foreign memory is untouched and libc can still free its block. */
+static void foreign_check(struct foreign *f)
+{
+	for (size_t i = 0; i < sizeof(f->stack); i++)
+		assert_int_equal(f->stack[i], 0x11);
+	assert_int_equal(sk_check(f->libc, 256, 0xABCD), SIZE_MAX);
+	free(f->libc);
+	foreign_libc_block = NULL;
+}
+
+static void healthy_after_misuse(void)
+{
+	void *p[100];
+	for (int i = 0; i < 100; i++) {
+		p[i] = kmalloc(16 + i * 8, GFP_KERNEL);
+		assert_non_null(p[i]);
+	}
+	for (int i = 0; i < 100; i++)
+		kfree(p[i]);
+}
+
+static void test_misuse_kfree(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	struct foreign f;
+	foreign_setup(&f);
+	EXPECT_MISUSE("kfree", f.stack, kfree(f.stack));
+	EXPECT_MISUSE("kfree", f.libc, kfree(f.libc));
+	EXPECT_MISUSE("kfree", f.stack + 64, kfree_sensitive(f.stack + 64));
+	foreign_check(&f);
+	healthy_after_misuse();
+}
+
+static void test_misuse_bsd_free(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	struct foreign f;
+	foreign_setup(&f);
+	struct malloc_type_stats_sum s0 = type_stats(M_TEST);
+	EXPECT_MISUSE("free", f.stack, bsd_free(f.stack, M_TEST));
+	EXPECT_MISUSE("free", f.libc, bsd_free(f.libc, M_TEST));
+	assert_int_equal(type_stats(M_TEST).frees, s0.frees);
+	foreign_check(&f);
+	void *p = bsd_malloc(100, M_TEST, M_WAITOK);
+	assert_non_null(p);
+	bsd_free(p, M_TEST);
+}
+
+static void test_misuse_kmem_cache_free(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	struct kmem_cache *a = kmem_cache_create("skt_mis_a", 64, 0, 0, NULL);
+	struct kmem_cache *b = kmem_cache_create("skt_mis_b", 64, 0, 0, NULL);
+	assert_non_null(a);
+	assert_non_null(b);
+	struct foreign f;
+	foreign_setup(&f);
+	EXPECT_MISUSE("kmem_cache_free", f.stack, kmem_cache_free(a, f.stack));
+	EXPECT_MISUSE("kmem_cache_free", f.libc, kmem_cache_free(a, f.libc));
+	foreign_check(&f);
+
+	/* An object of another cache: reported with the owner's name. */
+	void *keep_a = kmem_cache_alloc(a, GFP_KERNEL);
+	unsigned char *ob = kmem_cache_alloc(b, GFP_KERNEL);
+	assert_non_null(ob);
+	sk_fill(ob, 64, 0xB0B);
+	struct slabkit_cache_info a0 = sk_info("skt_mis_a"), b0 = sk_info("skt_mis_b");
+	EXPECT_MISUSE("kmem_cache_free", ob, kmem_cache_free(a, ob));
+	sk_assert_reported("belongs to cache", "skt_mis_b", NULL);
+	struct slabkit_cache_info a1 = sk_info("skt_mis_a"), b1 = sk_info("skt_mis_b");
+	assert_int_equal(a1.frees, a0.frees);
+	assert_int_equal(a1.in_use, a0.in_use);
+	assert_int_equal(b1.in_use, b0.in_use);
+	assert_int_equal(sk_check(ob, 64, 0xB0B), SIZE_MAX);
+
+	/* A kmalloc object is not a kmem_cache object of `a` either. */
+	void *km = kmalloc(64, GFP_KERNEL);
+	EXPECT_MISUSE("kmem_cache_free", km, kmem_cache_free(a, km));
+	void *big = kmalloc(50000, GFP_KERNEL);
+	EXPECT_MISUSE("kmem_cache_free", big, kmem_cache_free(a, big));
+	kfree(km);
+	kfree(big);
+
+	kmem_cache_free(b, ob);
+	kmem_cache_free(a, keep_a);
+	assert_int_equal(sk_info("skt_mis_a").in_use, 0);
+	assert_int_equal(sk_info("skt_mis_b").in_use, 0);
+	kmem_cache_destroy(a);
+	kmem_cache_destroy(b);
+	healthy_after_misuse();
+}
+
+static void test_misuse_uma_zfree(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	uma_zone_t a = uma_zcreate("skt_umis_a", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	uma_zone_t b = uma_zcreate("skt_umis_b", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	assert_non_null(a);
+	assert_non_null(b);
+	struct foreign f;
+	foreign_setup(&f);
+	EXPECT_MISUSE("uma_zfree", f.stack, uma_zfree(a, f.stack));
+	EXPECT_MISUSE("uma_zfree", f.libc, uma_zfree_arg(a, f.libc, NULL));
+	foreign_check(&f);
+
+	unsigned char *ib = uma_zalloc(b, M_WAITOK);
+	assert_non_null(ib);
+	sk_fill(ib, 64, 0x1B);
+	EXPECT_MISUSE("uma_zfree", ib, uma_zfree(a, ib));
+	assert_int_equal(uma_zone_get_cur(a), 0);
+	assert_int_equal(uma_zone_get_cur(b), 1);
+	assert_int_equal(sk_check(ib, 64, 0x1B), SIZE_MAX);
+	uma_zfree(b, ib);
+	assert_int_equal(uma_zone_get_cur(b), 0);
+	uma_zdestroy(a);
+	uma_zdestroy(b);
+	healthy_after_misuse();
+}
+
+static const struct CMUnitTest misuse_tests[] = {
+	MISUSE_TEST(test_misuse_kfree),    MISUSE_TEST(test_misuse_bsd_free),
+	MISUSE_TEST(test_misuse_kmem_cache_free), MISUSE_TEST(test_misuse_uma_zfree),
+};
+
+const struct conformance_group conformance_misuse = {
+	"misuse", misuse_tests, sizeof(misuse_tests) / sizeof(misuse_tests[0])
+};
