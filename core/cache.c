@@ -172,7 +172,12 @@ uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 
 sk_noinline void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned flags)
 {
-	void *obj = c->ops->alloc(c, node, flags);
+	void *obj;
+
+	/* The fast path also misses when its count field is full. */
+	if (node == SK_NODE_ANY && sk_pcpu_fold_if_full(c) && (obj = sk_pcpu_pop(c)))
+		return obj;
+	obj = c->ops->alloc(c, node, flags);
 
 	if (sk_unlikely(!obj)) {
 		ck_pr_inc_64(&c->ctr.failures);
@@ -201,6 +206,8 @@ void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags)
 
 sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
+	if (sk_pcpu_fold_if_full(c) && sk_pcpu_push(c, obj, sk_free_tag_of(c, pg)))
+		return;
 	ck_pr_inc_64(&c->ctr.slow_frees);
 	c->ops->free(c, obj, pg);
 }

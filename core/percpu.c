@@ -187,15 +187,123 @@ void sk_pcpu_unlock(struct sk_pcpu_slot *slot)
 	__atomic_store_n(&slot->lock, 0, __ATOMIC_RELEASE);
 }
 
+/* --- the counts kept in `top` (see sk_percpu.h) --- */
+
+static inline uint64_t top_state(enum sk_pcpu_kind kind, uint64_t w)
+{
+	return w & (kind == SK_PCPU_LIST ? SK_PCPU_LIST_PTR_MASK : SK_PCPU_ARRAY_COUNT_MASK);
+}
+
+static inline uint64_t top_allocs(enum sk_pcpu_kind kind, uint64_t w)
+{
+	return kind == SK_PCPU_LIST ? w >> 56 : w >> 32;
+}
+
+static inline uint64_t top_frees(enum sk_pcpu_kind kind, uint64_t w)
+{
+	return kind == SK_PCPU_LIST ? (w >> 48) & 0xff : (w >> 16) & 0xffff;
+}
+
+static inline uint64_t one_alloc(enum sk_pcpu_kind kind)
+{
+	return kind == SK_PCPU_LIST ? UINT64_C(1) << 56 : UINT64_C(1) << 32;
+}
+
+static inline uint64_t one_free(enum sk_pcpu_kind kind)
+{
+	return kind == SK_PCPU_LIST ? UINT64_C(1) << 48 : UINT64_C(1) << 16;
+}
+
+static inline bool allocs_full(enum sk_pcpu_kind kind, uint64_t w)
+{
+	return top_allocs(kind, w) == (kind == SK_PCPU_LIST ? 0xff : 0xffffffffu);
+}
+
+static inline bool frees_full(enum sk_pcpu_kind kind, uint64_t w)
+{
+	return top_frees(kind, w) == (kind == SK_PCPU_LIST ? 0xff : 0xffff);
+}
+
+/* Lock holder: move the counts out of `top` into allocs/frees and set the
+ * state to `state`.  fold_seq is odd meanwhile, so that sk_pcpu_sum never
+ * sees a count in both places or in neither. */
+static void fold_and_set(struct sk_pcpu_slot *slot, enum sk_pcpu_kind kind, uint64_t state)
+{
+	uint64_t w = sk_load(&slot->top);
+	uint32_t seq = slot->fold_seq;
+
+	sk_store(&slot->fold_seq, seq + 1);
+	__atomic_thread_fence(__ATOMIC_RELEASE); /* odd before the counts move */
+	sk_store(&slot->allocs, slot->allocs + top_allocs(kind, w));
+	sk_store(&slot->frees, slot->frees + top_frees(kind, w));
+	sk_store(&slot->top, state);
+	sk_store_release(&slot->fold_seq, seq + 2);
+}
+
+void sk_pcpu_set_list_head(struct sk_pcpu_slot *slot, void *head)
+{
+	fold_and_set(slot, SK_PCPU_LIST, (uint64_t)(uintptr_t)head);
+}
+
+void sk_pcpu_set_array_count(struct sk_pcpu_slot *slot, unsigned count)
+{
+	fold_and_set(slot, SK_PCPU_ARRAY, count);
+}
+
+bool sk_pcpu_fold_if_full(struct sk_cache *c)
+{
+	enum sk_pcpu_kind kind = c->pcpu_kind;
+
+	if (kind == SK_PCPU_NONE)
+		return false;
+	uint64_t w = sk_load(&sk_pcpu_slot(c, sk_pcpu_current_cpu())->top);
+	if (!allocs_full(kind, w) && !frees_full(kind, w))
+		return false;
+	struct sk_pcpu_slot *slot = sk_pcpu_trylock_local(c);
+	if (!slot)
+		return false;
+	fold_and_set(slot, kind, top_state(kind, sk_load(&slot->top)));
+	sk_pcpu_unlock(slot);
+	return true;
+}
+
+/* One slot's counts at one instant. */
+static void slot_counts(enum sk_pcpu_kind kind, const struct sk_pcpu_slot *slot, uint64_t *allocs,
+			uint64_t *frees)
+{
+	uint32_t seq;
+	uint64_t a, f, w;
+
+	do {
+		while ((seq = sk_load_acquire(&slot->fold_seq)) & 1)
+			sched_yield();
+		a = sk_load(&slot->allocs);
+		f = sk_load(&slot->frees);
+		w = sk_load(&slot->top);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE); /* the reads before the re-check */
+	} while (sk_load(&slot->fold_seq) != seq);
+	*allocs = a + top_allocs(kind, w);
+	*frees = f + top_frees(kind, w);
+}
+
+uint64_t sk_pcpu_slot_allocs(const struct sk_cache *c, const struct sk_pcpu_slot *slot)
+{
+	uint64_t allocs, frees;
+	slot_counts(c->pcpu_kind, slot, &allocs, &frees);
+	return allocs;
+}
+
 void sk_pcpu_sum(const struct sk_cache *c, struct sk_pcpu_sums *out)
 {
 	memset(out, 0, sizeof(*out));
-	if (!c->pcpu_base)
+	if (!c->pcpu_base || c->pcpu_kind == SK_PCPU_NONE)
 		return;
 	for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
 		struct sk_pcpu_slot *s = sk_pcpu_slot(c, cpu);
-		out->allocs += sk_load(&s->allocs);
-		out->frees += sk_load(&s->frees);
+		uint64_t allocs, frees;
+		slot_counts(c->pcpu_kind, s, &allocs, &frees);
+		out->allocs += allocs;
+		out->frees += frees;
 		out->bytes_requested += sk_load(&s->bytes_requested);
 	}
 }
@@ -209,48 +317,46 @@ static inline void **list_next(struct sk_cache *c, void *obj)
 
 void *sk_pcpu_pop_locked(struct sk_cache *c)
 {
+	enum sk_pcpu_kind kind = c->pcpu_kind;
 	struct sk_pcpu_slot *slot = sk_pcpu_slot(c, sk_pcpu_current_cpu());
 	void *obj = NULL;
 
 	if (!slot_trylock(slot))
 		return NULL;
-	uintptr_t top = sk_load(&slot->top);
-	if (c->pcpu_kind == SK_PCPU_LIST) {
-		if (top) {
-			obj = (void *)top;
-			sk_store(&slot->top, (uint64_t)*list_next(c, obj));
+	uint64_t w = sk_load(&slot->top), state = top_state(kind, w);
+	if (state && !allocs_full(kind, w)) {
+		if (kind == SK_PCPU_LIST) {
+			obj = (void *)(uintptr_t)state;
+			sk_store(&slot->top, w - state + (uint64_t)(uintptr_t)*list_next(c, obj) + one_alloc(kind));
+		} else {
+			obj = slot->entries[state - 1];
+			sk_store(&slot->top, w - 1 + one_alloc(kind));
 		}
-	} else if (top) {
-		obj = slot->entries[top - 1];
-		sk_store(&slot->top, top - 1);
 	}
-	if (obj)
-		sk_store(&slot->allocs, slot->allocs + 1);
 	sk_pcpu_unlock(slot);
 	return obj;
 }
 
 bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
 {
+	enum sk_pcpu_kind kind = c->pcpu_kind;
 	struct sk_pcpu_slot *slot = sk_pcpu_slot(c, sk_pcpu_current_cpu());
 	bool done = false;
 
 	if (!slot_trylock(slot))
 		return false;
-	if (slot->tag == tag) {
-		uintptr_t top = sk_load(&slot->top);
-		if (c->pcpu_kind == SK_PCPU_LIST) {
-			*list_next(c, obj) = (void *)top;
-			sk_store(&slot->top, (uint64_t)obj);
+	uint64_t w = sk_load(&slot->top), state = top_state(kind, w);
+	if (slot->tag == tag && !frees_full(kind, w)) {
+		if (kind == SK_PCPU_LIST) {
+			*list_next(c, obj) = (void *)(uintptr_t)state;
+			sk_store(&slot->top, w - state + (uint64_t)(uintptr_t)obj + one_free(kind));
 			done = true;
-		} else if (top < slot->limit) {
-			slot->entries[top] = obj;
-			sk_store(&slot->top, top + 1);
+		} else if (state < slot->limit) {
+			slot->entries[state] = obj;
+			sk_store(&slot->top, w + 1 + one_free(kind));
 			done = true;
 		}
 	}
-	if (done)
-		sk_store(&slot->frees, slot->frees + 1);
 	sk_pcpu_unlock(slot);
 	return done;
 }

@@ -45,13 +45,13 @@ int bslab_current_node(const struct slab_cache *sc)
  * caller).  An array unused since the last reap gets a partial refill, so
  * an occasional allocation does not pin a whole batch (Linux's
  * BATCHREFILL_LIMIT). */
-static uint32_t slab_refill_batch(struct slab_cache *sc, struct sk_pcpu_slot *slot)
+static uint32_t slab_refill_batch(struct sk_cache *c, struct slab_cache *sc, struct sk_pcpu_slot *slot)
 {
 	struct slab_cpu *ex = slab_cpu_of(slot);
 	uint32_t batch = SK_MIN(SK_MAX(sk_load(&sc->batchcount), 1u), slot->limit);
 
 	if (batch > SLAB_BATCHREFILL_LIMIT && !sk_load(&ex->touched) &&
-	    sk_load(&slot->allocs) == sk_load(&ex->reap_allocs_seen))
+	    sk_pcpu_slot_allocs(c, slot) == sk_load(&ex->reap_allocs_seen))
 		batch = SLAB_BATCHREFILL_LIMIT;
 	return batch;
 }
@@ -62,7 +62,7 @@ static void *slab_refill(struct sk_cache *c, struct slab_cache *sc, struct sk_pc
 {
 	struct slab_cpu *ex = slab_cpu_of(slot);
 	struct slab_node *n = sc->node[slab_slot_node(slot)];
-	uint32_t batch = slab_refill_batch(sc, slot);
+	uint32_t batch = slab_refill_batch(c, sc, slot);
 	uint32_t got = 0;
 
 	pthread_mutex_lock(&n->list_lock);
@@ -110,7 +110,7 @@ static void *slab_alloc_grow(struct sk_cache *c, struct slab_cache *sc, int node
 	bslab_attach(sc, n, pg);
 	bslab_take_from(sc, n, pg, &obj, 1);
 	if (slot)
-		got = bslab_take_from(sc, n, pg, slot->entries, slab_refill_batch(sc, slot) - 1);
+		got = bslab_take_from(sc, n, pg, slot->entries, slab_refill_batch(c, sc, slot) - 1);
 	pthread_mutex_unlock(&n->list_lock);
 	if (slot) {
 		slab_slot_set_top(slot, got);

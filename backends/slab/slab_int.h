@@ -203,7 +203,7 @@ struct slab_cpu {
 	/* Capacity of the sk_meta_zalloc'd entries array, 0 when inline.
 	 * Synchronization: the slot lock holder. */
 	uint32_t external_capacity;
-	/* slot->allocs at the last reap: a change means the fast path popped
+	/* sk_pcpu_slot_allocs() at the last reap: a change means the fast path popped
 	 * from the array (Linux sets `touched` there; core's fast path does not
 	 * call us).  Synchronization: written by the tune_lock holder (ck_pr
 	 * store), read racily by refills (ck_pr load): a stale value only
@@ -270,16 +270,17 @@ static inline bool slab_slot_ready(const struct sk_pcpu_slot *slot)
 	return slot->tag != 0;
 }
 
-/* slot->top is written by fast paths on the slot's CPU and by the lock
- * holder; these are for the lock holder (store) and racy readers (load). */
+/* The array's entry count, kept by core in the slot's `top` word (fast
+ * paths on the slot's CPU change it too): set by the lock holder, read by
+ * anyone. */
 static inline uint32_t slab_slot_top(const struct sk_pcpu_slot *slot)
 {
-	return (uint32_t)(uintptr_t)sk_load(&slot->top);
+	return sk_pcpu_array_count(slot);
 }
 
 static inline void slab_slot_set_top(struct sk_pcpu_slot *slot, uint32_t top)
 {
-	sk_store(&slot->top, (uintptr_t)top);
+	sk_pcpu_set_array_count(slot, top);
 }
 
 /* --- the free-index array --- */

@@ -79,7 +79,7 @@ static void slab_reap_cpu(struct sk_cache *c, unsigned cpu, struct slab_link *de
 
 	if (!slab_slot_ready(slot) || sc->nobucket)
 		return;
-	allocs = sk_load(&slot->allocs);
+	allocs = sk_pcpu_slot_allocs(c, slot);
 	touched = ck_pr_fas_32(&ex->touched, 0) != 0;
 	if (allocs != ex->reap_allocs_seen)
 		touched = true;

@@ -1,7 +1,7 @@
 /*
  * SLUB's allocation slow path (___slab_alloc), behind core's fast path.
  *
- * Core's fast path pops slot->top, the CPU freelist of the active slab;
+ * Core's fast path pops the slot's list head, the CPU freelist of the active slab;
  * it calls slub_alloc when that list is empty or a node was asked for.
  * With the CPU's slot locked, the refill order is SLUB's:
  *
@@ -98,8 +98,8 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 	if (slab) {
 		/* Frees on this CPU may have refilled the CPU freelist since
 		 * the fast path missed. */
-		if (slot->top) {
-			freelist = (void *)slot->top;
+		if (sk_pcpu_list_head(slot)) {
+			freelist = sk_pcpu_list_head(slot);
 			goto load_freelist;
 		}
 		freelist = slub_take_remote_frees(slab);
@@ -126,7 +126,7 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 	slot->tag = (uintptr_t)slab;
 
 load_freelist:
-	slot->top = (uintptr_t)slub_get_next(c, freelist);
+	sk_pcpu_set_list_head(slot, slub_get_next(c, freelist));
 	return freelist;
 }
 

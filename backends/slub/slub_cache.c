@@ -270,7 +270,7 @@ void slub_inspect(struct sk_cache *c, struct slub_inspect *out)
 
 		if (slab)
 			out->cpu_slabs++;
-		for (void *p = (void *)slot->top; p; p = slub_get_next(c, p))
+		for (void *p = sk_pcpu_list_head(slot); p; p = slub_get_next(c, p))
 			out->cpu_free++;
 		for (slab = slub_cpu_of(slot)->partial; slab; slab = slub_next_on_list(slab))
 			out->cpu_partial_held++;
@@ -305,7 +305,7 @@ static void slub_cache_info(struct sk_cache *c, struct sk_backend_cache_info *ou
 	for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
 		struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
 
-		for (void *p = (void *)slot->top; p; p = slub_get_next(c, p))
+		for (void *p = sk_pcpu_list_head(slot); p; p = slub_get_next(c, p))
 			out->cached_free++;
 		if (slot->tag)
 			out->slab_free += free_in_slab((struct sk_page *)slot->tag);

@@ -229,12 +229,12 @@ void *slub_take_remote_frees(struct sk_page *slab)
 void slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot)
 {
 	struct sk_page *slab = (struct sk_page *)slot->tag;
-	void *cpu_freelist = (void *)slot->top, *tail = NULL, *old_fl;
+	void *cpu_freelist = sk_pcpu_list_head(slot), *tail = NULL, *old_fl;
 	union slub_counters old, new;
 	uint32_t cpu_free = 0;
 
 	slot->tag = 0;
-	slot->top = 0;
+	sk_pcpu_set_list_head(slot, NULL);
 
 	/* Stage one: count the CPU freelist and find its last object. */
 	for (void *p = cpu_freelist; p; p = slub_get_next(c, p)) {

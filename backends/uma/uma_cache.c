@@ -3,7 +3,7 @@
  * (uma_core.c cache_alloc, cache_alloc_retry, cache_free, zone_free_cross).
  *
  * Each CPU slot holds three buckets.  The alloc bucket *is* the slot: its
- * item array is slot->entries, its count slot->top, its capacity
+ * item array is slot->entries, its count sk_pcpu_array_count(slot), its capacity
  * slot->limit, so core's fast path pops and pushes on it without calling
  * here.  The free bucket and the cross-domain bucket are in the slot's extra
  * area (struct uma_cache).  slot->tag is the slot's node + 1: core only
@@ -45,12 +45,12 @@ static inline struct uma_cache *slot_cache(struct sk_pcpu_slot *slot)
 
 static inline uint32_t slot_count(const struct sk_pcpu_slot *slot)
 {
-	return (uint32_t)sk_load((const uint64_t *)&slot->top);
+	return sk_pcpu_array_count(slot);
 }
 
 static inline void slot_set_count(struct sk_pcpu_slot *slot, uint32_t n)
 {
-	sk_store((uint64_t *)&slot->top, n);
+	sk_pcpu_set_array_count(slot, n);
 }
 
 /* The slot's domain (its CPU's node). */

@@ -77,7 +77,7 @@ enum uma_slab_hdr {
 struct uma_bucket {
 	struct uma_bucket *ub_next; /* link in a domain's full or empty list */
 	uint32_t ub_cnt;            /* items in ub_bucket[0 .. ub_cnt-1]; stale while the
-	                             * bucket is a slot's alloc bucket (slot->top counts then) */
+	                             * bucket is a slot's alloc bucket (sk_pcpu_array_count counts then) */
 	uint32_t ub_entries;        /* capacity: one of uma_bucket_entries[] */
 	void *ub_bucket[];
 };
