@@ -25,8 +25,13 @@
 #include "sk_core.h"
 
 struct uma_zone {
-	char name[SLABKIT_NAME_MAX];
+	/* Hot: what uma_zalloc/uma_zfree read on their fast paths. */
 	struct sk_cache *keg;          /* NULL for a cache zone */
+	bool plain;                    /* a keg, no ctor/dtor/zinit/zfini, no limit, not
+					* own_count: uma_zalloc/uma_zfree take the keg's fast path */
+	int size;
+
+	char name[SLABKIT_NAME_MAX];
 	struct uma_zone *primary;      /* secondary zones: the keg's owner */
 	uma_ctor ctor;
 	uma_dtor dtor;
@@ -35,7 +40,6 @@ struct uma_zone {
 	uma_import import;
 	uma_release release;
 	void *arg;
-	int size;
 	uint32_t flags;
 	bool own_count;                /* items counted here, not from the keg */
 	int refs;                      /* primary: 1 + live secondaries.  Sync: zones_lock */
@@ -89,6 +93,14 @@ static struct uma_zone *zone_new(const char *name)
 	return z;
 }
 
+/* Whether the zone's items may take the keg's fast path directly.  Written
+ * under z->lock (or before the zone is published). */
+static void zone_update_plain(struct uma_zone *z)
+{
+	sk_store(&z->plain, z->keg && !z->ctor && !z->dtor && !z->zinit && !z->zfini && !z->max_items &&
+			    !z->own_count);
+}
+
 static uint32_t cache_flags_of(uint32_t f)
 {
 	return ((f & UMA_ZONE_ZINIT) ? SK_CACHE_ZINIT : 0) | ((f & UMA_ZONE_NOFREE) ? SK_CACHE_NOFREE : 0) |
@@ -132,6 +144,7 @@ SK_EXPORT uma_zone_t uma_zcreate(const char *name, size_t size, uma_ctor ctor, u
 		sk_meta_free(z, sizeof(*z));
 		return NULL;
 	}
+	zone_update_plain(z);
 	zones_add(z);
 	return z;
 }
@@ -168,6 +181,7 @@ SK_EXPORT uma_zone_t uma_zsecond_create(const char *name, uma_ctor ctor, uma_dto
 			sk_store(&primary->cur_items, sk_cache_in_use(primary->keg));
 		sk_store(&primary->allocs, sk_load(&primary->cur_items));
 		sk_store(&primary->own_count, true);
+		zone_update_plain(primary);
 	}
 	pthread_mutex_unlock(&primary->lock);
 	zones_add(z);
@@ -288,6 +302,7 @@ SK_EXPORT int uma_zone_set_max(uma_zone_t z, int nitems)
 	if (!z->max_items && !z->own_count) /* start counting here, from what is out now */
 		sk_store(&z->cur_items, sk_cache_in_use(z->keg));
 	z->max_items = nitems;
+	zone_update_plain(z);
 	if (z->sleepers)
 		pthread_cond_broadcast(&z->wake);
 	pthread_mutex_unlock(&z->lock);
@@ -400,17 +415,16 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 
 SK_EXPORT void *uma_zalloc_arg(uma_zone_t z, void *arg, int flags)
 {
-	/* Fast path: a plain zone (no limit, no ctor, a keg of its own). */
-	if (sk_likely(z && !z->ctor && !z->max_items && !z->own_count &&
-		      ((flags & (M_NOWAIT | M_WAITOK)) == M_NOWAIT || (flags & (M_NOWAIT | M_WAITOK)) == M_WAITOK))) {
-		void *item = sk_pcpu_pop(z->keg);
-		if (sk_likely(item != NULL)) {
-			if (flags & M_ZERO)
-				memset(item, 0, (size_t)z->size);
-			return item;
-		}
-	}
-	return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc");
+	if (sk_unlikely(!z || !sk_load(&z->plain)))
+		return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc");
+	/* A plain zone has no ctor and never gets one, so `arg` is dead from
+	 * here: the fast path keeps fewer registers live. */
+	void *item = (unsigned)(flags & (M_NOWAIT | M_WAITOK)) - 1u < 2u ? sk_pcpu_pop(z->keg) : NULL;
+	if (sk_unlikely(!item))
+		return zalloc_slow(z, NULL, UMA_ANYDOMAIN, flags, "uma_zalloc");
+	if (flags & M_ZERO)
+		memset(item, 0, (size_t)z->size);
+	return item;
 }
 
 SK_EXPORT void *uma_zalloc_domain(uma_zone_t z, void *arg, int domain, int flags)
@@ -418,17 +432,17 @@ SK_EXPORT void *uma_zalloc_domain(uma_zone_t z, void *arg, int domain, int flags
 	return zalloc_slow(z, arg, domain, flags, "uma_zalloc_domain");
 }
 
-SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
+static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
 {
-	if (sk_unlikely(!item))
+	if (!item)
 		return;
-	if (sk_unlikely(!z)) {
+	if (!z) {
 		sk_misuse("uma_zfree: NULL zone (item %p)", item);
 		return;
 	}
 	if (z->keg) {
 		struct sk_page *pg = sk_page_of(item);
-		if (sk_unlikely(!pg || (pg->owner != z->keg && pg->kind != SK_PAGE_HEAP))) {
+		if (!pg || (pg->owner != z->keg && pg->kind != SK_PAGE_HEAP)) {
 			if (!pg)
 				sk_misuse("uma_zfree(%s): pointer %p was not allocated by slabkit", z->name, item);
 			else
@@ -437,7 +451,7 @@ SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
 								   : "no zone");
 			return;
 		}
-		if (sk_likely(!z->dtor && !z->max_items && !z->own_count)) {
+		if (sk_load(&z->plain)) {
 			sk_cache_free(z->keg, item, pg);
 			return;
 		}
@@ -452,6 +466,21 @@ SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
 	}
 	if (z->max_items)
 		limit_give(z);
+}
+
+SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
+{
+	if (sk_unlikely(!z || !sk_load(&z->plain)))
+		return zfree_slow(z, item, arg);
+	/* A plain zone has no dtor: `arg` is dead from here (see uma_zalloc_arg),
+	 * and so is z once its keg is known. */
+	struct sk_cache *keg = z->keg;
+	struct sk_page *pg = sk_page_of(item);
+	if (sk_unlikely(!pg || pg->owner != keg))
+		return zfree_slow(z, item, NULL); /* reports the misuse */
+	if (sk_likely(sk_pcpu_push(keg, item, sk_free_tag_of(keg, pg))))
+		return;
+	sk_cache_free_slow(keg, item, sk_page_of(item));
 }
 
 /* The limit of the zone owning keg c (0: none), for slabkit_cache_info. */
