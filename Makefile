@@ -52,7 +52,7 @@ check-asan: deps
 check-tsan: deps
 	cmake -S . -B $(BUILD)-tsan -DSLABKIT_SANITIZE=thread -DSLABKIT_BUILD_TOOLS=OFF
 	cmake --build $(BUILD)-tsan -j$(JOBS)
-	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" ctest --test-dir $(BUILD)-tsan --output-on-failure -j2 -R 'stress|conformance'
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" ctest --test-dir $(BUILD)-tsan --output-on-failure -j2
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-release $(BUILD)-asan $(BUILD)-tsan

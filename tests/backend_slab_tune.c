@@ -180,7 +180,7 @@ static void test_tune_env_string(void **state)
  * they count what went wrong and the main thread checks. */
 struct churn {
 	struct kmem_cache *s;
-	volatile bool stop;
+	_Atomic bool stop;
 	unsigned long ops, failures, corrupted;
 };
 

@@ -200,12 +200,12 @@ void bslab_drain_alien_locked(struct sk_cache *c, struct slab_alien *al, int hom
 		struct slab_array *sh = n->shared;
 		uint32_t nr = SK_MIN(ac->avail, sh->limit - sh->avail);
 
-		ac->avail -= nr;
+		sk_store(&ac->avail, ac->avail - nr);
 		memcpy(&sh->entry[sh->avail], &ac->entry[ac->avail], nr * sizeof(void *));
 		sh->avail += nr;
 	}
 	bslab_free_block(c, n, ac->entry, ac->avail, destroy);
-	ac->avail = 0;
+	sk_store(&ac->avail, 0); /* alien avail is peeked without the lock (reaper) */
 	pthread_mutex_unlock(&n->list_lock);
 }
 
@@ -221,7 +221,8 @@ static void slab_free_alien(struct sk_cache *c, struct slab_cache *sc, void *obj
 	pthread_mutex_lock(&al->lock);
 	if (al->ac.avail >= al->ac.limit)
 		bslab_drain_alien_locked(c, al, home, &destroy);
-	al->ac.entry[al->ac.avail++] = obj;
+	al->ac.entry[al->ac.avail] = obj;
+	sk_store(&al->ac.avail, al->ac.avail + 1); /* peeked without the lock (reaper) */
 	pthread_mutex_unlock(&al->lock);
 	ck_pr_inc_64(&sc->xdomain_frees);
 	bslab_destroy_list(c, &destroy);

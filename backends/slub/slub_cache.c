@@ -106,14 +106,10 @@ static int slub_cache_create(struct sk_cache *c)
 		 * slab's zeroes): the free pointer goes after the object. */
 		offset = SK_ALIGN_UP((size_t)c->object_size, 8);
 		size = SK_ALIGN_UP(offset + sizeof(void *), (size_t)c->align);
-		if (offset > UINT16_MAX - sizeof(void *) + 1)
-			return -EINVAL; /* c->free_offset is 16 bits (see docs/slub.md) */
 	} else {
 		/* In the middle, away from the edges an overrun would hit. */
 		size = SK_ALIGN_UP(SK_MAX((size_t)c->object_size, sizeof(void *)), (size_t)c->align);
 		offset = ((size_t)c->object_size / 2) & ~(size_t)7;
-		if (offset > UINT16_MAX - sizeof(void *) + 1)
-			offset = (UINT16_MAX - sizeof(void *) + 1) & ~(size_t)7;
 	}
 
 	unsigned nodes = sk_numa_nodes();
@@ -138,7 +134,7 @@ static int slub_cache_create(struct sk_cache *c)
 		pthread_mutex_init(&s->node[i].list_lock, NULL);
 
 	c->size = (uint32_t)size;
-	c->free_offset = (uint16_t)offset;
+	c->free_offset = (uint32_t)offset;
 	c->pcpu_extra = sizeof(struct slub_cpu);
 	c->backend = s;
 	return 0;
