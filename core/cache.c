@@ -110,6 +110,14 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 				sk_pcpu_slot(c, cpu)->tag = (uintptr_t)sk_numa_cpu_node(cpu) + 1;
 		/* Publish the kind last: until now the fast paths saw NONE. */
 		c->pcpu_kind = (uint8_t)ops->pcpu_kind;
+		if (!sk_pcpu_use_rseq)
+			c->fast = SK_FAST_LOCKED;
+		else if (c->pcpu_kind == SK_PCPU_LIST && c->free_tag == SK_TAG_SLAB)
+			c->fast = SK_FAST_RSEQ_LIST_SLAB;
+		else if (c->pcpu_kind == SK_PCPU_ARRAY && c->free_tag == SK_TAG_NODE)
+			c->fast = SK_FAST_RSEQ_ARRAY_NODE;
+		else
+			c->fast = SK_FAST_LOCKED;
 	}
 	sk_apply_tunables(c);
 	registry_add(c);
@@ -206,7 +214,7 @@ void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags)
 
 sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
-	if (sk_pcpu_fold_if_full(c) && sk_pcpu_push(c, obj, sk_free_tag_of(c, pg)))
+	if (sk_pcpu_fold_if_full(c) && sk_pcpu_push(c, obj, pg))
 		return;
 	ck_pr_inc_64(&c->ctr.slow_frees);
 	c->ops->free(c, obj, pg);

@@ -202,7 +202,7 @@ SK_EXPORT void kfree(const void *p)
 	if (sk_likely(pg && pg->kind == SK_PAGE_SLAB)) {
 		struct sk_cache *c = pg->owner;
 		if (sk_likely(c->front <= SK_FRONT_KMALLOC) &&
-		    sk_likely(sk_pcpu_push(c, (void *)p, sk_free_tag_of(c, pg))))
+		    sk_likely(sk_pcpu_push(c, (void *)p, pg)))
 			return;
 	}
 	kfree_miss(p, pg);
@@ -428,7 +428,7 @@ SK_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
 	struct sk_page *pg = sk_page_of(obj);
 
 	/* Fast: the object is on a slab of c and this CPU's slot takes it. */
-	if (sk_likely(pg && pg->owner == c && c && sk_pcpu_push(c, obj, sk_free_tag_of(c, pg))))
+	if (sk_likely(pg && pg->owner == c && c && sk_pcpu_push(c, obj, pg)))
 		return;
 	kmem_cache_free_miss(c, obj);
 }

@@ -111,6 +111,7 @@ void sk_pcpu_destroy(struct sk_cache *c)
 	if (!c->pcpu_base)
 		return;
 	sk_meta_free(c->pcpu_base, (size_t)c->pcpu_stride * sk_pcpu_nr);
+	c->fast = SK_FAST_NONE;
 	c->pcpu_base = NULL;
 	c->pcpu_kind = SK_PCPU_NONE;
 }
@@ -221,7 +222,7 @@ static inline bool allocs_full(enum sk_pcpu_kind kind, uint64_t w)
 
 static inline bool frees_full(enum sk_pcpu_kind kind, uint64_t w)
 {
-	return top_frees(kind, w) == (kind == SK_PCPU_LIST ? 0xff : 0xffff);
+	return kind == SK_PCPU_LIST ? top_frees(kind, w) == 0xff : top_frees(kind, w) >= 0x8000;
 }
 
 /* Lock holder: move the counts out of `top` into allocs/frees and set the
@@ -324,7 +325,7 @@ void *sk_pcpu_pop_locked(struct sk_cache *c)
 	if (!slot_trylock(slot))
 		return NULL;
 	uint64_t w = sk_load(&slot->top), state = top_state(kind, w);
-	if (state && !allocs_full(kind, w)) {
+	if (state && !allocs_full(kind, w) && (kind == SK_PCPU_LIST || !frees_full(kind, w))) {
 		if (kind == SK_PCPU_LIST) {
 			obj = (void *)(uintptr_t)state;
 			sk_store(&slot->top, w - state + (uint64_t)(uintptr_t)*list_next(c, obj) + one_alloc(kind));
@@ -346,7 +347,7 @@ bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
 	if (!slot_trylock(slot))
 		return false;
 	uint64_t w = sk_load(&slot->top), state = top_state(kind, w);
-	if (slot->tag == tag && !frees_full(kind, w)) {
+	if (slot->tag == tag && (kind == SK_PCPU_ARRAY || !frees_full(kind, w))) {
 		if (kind == SK_PCPU_LIST) {
 			*list_next(c, obj) = (void *)(uintptr_t)state;
 			sk_store(&slot->top, w - state + (uint64_t)(uintptr_t)obj + one_free(kind));

@@ -112,20 +112,10 @@ static sk_always_inline void *sk_cache_alloc(struct sk_cache *c, unsigned flags)
  * node (the common case of a caller asking for its own node), else the backend. */
 void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags);
 
-/* The tag a freed object shows the fast path (see enum sk_free_tag). */
-static sk_always_inline uintptr_t sk_free_tag_of(const struct sk_cache *c, const struct sk_page *pg)
-{
-	if (c->free_tag == SK_TAG_SLAB)
-		return (uintptr_t)pg;
-	if (c->free_tag == SK_TAG_NODE)
-		return (uintptr_t)pg->node + 1;
-	return 0;
-}
-
 /* Free one object of c whose page head descriptor is pg (already checked). */
 static sk_always_inline void sk_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
-	if (sk_likely(sk_pcpu_push(c, obj, sk_free_tag_of(c, pg))))
+	if (sk_likely(sk_pcpu_push(c, obj, pg)))
 		return;
 	sk_cache_free_slow(c, obj, pg);
 }

@@ -30,6 +30,8 @@
 #include "sk_cache.h"
 #include "sk_compiler.h"
 #include "sk_percpu.h"
+#include "../numa/sk_numa.h"
+#include "sk_backend.h"
 
 #if defined(__x86_64__) && !defined(SLABKIT_TSAN)
 #define SK_HAVE_RSEQ_ASM 1
@@ -39,6 +41,28 @@
 
 /* glibc's __rseq_offset, copied once at init: the rseq area is %fs:offset. */
 extern long sk_rseq_offset;
+
+/*
+ * Which fast path a cache runs, decided once when its slots are made: the
+ * slot kind, the free tag and the per-CPU mode in one byte, so that the
+ * fast paths test one field.
+ */
+enum sk_fast {
+	SK_FAST_NONE = 0,          /* no per-CPU slots */
+	SK_FAST_RSEQ_LIST_SLAB,    /* SLUB: list slots, tag = slab descriptor */
+	SK_FAST_RSEQ_ARRAY_NODE,   /* SLAB, UMA: array slots, tag = node + 1 */
+	SK_FAST_LOCKED,            /* lock mode, or any other combination */
+};
+
+/* The tag a freed object shows the fast path (see enum sk_free_tag). */
+static sk_always_inline uintptr_t sk_free_tag_of(const struct sk_cache *c, const struct sk_page *pg)
+{
+	if (c->free_tag == SK_TAG_SLAB)
+		return (uintptr_t)pg;
+	if (c->free_tag == SK_TAG_NODE)
+		return (uintptr_t)pg->node + 1;
+	return 0;
+}
 
 /* Lock-mode versions, out of line. */
 void *sk_pcpu_pop_locked(struct sk_cache *c);
@@ -150,6 +174,8 @@ restart:
 		 "cmpl $0, 44(%[cpu])\n\t"
 		 "jne %l[miss]\n\t"
 		 "movq 8(%[cpu]), %[w]\n\t"
+		 "testl $0x80000000, %k[w]\n\t"      /* frees past half: core folds (see push) */
+		 "jnz %l[miss]\n\t"
 		 "movzwl %w[w], %k[tmp]\n\t"         /* n = entries in use (bits 0-15) */
 		 "testl %k[tmp], %k[tmp]\n\t"
 		 "jz %l[miss]\n\t"
@@ -183,10 +209,8 @@ restart:
 		 "movzwl %w[w], %k[n]\n\t"
 		 "cmpl 40(%[cpu]), %k[n]\n\t"        /* full: n >= limit */
 		 "jae %l[miss]\n\t"
-		 "movq %[w], %[tmp]\n\t"             /* frees (bits 16-31) full: core folds */
-		 "shrq $16, %[tmp]\n\t"
-		 "cmpw $-1, %w[tmp]\n\t"
-		 "je %l[miss]\n\t"
+		 /* No check of the frees field (bits 16-31): pops keep it below
+		  * 0x8000, and at most `limit` (<= 32767) pushes can follow a pop. */
 		 "movq 32(%[cpu]), %[tmp]\n\t"       /* entries[n] = obj */
 		 "movq %[obj], (%[tmp],%[n],8)\n\t"
 		 "leaq 0x10001(%[w]), %[w]\n\t"      /* n + 1, frees + 1 */
@@ -234,25 +258,34 @@ static inline void sk_pcpu_add_rseq(struct sk_cache *c, uint64_t n) { sk_pcpu_ad
 
 #endif /* SK_HAVE_RSEQ_ASM */
 
-/* Pop one object from this CPU's slot; NULL on a miss (empty, locked, no slots). */
+/* Pop one object from this CPU's slot; NULL on a miss (empty, locked,
+ * counts full, no slots).  An if-chain, not a switch: the common case
+ * stays a compare and a fall-through. */
 static sk_always_inline void *sk_pcpu_pop(struct sk_cache *c)
 {
-	if (c->pcpu_kind == SK_PCPU_LIST)
-		return sk_likely(sk_pcpu_use_rseq) ? sk_pcpu_list_pop_rseq(c) : sk_pcpu_pop_locked(c);
-	if (c->pcpu_kind == SK_PCPU_ARRAY)
-		return sk_likely(sk_pcpu_use_rseq) ? sk_pcpu_array_pop_rseq(c) : sk_pcpu_pop_locked(c);
+	unsigned fast = c->fast;
+
+	if (sk_likely(fast == SK_FAST_RSEQ_LIST_SLAB))
+		return sk_pcpu_list_pop_rseq(c);
+	if (sk_likely(fast == SK_FAST_RSEQ_ARRAY_NODE))
+		return sk_pcpu_array_pop_rseq(c);
+	if (fast == SK_FAST_LOCKED)
+		return sk_pcpu_pop_locked(c);
 	return NULL;
 }
 
-/* Push obj (whose tag is `tag`) on this CPU's slot; false if the slot refuses. */
-static sk_always_inline bool sk_pcpu_push(struct sk_cache *c, void *obj, uintptr_t tag)
+/* Push obj, whose page head descriptor is pg, on this CPU's slot; false if
+ * the slot refuses it (full, another slab or node, locked, counts full). */
+static sk_always_inline bool sk_pcpu_push(struct sk_cache *c, void *obj, const struct sk_page *pg)
 {
-	if (c->pcpu_kind == SK_PCPU_LIST)
-		return sk_likely(sk_pcpu_use_rseq) ? sk_pcpu_list_push_rseq(c, obj, tag)
-						   : sk_pcpu_push_locked(c, obj, tag);
-	if (c->pcpu_kind == SK_PCPU_ARRAY)
-		return sk_likely(sk_pcpu_use_rseq) ? sk_pcpu_array_push_rseq(c, obj, tag)
-						   : sk_pcpu_push_locked(c, obj, tag);
+	unsigned fast = c->fast;
+
+	if (sk_likely(fast == SK_FAST_RSEQ_LIST_SLAB))
+		return sk_pcpu_list_push_rseq(c, obj, (uintptr_t)pg);
+	if (sk_likely(fast == SK_FAST_RSEQ_ARRAY_NODE))
+		return sk_pcpu_array_push_rseq(c, obj, (uintptr_t)pg->node + 1);
+	if (fast == SK_FAST_LOCKED)
+		return sk_pcpu_push_locked(c, obj, sk_free_tag_of(c, pg));
 	return false;
 }
 

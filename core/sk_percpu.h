@@ -19,7 +19,9 @@
  *   LIST:  bits 0-47 the first free object, 48-55 frees, 56-63 allocations
  *   ARRAY: bits 0-15 entries in use, 16-31 frees, 32-63 allocations
  * (allocations in the top bits: the pop's add overflows into the carry flag)
- * A fast path whose count field is full misses; core then folds the counts
+ * A fast path whose count field is full misses (an ARRAY pop also misses
+ * once frees pass half their field, so that pushes, at most `limit` of them
+ * before the next pop, never need to check); core then folds the counts
  * into `allocs` and `frees` under the slot lock (at worst every 255
  * operations of a LIST slot, about 0.05 ns an operation).  Backends read and
  * write the state half only through the accessors below.
@@ -63,7 +65,7 @@ struct sk_pcpu_slot {
 	uint64_t frees;           /* +16 frees folded out of top */
 	uintptr_t tag;            /* +24 a freed object enters only if its tag equals this */
 	void **entries;           /* +32 ARRAY: the stack */
-	uint32_t limit;           /* +40 ARRAY: capacity (0: accept no free; at most 65535) */
+	uint32_t limit;           /* +40 ARRAY: capacity (0: accept no free; <= SK_PCPU_ARRAY_MAX) */
 	uint32_t lock;            /* +44 0: free */
 	uint64_t bytes_requested; /* +48 sum of sizes asked for (kmalloc, malloc(9)) */
 	uint32_t fold_seq;        /* +56 odd while a fold moves counts out of top */
@@ -73,7 +75,7 @@ struct sk_pcpu_slot {
 
 #define SK_PCPU_LIST_PTR_MASK ((UINT64_C(1) << 48) - 1)
 #define SK_PCPU_ARRAY_COUNT_MASK UINT64_C(0xffff)
-#define SK_PCPU_ARRAY_MAX 65535u
+#define SK_PCPU_ARRAY_MAX 32767u /* pushes between pops stay below the frees field's half */
 
 _Static_assert(sizeof(struct sk_pcpu_slot) == 64, "slot header is one cache line");
 

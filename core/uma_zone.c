@@ -478,7 +478,7 @@ SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
 	struct sk_page *pg = sk_page_of(item);
 	if (sk_unlikely(!pg || pg->owner != keg))
 		return zfree_slow(z, item, NULL); /* reports the misuse */
-	if (sk_likely(sk_pcpu_push(keg, item, sk_free_tag_of(keg, pg))))
+	if (sk_likely(sk_pcpu_push(keg, item, pg)))
 		return;
 	sk_cache_free_slow(keg, item, sk_page_of(item));
 }

@@ -140,8 +140,10 @@ static inline struct sk_page *sk_page_of_raw(const void *addr)
  * or on a free page. */
 static inline struct sk_page *sk_page_of(const void *addr)
 {
-	struct sk_page *pg = sk_page_of_raw(addr);
-	if (!pg || pg->kind == SK_PAGE_FREE)
+	if (!sk_addr_in_arena(addr))
+		return NULL;
+	struct sk_page *pg = &sk_page_map[((uintptr_t)addr - sk_arena_base) >> SK_PAGE_SHIFT];
+	if (pg->kind == SK_PAGE_FREE)
 		return NULL;
 	return pg - pg->head_delta;
 }
