@@ -129,6 +129,8 @@ restart:
 		 : [c] "r"(c), [off] "r"((uintptr_t)c->free_offset)
 		 : "memory", "cc"
 		 : miss, restart);
+	if (obj == 0) /* it left through `miss` if it was */
+		__builtin_unreachable();
 	return (void *)obj;
 miss:
 	return NULL;
