@@ -417,13 +417,15 @@ SK_EXPORT void *uma_zalloc_arg(uma_zone_t z, void *arg, int flags)
 {
 	if (sk_unlikely(!z || !sk_load(&z->plain)))
 		return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc");
-	/* A plain zone has no ctor and never gets one, so `arg` is dead from
-	 * here: the fast path keeps fewer registers live. */
-	void *item = (unsigned)(flags & (M_NOWAIT | M_WAITOK)) - 1u < 2u ? sk_pcpu_pop(z->keg) : NULL;
+	/* A plain zone is its keg's front_data and has no ctor (it never gets
+	 * one), so neither z nor arg needs to live past this point: the fast
+	 * path keeps only the keg and the flags. */
+	struct sk_cache *keg = z->keg;
+	void *item = (unsigned)(flags & (M_NOWAIT | M_WAITOK)) - 1u < 2u ? sk_pcpu_pop(keg) : NULL;
 	if (sk_unlikely(!item))
-		return zalloc_slow(z, NULL, UMA_ANYDOMAIN, flags, "uma_zalloc");
+		return zalloc_slow(keg->front_data, NULL, UMA_ANYDOMAIN, flags, "uma_zalloc");
 	if (flags & M_ZERO)
-		memset(item, 0, (size_t)z->size);
+		memset(item, 0, keg->object_size);
 	return item;
 }
 
