@@ -425,11 +425,16 @@ static sk_noinline void kmem_cache_free_miss(struct sk_cache *c, void *obj)
 SK_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
 {
 	struct sk_cache *c = (struct sk_cache *)s;
-	struct sk_page *pg = sk_page_of(obj);
 
-	/* Fast: the object is on a slab of c and this CPU's slot takes it. */
-	if (sk_likely(pg && pg->owner == c && c && sk_pcpu_push(c, obj, pg)))
-		return;
+	/* Fast: this CPU's slot takes the object back.  A SLUB slot takes only
+	 * objects of its active slab, which belongs to c, so its tag check
+	 * stands for the owner check; anything else is checked in full below. */
+	if (sk_likely(c && sk_addr_in_arena(obj))) {
+		struct sk_page *pg = sk_page_head(obj);
+		if (sk_likely(c->fast == SK_FAST_RSEQ_LIST_SLAB) ? sk_pcpu_list_push_rseq(c, obj, (uintptr_t)pg)
+								  : pg->owner == c && sk_pcpu_push(c, obj, pg))
+			return;
+	}
 	kmem_cache_free_miss(c, obj);
 }
 

@@ -26,6 +26,10 @@
 #include "sk_compiler.h"
 #include "sk_percpu.h"
 
+/* Internal: never exported from the shared library (and reached without
+ * the GOT from inside it). */
+#pragma GCC visibility push(hidden)
+
 /* What a freed object's tag is compared with on the fast path. */
 enum sk_free_tag {
 	SK_TAG_NONE = 0, /* slot->tag must be 0: every free is accepted while there is room */
@@ -144,5 +148,7 @@ void sk_misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Tunable defaults from the config string for this cache, applied by core
  * right after cache_create through ops->tune. */
+
+#pragma GCC visibility pop
 
 #endif /* SLABKIT_BACKEND_H */

@@ -18,6 +18,10 @@
 #include "sk_compiler.h"
 #include "sk_percpu.h"
 
+/* Internal: never exported from the shared library (and reached without
+ * the GOT from inside it). */
+#pragma GCC visibility push(hidden)
+
 struct sk_backend_ops;
 
 /* Which front end made the cache (reports, leak wording). */
@@ -96,5 +100,7 @@ struct sk_cache {
 
 /* How many objects are in use right now (exact, summed over CPUs). */
 uint64_t sk_cache_in_use(struct sk_cache *c);
+
+#pragma GCC visibility pop
 
 #endif /* SLABKIT_CACHE_H */

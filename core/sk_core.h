@@ -24,6 +24,10 @@
 #include "sk_fastpath.h"
 #include "sk_sizeclass.h"
 
+/* Internal: never exported from the shared library (and reached without
+ * the GOT from inside it). */
+#pragma GCC visibility push(hidden)
+
 /* Counters of allocations that are not objects of a cache: the page path
  * and a backend's own kmalloc heap.  Synchronization: ck_pr atomics. */
 struct sk_plain_counters {
@@ -141,5 +145,7 @@ void sk_uma_zones_reset(void);
 long sk_uma_keg_limit(const struct sk_cache *c);
 void sk_apply_tunables(struct sk_cache *c);
 void sk_meta_reset(void);
+
+#pragma GCC visibility pop
 
 #endif /* SLABKIT_CORE_H */

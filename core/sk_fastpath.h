@@ -33,6 +33,10 @@
 #include "../numa/sk_numa.h"
 #include "sk_backend.h"
 
+/* Internal: never exported from the shared library (and reached without
+ * the GOT from inside it). */
+#pragma GCC visibility push(hidden)
+
 #if defined(__x86_64__) && !defined(SLABKIT_TSAN)
 #define SK_HAVE_RSEQ_ASM 1
 #else
@@ -299,5 +303,7 @@ static sk_always_inline void sk_pcpu_add_requested(struct sk_cache *c, uint64_t 
 	else
 		sk_pcpu_add_locked(c, n);
 }
+
+#pragma GCC visibility pop
 
 #endif /* SLABKIT_FASTPATH_H */

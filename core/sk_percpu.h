@@ -51,6 +51,10 @@
 
 #include "sk_compiler.h"
 
+/* Internal: never exported from the shared library (and reached without
+ * the GOT from inside it). */
+#pragma GCC visibility push(hidden)
+
 struct sk_cache;
 
 enum sk_pcpu_kind {
@@ -152,5 +156,7 @@ struct sk_pcpu_sums {
 	uint64_t allocs, frees, bytes_requested;
 };
 void sk_pcpu_sum(const struct sk_cache *c, struct sk_pcpu_sums *out);
+
+#pragma GCC visibility pop
 
 #endif /* SLABKIT_PERCPU_H */

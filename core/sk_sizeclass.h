@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Internal: never exported from the shared library (and reached without
+ * the GOT from inside it). */
+#pragma GCC visibility push(hidden)
+
 #define SK_KMALLOC_CLASSES 13
 #define SK_KMALLOC_MAX_CACHE_SIZE 8192u
 #define SK_BSD_CLASSES 14
@@ -25,5 +29,7 @@ extern const uint32_t sk_bsd_class_size[SK_BSD_CLASSES];
 int sk_kmalloc_index(size_t size);
 /* Class index for 1 <= size <= SK_BSD_MAX_CACHE_SIZE; -1 above. */
 int sk_bsd_index(size_t size);
+
+#pragma GCC visibility pop
 
 #endif

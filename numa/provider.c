@@ -283,9 +283,13 @@ void sk_pages_free(void *addr)
 	size_t npages = head->npages;
 	unsigned node = head->node; /* written by mark_allocated; saves a division */
 
+	/* Outside live blocks, head_delta is 0 and owner NULL (sk_numa.h):
+	 * sk_page_head() of a stale pointer then lands on a free page. */
 	head->owner = NULL;
-	for (size_t i = 1; i < npages; i++)
+	for (size_t i = 1; i < npages; i++) {
 		head[i].kind = SK_PAGE_FREE;
+		head[i].head_delta = 0;
+	}
 	sk_arena_free(&prov.arena[node], pfn, npages);
 }
 

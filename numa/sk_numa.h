@@ -25,6 +25,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Internal: never exported from the shared library (and reached without
+ * the GOT from inside it). */
+#pragma GCC visibility push(hidden)
+
 #define SK_PAGE_SHIFT 12
 #define SK_PAGE_SIZE ((size_t)1 << SK_PAGE_SHIFT)
 #define SK_MAX_ORDER 18      /* largest block: 2^18 pages = 1 GiB */
@@ -48,8 +52,8 @@ enum sk_page_kind {
  * multi-page slab finds the slab in O(1).
  */
 struct sk_page {
-	void *owner;          /* head: the sk_cache of a slab, or core's tag; NULL if free */
-	uint32_t head_delta;  /* pages back to the head page; 0 on the head */
+	void *owner;          /* head of a live block: its sk_cache (slabs); NULL elsewhere */
+	uint32_t head_delta;  /* pages back to the head page; 0 on the head and on free pages */
 	uint32_t npages;      /* head: pages in this allocation (not always 2^order) */
 	uint16_t node;        /* node of the arena holding this page */
 	uint8_t kind;         /* enum sk_page_kind */
@@ -136,6 +140,19 @@ static inline struct sk_page *sk_page_of_raw(const void *addr)
 	return &sk_page_map[((uintptr_t)addr - sk_arena_base) >> SK_PAGE_SHIFT];
 }
 
+/*
+ * Head descriptor of the block holding addr, for fast paths that go on to
+ * compare its owner (or a tag derived from it) with what they expect.  No
+ * check of the page's kind: pages outside live blocks keep head_delta 0 and
+ * owner NULL, so a stale pointer yields a free page whose owner matches
+ * nothing.  addr must be in the arenas (sk_addr_in_arena).
+ */
+static inline struct sk_page *sk_page_head(const void *addr)
+{
+	struct sk_page *pg = &sk_page_map[((uintptr_t)addr - sk_arena_base) >> SK_PAGE_SHIFT];
+	return pg - pg->head_delta;
+}
+
 /* Head descriptor of the live block holding addr; NULL outside the arenas
  * or on a free page. */
 static inline struct sk_page *sk_page_of(const void *addr)
@@ -152,5 +169,7 @@ static inline void *sk_page_addr(const struct sk_page *pg)
 {
 	return (void *)(sk_arena_base + ((uintptr_t)(pg - sk_page_map) << SK_PAGE_SHIFT));
 }
+
+#pragma GCC visibility pop
 
 #endif /* SLABKIT_NUMA_H */
