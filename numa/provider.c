@@ -32,7 +32,7 @@
 /* Synchronization: written by sk_numa_init/sk_numa_fini only (which must
  * not run concurrently with anything else in the provider); read without
  * locks by sk_page_of() and friends. */
-uintptr_t sk_arena_base, sk_arena_end;
+uintptr_t sk_arena_base, sk_arena_size;
 struct sk_page *sk_page_map;
 
 /* The provider's one state object. */
@@ -135,7 +135,7 @@ int sk_numa_init(const struct sk_numa_config *cfg)
 		sk_topo_bind((void *)(sk_arena_base + n * arena_bytes), arena_bytes, n);
 	}
 	sk_topo_close_hwloc();
-	sk_arena_end = sk_arena_base + prov.nodes * arena_bytes;
+	sk_arena_size = prov.nodes * arena_bytes;
 	sk_pages_set_fail_every(cfg ? cfg->fail_every : 0);
 	return 0;
 }
@@ -144,10 +144,10 @@ void sk_numa_fini(void)
 {
 	if (prov.nodes) {
 		void *arenas = (void *)sk_arena_base;
-		size_t total = sk_arena_end - sk_arena_base;
+		size_t total = sk_arena_size;
 		void *map = sk_page_map;
 
-		sk_arena_base = sk_arena_end = 0;
+		sk_arena_base = sk_arena_size = 0;
 		sk_page_map = NULL;
 		for (unsigned n = 0; n < prov.nodes; n++)
 			sk_arena_destroy(&prov.arena[n]);

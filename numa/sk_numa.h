@@ -122,14 +122,15 @@ void sk_numa_stats(struct sk_numa_stats *out);
 
 /* --- address -> descriptor, O(1), lock-free --- */
 
-/* The arenas: [sk_arena_base, sk_arena_end), descriptors in sk_page_map. */
-extern uintptr_t sk_arena_base, sk_arena_end;
+/* The arenas: [sk_arena_base, sk_arena_base + sk_arena_size), descriptors
+ * in sk_page_map. */
+extern uintptr_t sk_arena_base, sk_arena_size;
 extern struct sk_page *sk_page_map;
 
 static inline bool sk_addr_in_arena(const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr;
-	return a - sk_arena_base < sk_arena_end - sk_arena_base;
+	return a - sk_arena_base < sk_arena_size;
 }
 
 /* Descriptor of the page holding addr, or NULL if addr is not in an arena. */
