@@ -233,13 +233,14 @@ static void fold_and_set(struct sk_pcpu_slot *slot, enum sk_pcpu_kind kind, uint
 	uint64_t w = sk_load(&slot->top);
 	uint32_t seq = slot->fold_seq;
 
-	/* Sequentially consistent throughout (folds and reads are rare): the
-	 * odd mark is ordered before the moves, the moves before the even one. */
-	__atomic_store_n(&slot->fold_seq, seq + 1, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&slot->allocs, slot->allocs + top_allocs(kind, w), __ATOMIC_SEQ_CST);
-	__atomic_store_n(&slot->frees, slot->frees + top_frees(kind, w), __ATOMIC_SEQ_CST);
-	__atomic_store_n(&slot->top, state, __ATOMIC_SEQ_CST);
-	__atomic_store_n(&slot->fold_seq, seq + 2, __ATOMIC_SEQ_CST);
+	/* A seqcount write: odd, the moves, even (backends set the state on
+	 * every refill, so this stays a handful of plain stores on x86). */
+	sk_store(&slot->fold_seq, seq + 1);
+	sk_fence_release();
+	sk_store(&slot->allocs, slot->allocs + top_allocs(kind, w));
+	sk_store(&slot->frees, slot->frees + top_frees(kind, w));
+	sk_store(&slot->top, state);
+	sk_store_release(&slot->fold_seq, seq + 2);
 }
 
 void sk_pcpu_set_list_head(struct sk_pcpu_slot *slot, void *head)
@@ -277,12 +278,13 @@ static void slot_counts(enum sk_pcpu_kind kind, const struct sk_pcpu_slot *slot,
 	uint64_t a, f, w;
 
 	do {
-		while ((seq = __atomic_load_n(&slot->fold_seq, __ATOMIC_SEQ_CST)) & 1)
+		while ((seq = sk_load_acquire(&slot->fold_seq)) & 1)
 			sched_yield();
-		a = __atomic_load_n(&slot->allocs, __ATOMIC_SEQ_CST);
-		f = __atomic_load_n(&slot->frees, __ATOMIC_SEQ_CST);
-		w = __atomic_load_n(&slot->top, __ATOMIC_SEQ_CST);
-	} while (__atomic_load_n(&slot->fold_seq, __ATOMIC_SEQ_CST) != seq);
+		a = sk_load(&slot->allocs);
+		f = sk_load(&slot->frees);
+		w = sk_load(&slot->top);
+		sk_fence_acquire(); /* the reads above before the re-check */
+	} while (sk_load(&slot->fold_seq) != seq);
 	*allocs = a + top_allocs(kind, w);
 	*frees = f + top_frees(kind, w);
 }

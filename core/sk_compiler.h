@@ -27,4 +27,15 @@
 #define sk_load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define sk_store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
+/* Fences for sequence counters (compiler barriers on x86).  TSan does not
+ * model fences and warns about them; it only needs every access they order
+ * to be atomic, which sk_load/sk_store are, so TSan builds leave them out. */
+#ifdef SLABKIT_TSAN
+#define sk_fence_release() ((void)0)
+#define sk_fence_acquire() ((void)0)
+#else
+#define sk_fence_release() __atomic_thread_fence(__ATOMIC_RELEASE)
+#define sk_fence_acquire() __atomic_thread_fence(__ATOMIC_ACQUIRE)
+#endif
+
 #endif
