@@ -784,13 +784,74 @@ const struct conformance_group conformance_kmalloc = {
 	"kmalloc", kmalloc_tests, sizeof(kmalloc_tests) / sizeof(kmalloc_tests[0])
 };
 
+/* Counts stay exact past the point where the per-CPU fast paths fold their
+ * counters (every 255 operations of a list slot, 32767 frees of an array
+ * slot), with threads allocating, freeing and reading at once. */
+struct count_ctx {
+	struct kmem_cache *cache;
+	long pairs;
+};
+
+static void *count_pairs_main(void *arg)
+{
+	struct count_ctx *ctx = arg;
+	void *held[8];
+	for (long i = 0; i < ctx->pairs; i++) {
+		/* Mix single pairs and short bursts so both slot ends move. */
+		int burst = (int)(i % 8) + 1;
+		for (int j = 0; j < burst; j++)
+			held[j] = kmem_cache_alloc(ctx->cache, GFP_KERNEL);
+		for (int j = 0; j < burst; j++)
+			kmem_cache_free(ctx->cache, held[j]);
+	}
+	return NULL;
+}
+
+static void test_cache_counts_exact_many(void **state)
+{
+	(void)state;
+	struct count_ctx ctx = { kmem_cache_create("skt_counts", 48, 0, 0, NULL), 20000 };
+	assert_non_null(ctx.cache);
+	long expect = 0;
+	for (long i = 0; i < ctx.pairs; i++)
+		expect += (i % 8) + 1;
+
+	/* One thread first: exact after every phase. */
+	count_pairs_main(&ctx);
+	struct slabkit_cache_info one = sk_info("skt_counts");
+	assert_int_equal(one.allocs, (uint64_t)expect);
+	assert_int_equal(one.frees, (uint64_t)expect);
+	assert_int_equal(one.in_use, 0);
+
+	/* Three threads, while this one keeps reading: counts only grow, and
+	 * in_use never exceeds what three threads can hold (8 each). */
+	pthread_t t[3];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, count_pairs_main, &ctx), 0);
+	uint64_t last_allocs = one.allocs;
+	for (int r = 0; r < 200; r++) {
+		struct slabkit_cache_info mid = sk_info("skt_counts");
+		assert_true(mid.allocs >= last_allocs);
+		assert_true(mid.in_use <= 24);
+		last_allocs = mid.allocs;
+	}
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	struct slabkit_cache_info all = sk_info("skt_counts");
+	assert_int_equal(all.allocs, (uint64_t)expect * 4);
+	assert_int_equal(all.frees, (uint64_t)expect * 4);
+	assert_int_equal(all.in_use, 0);
+	assert_true(all.high_water >= 1);
+	kmem_cache_destroy(ctx.cache);
+}
+
 static const struct CMUnitTest kmem_cache_tests[] = {
 	SK_TEST(test_cache_ctor),          SK_TEST(test_cache_hwcache_align),
 	SK_TEST(test_cache_explicit_align), SK_TEST(test_cache_alloc_node),
 	SK_TEST(test_cache_zalloc),        SK_TEST(test_cache_bulk),
 	SK_TEST(test_cache_kfree_object),  SK_TEST(test_cache_shrink),
 	SK_TEST(test_cache_destroy),       SK_TEST(test_cache_info_counts),
-	SK_TEST(test_cache_flags),
+	SK_TEST(test_cache_flags),         SK_TEST(test_cache_counts_exact_many),
 };
 
 const struct conformance_group conformance_kmem_cache = {
