@@ -12,18 +12,8 @@
 
 #include <slabkit/linux/slab.h>
 
-#include "backends/slab/slab_int.h"
+#include "slab_test.h"
 #include "sk_test.h"
-
-static struct sk_cache *sk_of(struct kmem_cache *s)
-{
-	return (struct sk_cache *)s;
-}
-
-static struct slab_cache *sc_of(struct kmem_cache *s)
-{
-	return slab_cache_of(sk_of(s));
-}
 
 static struct sk_page *slab_head(const void *obj)
 {

@@ -14,23 +14,8 @@
 
 #include <slabkit/linux/slab.h>
 
-#include "backends/slab/slab_int.h"
+#include "slab_test.h"
 #include "sk_test.h"
-
-static struct sk_cache *sk_of(struct kmem_cache *s)
-{
-	return (struct sk_cache *)s;
-}
-
-static struct slab_cache *sc_of(struct kmem_cache *s)
-{
-	return slab_cache_of(sk_of(s));
-}
-
-static uint32_t cpu0_top(struct kmem_cache *s)
-{
-	return slab_slot_top(sk_pcpu_slot(sk_of(s), 0));
-}
 
 static bool in_cpu0_array(struct kmem_cache *s, const void *obj)
 {

@@ -12,20 +12,10 @@
 
 #include <slabkit/linux/slab.h>
 
-#include "backends/slab/slab_int.h"
+#include "slab_test.h"
 #include "sk_test.h"
 
 #define ENV_TUNE "slab_cfg64:limit=30,batchcount=7,shared=2;slab_cfg_big:limit=500"
-
-static struct sk_cache *sk_of(struct kmem_cache *s)
-{
-	return (struct sk_cache *)s;
-}
-
-static struct slab_cache *sc_of(struct kmem_cache *s)
-{
-	return slab_cache_of(sk_of(s));
-}
 
 static struct sk_pcpu_slot *slot0(struct kmem_cache *s)
 {
