@@ -77,14 +77,6 @@ static void t_dtor(void *mem, int size, void *arg)
 	atomic_fetch_add(&cnt.dtor, 1);
 }
 
-static struct slabkit_cache_info info_of(const char *name)
-{
-	struct slabkit_cache_info in;
-
-	assert_int_equal(slabkit_cache_info_by_name(name, &in), 0);
-	return in;
-}
-
 static void pin_cpu0(void)
 {
 	cpu_set_t set;
@@ -105,7 +97,7 @@ static void test_init_once_per_slab_lifetime(void **state)
 	assert_non_null(z);
 	for (int i = 0; i < N; i++)
 		assert_non_null(p[i] = uma_zalloc(z, M_WAITOK));
-	struct slabkit_cache_info in = info_of("ut_life");
+	struct slabkit_cache_info in = sk_info("ut_life");
 	assert_true(in.slabs > 0);
 	assert_int_equal(atomic_load(&cnt.init), (long)(in.slabs * in.objects_per_slab));
 	assert_int_equal(atomic_load(&cnt.ctor), N);
@@ -128,7 +120,7 @@ static void test_init_once_per_slab_lifetime(void **state)
 	for (int i = 0; i < N; i++)
 		uma_zfree(z, p[i]);
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN_CPU);
-	in = info_of("ut_life");
+	in = sk_info("ut_life");
 	assert_int_equal(in.slabs, 0);
 	assert_int_equal(in.cached_free, 0);
 	assert_int_equal(atomic_load(&cnt.fini), inits);
@@ -136,7 +128,7 @@ static void test_init_once_per_slab_lifetime(void **state)
 	/* New slabs: init again, once per item. */
 	void *q = uma_zalloc(z, M_WAITOK);
 	assert_non_null(q);
-	in = info_of("ut_life");
+	in = sk_info("ut_life");
 	assert_int_equal(atomic_load(&cnt.init) - inits, (long)(in.slabs * in.objects_per_slab));
 	uma_zfree(z, q);
 	uma_zdestroy(z);
@@ -179,11 +171,11 @@ static void test_failing_init(void **state)
 	assert_null(uma_zalloc(z, M_NOWAIT));
 	assert_int_equal(atomic_load(&cnt.init), 3);
 	assert_int_equal(atomic_load(&cnt.fini), 2);
-	assert_int_equal(info_of("ut_initfail").slabs, 0);
+	assert_int_equal(sk_info("ut_initfail").slabs, 0);
 	atomic_store(&cnt.fail_init_at, 0);
 	void *p = uma_zalloc(z, M_NOWAIT);
 	assert_non_null(p);
-	struct slabkit_cache_info in = info_of("ut_initfail");
+	struct slabkit_cache_info in = sk_info("ut_initfail");
 	assert_int_equal(in.slabs, 1);
 	assert_int_equal(atomic_load(&cnt.init) - 3, (long)in.objects_per_slab);
 	uma_zfree(z, p);
@@ -230,9 +222,9 @@ static void test_nofree(void **state)
 		assert_non_null(p[i] = uma_zalloc(z, M_WAITOK));
 	for (int i = 0; i < N; i++)
 		uma_zfree(z, p[i]);
-	uint64_t slabs = info_of("ut_nofree").slabs;
+	uint64_t slabs = sk_info("ut_nofree").slabs;
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN_CPU);
-	struct slabkit_cache_info in = info_of("ut_nofree");
+	struct slabkit_cache_info in = sk_info("ut_nofree");
 	assert_int_equal(in.slabs, slabs);
 	assert_int_equal(in.cached_free, 0); /* the buckets did go */
 	assert_int_equal(atomic_load(&cnt.fini), 0);
@@ -254,7 +246,7 @@ static void test_nobucket(void **state)
 	assert_true(sk_disjoint(p, N, 96));
 	for (int i = 0; i < N; i++)
 		uma_zfree(z, p[i]);
-	struct slabkit_cache_info in = info_of("ut_nobucket");
+	struct slabkit_cache_info in = sk_info("ut_nobucket");
 	assert_int_equal(in.cached_free, 0);
 	assert_int_equal(in.limit, 0);
 	assert_int_equal(in.in_use, 0);
@@ -308,8 +300,8 @@ static void check_layout(const char *name, size_t size, int align, uint32_t flag
 		fail_msg("%s (size %zu): rsize %u ipers %u hdr %u order %u, expected %u %u %u %u", name,
 			 size, keg->uk_rsize, keg->uk_ipers, keg->uk_hdr, keg->uk_order, rsize, ipers,
 			 hdr, order);
-	assert_int_equal(info_of(name).objects_per_slab, ipers);
-	assert_int_equal(info_of(name).size, rsize);
+	assert_int_equal(sk_info(name).objects_per_slab, ipers);
+	assert_int_equal(sk_info(name).size, rsize);
 	uma_zfree(z, item);
 	uma_zdestroy(z);
 }
@@ -368,7 +360,7 @@ static void test_cachespread(void **state)
 	uma_zone_t z = uma_zcreate("ut_spread", 2 * line, NULL, NULL, NULL, NULL, UMA_ALIGN_CACHE,
 				   UMA_ZONE_CACHESPREAD);
 	assert_non_null(z);
-	struct slabkit_cache_info in = info_of("ut_spread");
+	struct slabkit_cache_info in = sk_info("ut_spread");
 	assert_int_equal(in.size, 3 * line);
 	size_t per_page = SK_PAGE_SIZE / line;
 	assert_true(in.objects_per_slab >= per_page);

@@ -33,39 +33,9 @@ static int numa_setup(void **state)
 	return sk_group_setup(state);
 }
 
-static struct slabkit_cache_info info_of(const char *name)
-{
-	struct slabkit_cache_info in;
-
-	assert_int_equal(slabkit_cache_info_by_name(name, &in), 0);
-	return in;
-}
-
 static int node_of(const void *item)
 {
 	return sk_page_of(item)->node;
-}
-
-/* The XDOMAIN column (the last) of a zone's `vmstat -z` line, or -1. */
-static long vmstat_xdomain(const char *zone)
-{
-	FILE *f = tmpfile();
-	char line[512];
-	long x = -1;
-
-	assert_non_null(f);
-	slabkit_report_vmstat_z(f);
-	rewind(f);
-	while (fgets(line, sizeof(line), f)) {
-		size_t n = strlen(zone);
-		if (strncmp(line, zone, n) || (line[n] != ' ' && line[n] != ':'))
-			continue;
-		char *comma = strrchr(line, ',');
-		if (comma)
-			x = strtol(comma + 1, NULL, 10);
-	}
-	fclose(f);
-	return x;
 }
 
 static void test_topology(void **state)
@@ -79,7 +49,7 @@ static void test_cross_domain_frees(void **state)
 	enum { HOME = 2 };
 	uma_zone_t z = uma_zcreate("ut_xdom", 128, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
 	assert_non_null(z);
-	long b = info_of("ut_xdom").limit; /* the cross bucket's size */
+	long b = sk_info("ut_xdom").limit; /* the cross bucket's size */
 	assert_true(b >= 2);
 	int n = (int)(2 * b + 3);
 	void **p = calloc((size_t)n, sizeof(*p));
@@ -91,7 +61,7 @@ static void test_cross_domain_frees(void **state)
 	}
 	struct uma_kz *kz = skuma_kz_of_item(p[0]);
 	assert_non_null(kz);
-	uint64_t cpu_before = info_of("ut_xdom").cached_free;
+	uint64_t cpu_before = sk_info("ut_xdom").cached_free;
 	for (int i = 0; i < n; i++)
 		uma_zfree(z, p[i]);
 
@@ -100,8 +70,8 @@ static void test_cross_domain_frees(void **state)
 	assert_int_equal(skuma_xdomain_frees(kz), (uint64_t)n);
 	assert_int_equal(skuma_domain_cached(kz, HOME), (uint64_t)(2 * b));
 	assert_int_equal(skuma_domain_cached(kz, 0), 0);
-	assert_int_equal(info_of("ut_xdom").cached_free, cpu_before + (uint64_t)n);
-	long x = vmstat_xdomain("ut_xdom");
+	assert_int_equal(sk_info("ut_xdom").cached_free, cpu_before + (uint64_t)n);
+	long x = sk_vmstat_z_column("ut_xdom", 7);
 	if (x != n)
 		fail_msg("vmstat -z XDOMAIN for ut_xdom is %ld, expected %d", x, n);
 
@@ -125,8 +95,8 @@ static void test_cross_domain_frees(void **state)
 
 	/* DRAIN_CPU gives everything back, the cross bucket included. */
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN_CPU);
-	assert_int_equal(info_of("ut_xdom").cached_free, 0);
-	assert_int_equal(info_of("ut_xdom").slabs, 0);
+	assert_int_equal(sk_info("ut_xdom").cached_free, 0);
+	assert_int_equal(sk_info("ut_xdom").slabs, 0);
 	free(p);
 	uma_zdestroy(z);
 }
@@ -136,7 +106,7 @@ static void test_cross_bucket_sorted(void **state)
 {
 	uma_zone_t z = uma_zcreate("ut_xsort", 256, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
 	assert_non_null(z);
-	long b = info_of("ut_xsort").limit;
+	long b = sk_info("ut_xsort").limit;
 	int n = (int)b; /* exactly one cross bucket */
 	void **p = calloc((size_t)n, sizeof(*p));
 	assert_non_null(p);
@@ -178,7 +148,7 @@ static void test_roundrobin_stripes(void **state)
 	for (int i = 0; i < N; i++)
 		uma_zfree(z, p[i]);
 	assert_int_equal(skuma_xdomain_frees(kz), 0); /* not a first-touch zone */
-	assert_int_equal(info_of("ut_rr").in_use, 0);
+	assert_int_equal(sk_info("ut_rr").in_use, 0);
 	uma_zdestroy(z);
 }
 

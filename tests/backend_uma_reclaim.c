@@ -33,14 +33,6 @@ static void pin_cpu(int cpu)
 	assert_int_equal(sched_setaffinity(0, sizeof(set), &set), 0);
 }
 
-static struct slabkit_cache_info info_of(const char *name)
-{
-	struct slabkit_cache_info in;
-
-	assert_int_equal(slabkit_cache_info_by_name(name, &in), 0);
-	return in;
-}
-
 static struct uma_kz *kz_of(uma_zone_t z)
 {
 	void *item = uma_zalloc(z, M_WAITOK);
@@ -72,7 +64,7 @@ static void test_trim_keeps_working_set(void **state)
 	cycle(z, items, N);
 	cycle(z, items, N); /* this cycle drew the whole domain cache */
 	uint64_t cached = skuma_domain_cached(kz, 0);
-	uint64_t cpu = info_of("ut_wss").cached_free - cached;
+	uint64_t cpu = sk_info("ut_wss").cached_free - cached;
 	assert_true(cached > 0);
 	assert_true(cached + cpu >= N); /* every item is cached somewhere */
 
@@ -99,7 +91,7 @@ static void test_trim_keeps_working_set(void **state)
 	assert_int_equal(skuma_domain_cached(kz, 0), 0);
 	assert_true(ticks > 5 && ticks < 40);
 	/* The per-CPU buckets are not the tick's business. */
-	assert_int_equal(info_of("ut_wss").cached_free, cpu);
+	assert_int_equal(sk_info("ut_wss").cached_free, cpu);
 	uma_zdestroy(z);
 }
 
@@ -111,31 +103,31 @@ static void test_drain_levels(void **state)
 	struct uma_kz *kz = kz_of(z);
 
 	cycle(z, items, N);
-	struct slabkit_cache_info in = info_of("ut_drain");
+	struct slabkit_cache_info in = sk_info("ut_drain");
 	uint64_t domain = skuma_domain_cached(kz, 0);
 	assert_true(domain > 0);
 	assert_true(in.cached_free > domain);
 	uint64_t slabs = in.slabs;
 
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN);
-	in = info_of("ut_drain");
+	in = sk_info("ut_drain");
 	assert_int_equal(skuma_domain_cached(kz, 0), 0);
 	assert_true(in.cached_free > 0);     /* CPU 0's buckets stay */
 	assert_true(in.cached_free <= 2 * 254);
 	assert_true(in.slabs < slabs);       /* slabs emptied by the drain went */
 
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN_CPU);
-	in = info_of("ut_drain");
+	in = sk_info("ut_drain");
 	assert_int_equal(in.cached_free, 0);
 	assert_int_equal(in.slabs, 0);
 	assert_int_equal(in.in_use, 0);
 
 	/* uma_reclaim() reaches this zone too. */
 	cycle(z, items, N);
-	assert_true(info_of("ut_drain").cached_free > 0);
+	assert_true(sk_info("ut_drain").cached_free > 0);
 	uma_reclaim(UMA_RECLAIM_DRAIN_CPU);
-	assert_int_equal(info_of("ut_drain").cached_free, 0);
-	assert_int_equal(info_of("ut_drain").slabs, 0);
+	assert_int_equal(sk_info("ut_drain").cached_free, 0);
+	assert_int_equal(sk_info("ut_drain").slabs, 0);
 	uma_zdestroy(z);
 }
 
@@ -168,7 +160,7 @@ static void test_bucket_grows_on_contention(void **state)
 	uma_zone_t z = uma_zcreate("ut_grow1", 256, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
 	assert_non_null(z);
 	struct uma_kz *kz = kz_of(z);
-	assert_int_equal(info_of("ut_grow1").limit, 64);
+	assert_int_equal(sk_info("ut_grow1").limit, 64);
 
 	/* CPU 0's two buckets hold at most 128 items: of the last 128 frees,
 	 * at least one must put a full bucket into the domain cache. */
@@ -190,12 +182,12 @@ static void test_bucket_grows_on_contention(void **state)
 		uma_zfree(z, p[i]);
 	pthread_join(t, NULL);
 	assert_true(kz->kz_zone.uz_contended >= 1);
-	assert_int_equal(info_of("ut_grow1").limit, 128);
+	assert_int_equal(sk_info("ut_grow1").limit, 128);
 
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN);
-	assert_int_equal(info_of("ut_grow1").limit, 64);
+	assert_int_equal(sk_info("ut_grow1").limit, 64);
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN); /* not below the start size */
-	assert_int_equal(info_of("ut_grow1").limit, 64);
+	assert_int_equal(sk_info("ut_grow1").limit, 64);
 	uma_zdestroy(z);
 }
 
@@ -229,7 +221,7 @@ static void test_bucket_grows_under_two_threads(void **state)
 	uma_zone_t z = uma_zcreate("ut_grow2", 256, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
 	assert_non_null(z);
 	struct uma_kz *kz = kz_of(z);
-	assert_int_equal(info_of("ut_grow2").limit, 64);
+	assert_int_equal(sk_info("ut_grow2").limit, 64);
 
 	atomic_bool stop = false;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -238,12 +230,12 @@ static void test_bucket_grows_under_two_threads(void **state)
 	uint64_t start = sk_now_ns();
 	for (int i = 0; i < 2; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, hammer_main, &h[i]), 0);
-	while (info_of("ut_grow2").limit == 64 && sk_now_ns() - start < 20ull * 1000000000)
+	while (sk_info("ut_grow2").limit == 64 && sk_now_ns() - start < 20ull * 1000000000)
 		sk_sleep_ms(5);
 	atomic_store(&stop, true);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	long grown = info_of("ut_grow2").limit;
+	long grown = sk_info("ut_grow2").limit;
 	fprintf(stderr, "  bucket size %ld after %.1f ms, %lu + %lu rounds, %llu contended locks\n",
 		grown, (double)(sk_now_ns() - start) / 1e6, h[0].rounds, h[1].rounds,
 		(unsigned long long)ck_pr_load_64(&kz->kz_zone.uz_contended));
@@ -252,12 +244,12 @@ static void test_bucket_grows_under_two_threads(void **state)
 	/* Reclaim shrinks it: DRAIN one class, DRAIN_CPU at least one more
 	 * (halfway to the start class first). */
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN);
-	long after_drain = info_of("ut_grow2").limit;
+	long after_drain = sk_info("ut_grow2").limit;
 	assert_true(after_drain < grown);
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN_CPU);
-	long after_cpu = info_of("ut_grow2").limit;
+	long after_cpu = sk_info("ut_grow2").limit;
 	assert_true(after_cpu < after_drain || after_cpu == 64);
-	assert_int_equal(info_of("ut_grow2").cached_free, 0);
+	assert_int_equal(sk_info("ut_grow2").cached_free, 0);
 	uma_zdestroy(z);
 }
 
@@ -267,18 +259,18 @@ static void test_bucket_tunables(void **state)
 	uma_zone_t z = uma_zcreate("ut_maxb", 1024, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR,
 				   UMA_ZONE_MAXBUCKET);
 	assert_non_null(z);
-	assert_int_equal(info_of("ut_maxb").limit, 254);
+	assert_int_equal(sk_info("ut_maxb").limit, 254);
 	uma_zone_reclaim(z, UMA_RECLAIM_DRAIN_CPU); /* the start size is the floor */
-	assert_int_equal(info_of("ut_maxb").limit, 254);
+	assert_int_equal(sk_info("ut_maxb").limit, 254);
 	uma_zdestroy(z);
 
 	z = uma_zcreate("ut_tune", 1024, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
 	assert_non_null(z);
-	assert_int_equal(info_of("ut_tune").limit, 16);
+	assert_int_equal(sk_info("ut_tune").limit, 16);
 	assert_int_equal(slabkit_cache_tune("ut_tune", "bucket_size", 100), 0);
-	assert_int_equal(info_of("ut_tune").limit, 64);
+	assert_int_equal(sk_info("ut_tune").limit, 64);
 	assert_int_equal(slabkit_cache_tune("ut_tune", "bucket_max", 32), 0);
-	assert_int_equal(info_of("ut_tune").limit, 32);
+	assert_int_equal(sk_info("ut_tune").limit, 32);
 	assert_int_equal(slabkit_cache_tune("ut_tune", "bucket_size", 0), -EINVAL);
 	assert_int_equal(slabkit_cache_tune("ut_tune", "limit", 5), -EINVAL);
 
@@ -288,7 +280,7 @@ static void test_bucket_tunables(void **state)
 	cycle(z, p, 200);
 	struct uma_kz *kz = kz_of(z);
 	assert_int_equal(skuma_domain_cached(kz, 0), 0);
-	assert_true(info_of("ut_tune").cached_free <= 2 * 32);
+	assert_true(sk_info("ut_tune").cached_free <= 2 * 32);
 	uma_zdestroy(z);
 }
 

@@ -20,38 +20,6 @@
 #include "backends/uma/uma_int.h"
 #include "sk_test.h"
 
-static struct slabkit_cache_info info_of(const char *name)
-{
-	struct slabkit_cache_info in;
-
-	assert_int_equal(slabkit_cache_info_by_name(name, &in), 0);
-	return in;
-}
-
-/* The FAIL column of `vmstat -z` for a zone, or -1. */
-static long vmstat_fail(const char *zone)
-{
-	FILE *f = tmpfile();
-	char line[512];
-	long fail = -1;
-
-	assert_non_null(f);
-	slabkit_report_vmstat_z(f);
-	rewind(f);
-	while (fgets(line, sizeof(line), f)) {
-		size_t n = strlen(zone);
-		if (strncmp(line, zone, n) || (line[n] != ' ' && line[n] != ':'))
-			continue;
-		long v[8];
-		const char *s = strchr(line + n, ' ');
-		if (s && sscanf(s, " %ld, %ld, %ld, %ld, %ld, %ld, %ld, %ld", &v[0], &v[1], &v[2], &v[3],
-				&v[4], &v[5], &v[6], &v[7]) == 8)
-			fail = v[5];
-	}
-	fclose(f);
-	return fail;
-}
-
 static void test_limit_nowait(void **state)
 {
 	enum { MAX = 10 };
@@ -73,7 +41,7 @@ static void test_limit_nowait(void **state)
 			uma_zfree(z, p[i]);
 		assert_int_equal(uma_zone_get_cur(z), 0);
 	}
-	long fail = vmstat_fail("ut_limit");
+	long fail = sk_vmstat_z_column("ut_limit", 5);
 	if (fail != 6)
 		fail_msg("vmstat -z FAIL for ut_limit is %ld, expected 6", fail);
 	uma_zdestroy(z);
@@ -178,7 +146,7 @@ static void test_secondary_shares_keg(void **state)
 		assert_ptr_equal(skuma_kz_of_item(s[i]), kz);
 		assert_ptr_equal(skuma_kz_of_item(p[i]), kz);
 	}
-	struct slabkit_cache_info in = info_of("ut_prim");
+	struct slabkit_cache_info in = sk_info("ut_prim");
 	assert_int_equal(atomic_load(&keg_init), (long)(in.slabs * in.objects_per_slab));
 	assert_int_equal(atomic_load(&pri_ctor), N);
 	assert_int_equal(atomic_load(&sec_ctor), N);

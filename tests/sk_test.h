@@ -435,4 +435,30 @@ static inline struct slabkit_cache_info sk_info(const char *name)
 	return info;
 }
 
+
+/* Column `col` of a zone's `vmstat -z` line (0 SIZE, 1 LIMIT, 2 USED,
+ * 3 FREE, 4 REQ, 5 FAIL, 6 SLEEP, 7 XDOMAIN), or -1 without such a line. */
+static inline long sk_vmstat_z_column(const char *zone, int col)
+{
+	FILE *f = tmpfile();
+	char line[512];
+	long value = -1;
+
+	assert_non_null(f);
+	slabkit_report_vmstat_z(f);
+	rewind(f);
+	while (fgets(line, sizeof(line), f)) {
+		size_t n = strlen(zone);
+		if (strncmp(line, zone, n) || (line[n] != ' ' && line[n] != ':'))
+			continue;
+		long v[8];
+		const char *rest = strchr(line + n, ' ');
+		if (rest && sscanf(rest, " %ld, %ld, %ld, %ld, %ld, %ld, %ld, %ld", &v[0], &v[1], &v[2],
+				   &v[3], &v[4], &v[5], &v[6], &v[7]) == 8)
+			value = v[col];
+	}
+	fclose(f);
+	return value;
+}
+
 #endif /* SLABKIT_SK_TEST_H */
