@@ -1,7 +1,12 @@
 /*
- * The per-CPU layer: mode selection, slot allocation, slow-path locking and
- * the lock-mode fast paths.  The rseq fast paths are inline in
- * sk_fastpath.h; sk_percpu.h has the protocol and the argument for it.
+ * The per-CPU layer: mode selection, slot allocation, slow-path locking,
+ * counter folds and the lock-mode fast paths.  The rseq fast paths are
+ * inline in sk_fastpath.h; sk_percpu.h has the protocol and the argument
+ * for it.
+ *
+ * Lock order: a thread holds at most one slot lock at a time (drainers walk
+ * the CPUs one by one); backends take their own locks after it, never
+ * before (sk_core.h has the whole order).
  */
 #define _GNU_SOURCE
 #include <errno.h>
