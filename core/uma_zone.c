@@ -26,9 +26,10 @@
 
 struct uma_zone {
 	/* Hot: what uma_zalloc/uma_zfree read on their fast paths. */
+	struct sk_cache *fast_keg;     /* the keg while the zone is plain (a keg, no
+					* ctor/dtor/zinit/zfini, no limit, not own_count):
+					* its items take the keg's fast path.  NULL otherwise. */
 	struct sk_cache *keg;          /* NULL for a cache zone */
-	bool plain;                    /* a keg, no ctor/dtor/zinit/zfini, no limit, not
-					* own_count: uma_zalloc/uma_zfree take the keg's fast path */
 	int size;
 
 	char name[SLABKIT_NAME_MAX];
@@ -97,8 +98,9 @@ static struct uma_zone *zone_new(const char *name)
  * under z->lock (or before the zone is published). */
 static void zone_update_plain(struct uma_zone *z)
 {
-	sk_store(&z->plain, z->keg && !z->ctor && !z->dtor && !z->zinit && !z->zfini && !z->max_items &&
-			    !z->own_count);
+	bool plain = z->keg && !z->ctor && !z->dtor && !z->zinit && !z->zfini && !z->max_items &&
+		     !z->own_count;
+	sk_store(&z->fast_keg, plain ? z->keg : NULL);
 }
 
 static uint32_t cache_flags_of(uint32_t f)
@@ -415,12 +417,13 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 
 SK_EXPORT void *uma_zalloc_arg(uma_zone_t z, void *arg, int flags)
 {
-	if (sk_unlikely(!z || !sk_load(&z->plain)))
+	struct sk_cache *keg = sk_likely(z != NULL) ? sk_load(&z->fast_keg) : NULL;
+
+	if (sk_unlikely(!keg))
 		return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc");
 	/* A plain zone is its keg's front_data and has no ctor (it never gets
 	 * one), so neither z nor arg needs to live past this point: the fast
 	 * path keeps only the keg and the flags. */
-	struct sk_cache *keg = z->keg;
 	void *item = (unsigned)(flags & (M_NOWAIT | M_WAITOK)) - 1u < 2u ? sk_pcpu_pop(keg) : NULL;
 	if (sk_unlikely(!item))
 		return zalloc_slow(keg->front_data, NULL, UMA_ANYDOMAIN, flags, "uma_zalloc");
@@ -453,7 +456,7 @@ static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
 								   : "no zone");
 			return;
 		}
-		if (sk_load(&z->plain)) {
+		if (sk_load(&z->fast_keg)) {
 			sk_cache_free(z->keg, item, pg);
 			return;
 		}
@@ -472,17 +475,19 @@ static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
 
 SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
 {
-	if (sk_unlikely(!z || !sk_load(&z->plain)))
-		return zfree_slow(z, item, arg);
-	/* A plain zone has no dtor: `arg` is dead from here (see uma_zalloc_arg),
-	 * and so is z once its keg is known. */
-	struct sk_cache *keg = z->keg;
-	struct sk_page *pg = sk_page_of(item);
-	if (sk_unlikely(!pg || pg->owner != keg))
-		return zfree_slow(z, item, NULL); /* reports the misuse */
-	if (sk_likely(sk_pcpu_push(keg, item, pg)))
-		return;
-	sk_cache_free_slow(keg, item, sk_page_of(item));
+	struct sk_cache *keg = sk_likely(z != NULL) ? sk_load(&z->fast_keg) : NULL;
+
+	/* A plain zone has no dtor: `arg` is dead once keg is known (see
+	 * uma_zalloc_arg), and so is z. */
+	if (sk_likely(keg && sk_addr_in_arena(item))) {
+		struct sk_page *pg = sk_page_head(item);
+		if (sk_likely(pg->owner == keg)) {
+			if (sk_likely(sk_pcpu_push(keg, item, pg)))
+				return;
+			return sk_cache_free_slow(keg, item, pg);
+		}
+	}
+	zfree_slow(z, item, arg); /* not plain, or misuse to report */
 }
 
 /* The limit of the zone owning keg c (0: none), for slabkit_cache_info. */
