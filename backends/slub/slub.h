@@ -18,6 +18,8 @@
  *                         bk[1] counters: {inuse, objects, frozen}
  *                         bk[2] next slab on a partial list (node or CPU)
  *                         bk[3] prev slab on the node partial list, tagged
+ *                               (sk_load/sk_store: read under list_lock
+ *                               while an adopting CPU may clear it)
  *                               with SLUB_ON_NODE_PARTIAL; 0 off that list
  *   core's slot           top: the CPU freelist of the active slab
  *                         tag: the active slab (0: none)
@@ -220,7 +222,9 @@ void slub_add_partial(struct slub_node *n, struct sk_page *slab, bool tail);
 void slub_remove_partial(struct slub_node *n, struct sk_page *slab);
 static inline bool slub_on_node_partial(const struct sk_page *slab)
 {
-	return (slab->bk[3] & SLUB_ON_NODE_PARTIAL) != 0;
+	/* Read under list_lock, but a CPU adopting the slab (not under it)
+	 * may clear bk[3] meanwhile: both sides are atomic accesses. */
+	return (sk_load(&slab->bk[3]) & SLUB_ON_NODE_PARTIAL) != 0;
 }
 static inline struct sk_page *slub_next_on_list(const struct sk_page *slab)
 {
@@ -237,7 +241,7 @@ static inline void slub_cpu_partial_link(struct sk_pcpu_slot *slot, struct sk_pa
 	struct slub_cpu *pc = slub_cpu_of(slot);
 
 	slab->bk[2] = (uintptr_t)pc->partial;
-	slab->bk[3] = 0;
+	sk_store(&slab->bk[3], 0);
 	pc->partial = slab;
 	pc->nr_partial++;
 }

@@ -125,7 +125,8 @@ struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void
 	ctr.inuse = objects; /* the caller hands the freelist out or puts it back */
 	slab->bk[0] = 0;
 	slab->bk[1] = ctr.word;
-	slab->bk[2] = slab->bk[3] = 0;
+	slab->bk[2] = 0;
+	sk_store(&slab->bk[3], 0);
 	*freelist = base;
 	return slab;
 }
@@ -153,14 +154,14 @@ bool slub_may_discard(const struct sk_cache *c, struct slub_node *n)
 
 static struct sk_page *node_prev(const struct sk_page *slab)
 {
-	return (struct sk_page *)(slab->bk[3] & ~SLUB_ON_NODE_PARTIAL);
+	return (struct sk_page *)(sk_load(&slab->bk[3]) & ~SLUB_ON_NODE_PARTIAL);
 }
 
 void slub_add_partial(struct slub_node *n, struct sk_page *slab, bool tail)
 {
 	if (tail) {
 		slab->bk[2] = 0;
-		slab->bk[3] = (uintptr_t)n->tail | SLUB_ON_NODE_PARTIAL;
+		sk_store(&slab->bk[3], (uintptr_t)n->tail | SLUB_ON_NODE_PARTIAL);
 		if (n->tail)
 			n->tail->bk[2] = (uintptr_t)slab;
 		else
@@ -168,9 +169,9 @@ void slub_add_partial(struct slub_node *n, struct sk_page *slab, bool tail)
 		n->tail = slab;
 	} else {
 		slab->bk[2] = (uintptr_t)n->head;
-		slab->bk[3] = SLUB_ON_NODE_PARTIAL;
+		sk_store(&slab->bk[3], SLUB_ON_NODE_PARTIAL);
 		if (n->head)
-			n->head->bk[3] = (uintptr_t)slab | SLUB_ON_NODE_PARTIAL;
+			sk_store(&n->head->bk[3], (uintptr_t)slab | SLUB_ON_NODE_PARTIAL);
 		else
 			n->tail = slab;
 		n->head = slab;
@@ -187,10 +188,11 @@ void slub_remove_partial(struct slub_node *n, struct sk_page *slab)
 	else
 		n->head = next;
 	if (next)
-		next->bk[3] = (uintptr_t)prev | SLUB_ON_NODE_PARTIAL;
+		sk_store(&next->bk[3], (uintptr_t)prev | SLUB_ON_NODE_PARTIAL);
 	else
 		n->tail = prev;
-	slab->bk[2] = slab->bk[3] = 0;
+	slab->bk[2] = 0;
+	sk_store(&slab->bk[3], 0);
 	sk_store(&n->nr_partial, n->nr_partial - 1);
 }
 
