@@ -293,12 +293,9 @@ int main(void)
 		SK_TEST(test_alignment_kept),
 		SK_TEST(test_ctor_on_populate),
 	};
-	cpu_set_t one;
-
 	/* One CPU, so slab growth order is this thread's order. */
-	CPU_ZERO(&one);
-	CPU_SET(0, &one);
-	sched_setaffinity(0, sizeof(one), &one);
+	if (!slab_test_pin_cpu0())
+		return 1;
 	setenv("SLABKIT_BACKEND", "slab", 0);
 	setenv("SLABKIT_TICK_MS", "-1", 0);
 	sk_apply_test_filter();

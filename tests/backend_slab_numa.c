@@ -287,14 +287,8 @@ int main(void)
 		SK_TEST(test_local_free_uses_array),
 		SK_TEST(test_threads_remote_churn),
 	};
-	cpu_set_t one;
-
-	CPU_ZERO(&one);
-	CPU_SET(0, &one);
-	if (sched_setaffinity(0, sizeof(one), &one) != 0) {
-		perror("sched_setaffinity");
+	if (!slab_test_pin_cpu0())
 		return 1;
-	}
 	setenv("HWLOC_SYNTHETIC", "node:4 core:2 pu:1", 1);
 	setenv("SLABKIT_BACKEND", "slab", 0);
 	setenv("SLABKIT_TICK_MS", "-1", 0);

@@ -269,14 +269,8 @@ int main(void)
 		SK_TEST(test_tune_while_busy),
 		SK_TEST(test_tune_config_struct),
 	};
-	cpu_set_t one;
-
-	CPU_ZERO(&one);
-	CPU_SET(0, &one);
-	if (sched_setaffinity(0, sizeof(one), &one) != 0) {
-		perror("sched_setaffinity");
+	if (!slab_test_pin_cpu0())
 		return 1;
-	}
 	setenv("SLABKIT_TUNE", ENV_TUNE, 1);
 	setenv("SLABKIT_BACKEND", "slab", 0);
 	setenv("SLABKIT_TICK_MS", "-1", 0);
