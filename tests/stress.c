@@ -329,6 +329,29 @@ static void *reclaimer_main(void *arg)
 	return NULL;
 }
 
+/* Run nthreads (<= 8) workers against the reclaimer thread, wait for all of
+ * them, then free whatever is left in the exchange. */
+static void run_workers(struct stress *s, unsigned nthreads)
+{
+	pthread_t rec, t[8];
+	struct worker w[8];
+
+	assert_true(nthreads <= 8);
+	assert_int_equal(pthread_create(&rec, NULL, reclaimer_main, s), 0);
+	for (unsigned i = 0; i < nthreads; i++) {
+		w[i] = (struct worker){ s, i };
+		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (unsigned i = 0; i < nthreads; i++)
+		pthread_join(t[i], NULL);
+	atomic_store(&s->stop_reclaimer, 1);
+	pthread_join(rec, NULL);
+	struct obj o;
+	uint64_t rng = 1;
+	while (exchange_take(&s->xchg, &o, &rng))
+		obj_free(s, &o);
+}
+
 static void check_problems(struct stress *s)
 {
 	long corrupt = atomic_load(&s->bad.corruptions);
@@ -364,22 +387,8 @@ static void run_mixed(unsigned nthreads)
 	struct malloc_type_stats_sum t0;
 	slabkit_malloc_type_stats(M_STRESS, &t0);
 
-	pthread_t rec, t[8];
-	struct worker w[8];
 	uint64_t start = sk_now_ns();
-	assert_int_equal(pthread_create(&rec, NULL, reclaimer_main, s), 0);
-	for (unsigned i = 0; i < nthreads; i++) {
-		w[i] = (struct worker){ s, i };
-		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
-	}
-	for (unsigned i = 0; i < nthreads; i++)
-		pthread_join(t[i], NULL);
-	atomic_store(&s->stop_reclaimer, 1);
-	pthread_join(rec, NULL);
-	struct obj o;
-	uint64_t rng = 1;
-	while (exchange_take(&s->xchg, &o, &rng))
-		obj_free(s, &o);
+	run_workers(s, nthreads);
 	uint64_t ms = (sk_now_ns() - start) / 1000000;
 	print_message("  %u workers x %lu ops, %ld reclaim passes, %llu ms\n", nthreads,
 		      s->ops_per_worker, atomic_load(&s->reclaim_passes), (unsigned long long)ms);
@@ -615,21 +624,7 @@ static void test_large_cross_thread(void **state)
 	s->large_one_in = 2; /* half the kmallocs take the page path */
 	struct slabkit_stats base;
 	slabkit_stats(&base);
-	pthread_t rec, t[4];
-	struct worker w[4];
-	assert_int_equal(pthread_create(&rec, NULL, reclaimer_main, s), 0);
-	for (unsigned i = 0; i < 4; i++) {
-		w[i] = (struct worker){ s, i };
-		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
-	}
-	for (unsigned i = 0; i < 4; i++)
-		pthread_join(t[i], NULL);
-	atomic_store(&s->stop_reclaimer, 1);
-	pthread_join(rec, NULL);
-	struct obj o;
-	uint64_t rng = 1;
-	while (exchange_take(&s->xchg, &o, &rng))
-		obj_free(s, &o);
+	run_workers(s, 4);
 	check_problems(s);
 	struct slabkit_stats end;
 	slabkit_stats(&end);

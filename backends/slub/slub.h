@@ -202,12 +202,13 @@ struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void
 /* Give a slab with no object in use back to the page provider. */
 void slub_discard_slab(struct sk_cache *c, struct sk_page *slab);
 
-/* Freeze an unfrozen slab the caller owns (taken off a partial list) and
- * take its whole freelist.  Never NULL: partial slabs have free objects. */
-void *slub_freeze_slab(struct sk_page *slab);
-/* Take the remote frees of the caller's frozen slab.  Returns NULL and
- * unfreezes the slab (now full, on no list) when there were none. */
-void *slub_take_remote_frees(struct sk_page *slab);
+/* Take a slab's whole freelist for the caller's CPU: every object counts
+ * in use and the slab stays (or becomes) frozen while it gave something.
+ * On a slab taken off a partial list this freezes it (partial slabs have
+ * free objects, so never NULL); on the CPU's own frozen slab it takes the
+ * remote frees, and returns NULL and unfreezes the slab (now full, on no
+ * list) when there were none. */
+void *slub_take_freelist(struct sk_page *slab);
 /* The slot's active slab stops being active: its CPU freelist goes back to
  * it, it is unfrozen and put on its node's partial list, left full, or
  * discarded.  Caller holds the slot lock. */

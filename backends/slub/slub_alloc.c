@@ -102,7 +102,7 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 			freelist = sk_pcpu_list_head(slot);
 			goto load_freelist;
 		}
-		freelist = slub_take_remote_frees(slab);
+		freelist = slub_take_freelist(slab);
 		if (freelist)
 			goto load_freelist;
 		/* Unfrozen and full now: the first free adopts it. */
@@ -114,7 +114,7 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 		slab = get_partial(c, slot, node == SK_NODE_ANY ? slot_node : node,
 				   node == SK_NODE_ANY);
 	if (slab) {
-		freelist = slub_freeze_slab(slab);
+		freelist = slub_take_freelist(slab);
 	} else {
 		slab = slub_new_slab(c, node, flags, &freelist);
 		if (!slab)

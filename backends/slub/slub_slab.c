@@ -33,7 +33,7 @@
  *     head A and A's next; for the head to be A again after changing, A
  *     would have to leave the list, i.e. be popped, and only this owner
  *     pops.  So a successful swap means A's next pointer was still right.
- *     Taking the whole list (freeze, take_remote_frees) is a single swap
+ *     Taking the whole list (slub_take_freelist) is a single swap
  *     to NULL and needs no such argument.
  *
  *  2. Ownership changes hands only where one swap singles out one thread:
@@ -51,7 +51,7 @@
  *     into it any more, so it may be discarded; free objects mean it goes
  *     on the node list; a NULL freelist means it is full, and the first
  *     free will adopt it as above.  Taking the remote frees of the active
- *     slab (slub_take_remote_frees) unfreezes it in the same swap when the
+ *     slab (slub_take_freelist) unfreezes it in the same swap when the
  *     freelist was empty, so an active slab is never left frozen without a
  *     CPU that knows it: the CPU drops it (tag = 0) and it is simply full.
  *
@@ -198,22 +198,7 @@ void slub_remove_partial(struct slub_node *n, struct sk_page *slab)
 
 /* --- owner transitions --- */
 
-void *slub_freeze_slab(struct sk_page *slab)
-{
-	void *freelist;
-	union slub_counters old, new;
-
-	do {
-		freelist = slub_freelist(slab);
-		old = slub_counters(slab);
-		new = old;
-		new.inuse = new.objects;
-		new.frozen = 1;
-	} while (!slub_cmpxchg_slab(slab, freelist, old.word, NULL, new.word));
-	return freelist;
-}
-
-void *slub_take_remote_frees(struct sk_page *slab)
+void *slub_take_freelist(struct sk_page *slab)
 {
 	void *freelist;
 	union slub_counters old, new;
