@@ -18,6 +18,7 @@
 #include <slabkit/freebsd/malloc.h>
 
 #include "sk_core.h"
+#include "sk_trace.h"
 
 #define TYPE_TRAILER sizeof(void *)
 #define LARGE_CLASS_BIT 63
@@ -296,6 +297,7 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 		if (!(sk_load(&s->size_mask) & (1ull << class_bit)))
 			ck_pr_or_64(&s->size_mask, 1ull << class_bit);
 	}
+	sk_trace_alloc(SK_TRACE_API_BSD_MALLOC, p, size, 0);
 	return p;
 }
 
@@ -389,6 +391,7 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 			  type_name(bi.type), type ? type->ks_shortdesc : "(null)");
 		return;
 	}
+	sk_trace_free(SK_TRACE_API_BSD_MALLOC, addr);
 	if (zero) {
 		memset(addr, 0, bi.usable);
 		__asm__ volatile("" ::"r"(addr) : "memory");

@@ -15,6 +15,7 @@
 #include <slabkit/slabkit.h>
 
 #include "sk_core.h"
+#include "sk_trace.h"
 
 #define SK_MAX_OBJECT_SIZE ((size_t)64 << 20)
 /* kmalloc-8k is aligned to 8 KiB; kmem_cache_create callers are held to a page. */
@@ -118,6 +119,10 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 			c->fast = SK_FAST_RSEQ_ARRAY_NODE;
 		else
 			c->fast = SK_FAST_LOCKED;
+		/* While a trace is recorded, every call takes its front end's
+		 * out-of-line path, where it is recorded (sk_trace.h). */
+		if (sk_load(&sk_trace_on))
+			c->fast = SK_FAST_NONE;
 	}
 	sk_apply_tunables(c);
 	registry_add(c);

@@ -11,6 +11,7 @@
 #include <slabkit/linux/slab.h>
 
 #include "sk_core.h"
+#include "sk_trace.h"
 
 static unsigned gfp_to_sk(gfp_t gfp)
 {
@@ -88,6 +89,7 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 	}
 	if (gfp & __GFP_ZERO) /* the whole block, as ksize() will report it */
 		memset(p, 0, sk_block_size(p, sk_page_of(p)));
+	sk_trace_alloc(SK_TRACE_API_KMALLOC, p, size, 0);
 	return p;
 }
 
@@ -187,6 +189,7 @@ static sk_noinline void kfree_miss(const void *p, struct sk_page *pg)
 {
 	if (ZERO_OR_NULL_PTR(p))
 		return;
+	sk_trace_free(SK_TRACE_API_KMALLOC, p);
 	if (pg && pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->front <= SK_FRONT_KMALLOC)
 		sk_cache_free_slow(pg->owner, (void *)p, pg); /* the slot refused it */
 	else
@@ -348,6 +351,7 @@ static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, 
 			alloc_failed("kmem_cache_alloc", c->object_size, flags);
 			return NULL;
 		}
+		sk_trace_alloc(SK_TRACE_API_KMEM_CACHE, obj, c->object_size, c->align);
 	}
 	if (flags & __GFP_ZERO)
 		memset(obj, 0, c->object_size);
@@ -388,6 +392,7 @@ SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int nod
 		alloc_failed("kmem_cache_alloc_node", c->object_size, flags);
 		return NULL;
 	}
+	sk_trace_alloc(SK_TRACE_API_KMEM_CACHE, obj, c->object_size, c->align);
 	if (flags & __GFP_ZERO)
 		memset(obj, 0, c->object_size);
 	return obj;
@@ -418,8 +423,10 @@ static sk_noinline void kmem_cache_free_miss(struct sk_cache *c, void *obj)
 	if (!obj || !check_cache((struct kmem_cache *)c, "kmem_cache_free"))
 		return;
 	struct sk_page *pg = cache_page_of(c, obj, "kmem_cache_free");
-	if (pg)
+	if (pg) {
+		sk_trace_free(SK_TRACE_API_KMEM_CACHE, obj);
 		sk_cache_free(c, obj, pg);
+	}
 }
 
 SK_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
@@ -452,8 +459,11 @@ SK_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t flags, size_t si
 		if (flags & __GFP_ZERO)
 			memset(p[i], 0, c->object_size);
 	}
-	if (i == size)
+	if (i == size) {
+		for (i = 0; i < size; i++)
+			sk_trace_alloc(SK_TRACE_API_KMEM_CACHE, p[i], c->object_size, c->align);
 		return (int)size;
+	}
 	/* All or nothing: give back what we got. */
 	while (i--)
 		sk_cache_free(c, p[i], sk_page_of(p[i]));

@@ -15,6 +15,7 @@
 #include <slabkit/slabkit.h>
 
 #include "sk_core.h"
+#include "sk_trace.h"
 
 #ifdef SLABKIT_HAVE_SLAB
 extern const struct sk_backend_ops sk_slab_ops;
@@ -273,6 +274,12 @@ static int init_locked(const struct slabkit_config *cfg)
 	sk_state.cache_line = sk_numa_cache_line();
 	sk_state.nodes = sk_numa_nodes();
 	sk_state.tune = meta_strdup(env_or(cfg->tune, "SLABKIT_TUNE"));
+	/* Before the first cache: caches made while tracing leave their fast
+	 * paths off so every call is recorded (sk_trace.h).  A trace that
+	 * cannot be opened is reported and the program runs untraced. */
+	const char *trace_path = getenv("SLABKIT_TRACE");
+	if (trace_path && *trace_path && !sk_load(&sk_trace_on))
+		sk_trace_start(trace_path);
 	if (ops->init && (err = ops->init()) != 0) {
 		sk_errorf("slabkit: backend '%s' failed to initialise (%s)", ops->name, strerror(-err));
 		goto fail_numa;

@@ -23,6 +23,7 @@
 #include <slabkit/freebsd/uma.h>
 
 #include "sk_core.h"
+#include "sk_trace.h"
 
 struct uma_zone {
 	/* Hot: what uma_zalloc/uma_zfree read on their fast paths. */
@@ -412,6 +413,7 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 	}
 	if (flags & M_ZERO)
 		memset(item, 0, (size_t)z->size);
+	sk_trace_alloc(SK_TRACE_API_UMA, item, (size_t)z->size, 0);
 	return item;
 }
 
@@ -456,10 +458,13 @@ static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
 								   : "no zone");
 			return;
 		}
+		sk_trace_free(SK_TRACE_API_UMA, item);
 		if (sk_load(&z->fast_keg)) {
 			sk_cache_free(z->keg, item, pg);
 			return;
 		}
+	} else {
+		sk_trace_free(SK_TRACE_API_UMA, item); /* a cache zone: no keg to check against */
 	}
 	if (z->dtor)
 		z->dtor(item, z->size, arg);
@@ -484,6 +489,7 @@ SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
 		if (sk_likely(pg->owner == keg)) {
 			if (sk_likely(sk_pcpu_push(keg, item, pg)))
 				return;
+			sk_trace_free(SK_TRACE_API_UMA, item);
 			return sk_cache_free_slow(keg, item, pg);
 		}
 	}
