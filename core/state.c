@@ -263,7 +263,9 @@ static int init_locked(const struct slabkit_config *cfg)
 	unsigned fail_every = cfg->page_fail_every;
 	if (!fail_every)
 		fail_every = (unsigned)env_long("SLABKIT_FAIL_EVERY", 0);
-	struct sk_numa_config ncfg = { .arena_bytes_per_node = arena, .fail_every = fail_every };
+	struct sk_numa_config ncfg = {
+		.arena_bytes_per_node = arena, .fail_every = fail_every, .message = sk_message,
+	};
 	if ((err = sk_numa_init(&ncfg)) != 0)
 		return err;
 	if ((err = sk_pcpu_init(env_or(cfg->percpu, "SLABKIT_PERCPU"))) != 0)

@@ -38,6 +38,7 @@
  * dirty free block.  Pages in flight count as neither used nor listed.
  */
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -186,7 +187,8 @@ static size_t release_span(size_t lo, size_t hi)
 		/* Only mlock'ed memory refuses; the block is treated as clean
 		 * anyway so it is not retried on every free. */
 		if (ck_pr_fas_uint(&warned, 1) == 0)
-			perror("slabkit: numa: madvise(MADV_DONTNEED) of free pages failed");
+			sk_numa_msg("slabkit: numa: madvise(MADV_DONTNEED) of free pages failed: %s",
+				    strerror(errno));
 		return 0;
 	}
 	/* Zeroed descriptors read as free tails (kind 0, no FREE_HEAD): right
@@ -209,14 +211,18 @@ static void release_inflight_locked(struct sk_arena *a, struct sk_inflight *infl
 {
 	while (inflight->n) {
 		struct sk_inflight done = *inflight;
-		uint64_t released = 0;
+		uint64_t released = 0, calls = 0;
 
 		pthread_mutex_unlock(&a->lock);
-		for (unsigned i = 0; i < done.n; i++)
-			released += release_span(done.blk[i].lo, done.blk[i].hi);
+		for (unsigned i = 0; i < done.n; i++) {
+			size_t n = release_span(done.blk[i].lo, done.blk[i].hi);
+			released += n;
+			calls += n != 0;
+		}
 		pthread_mutex_lock(&a->lock);
 
 		a->pages_released += released;
+		a->madvise_calls += calls;
 		inflight->n = 0;
 		for (unsigned i = 0; i < done.n; i++)
 			give_back_locked(a, done.blk[i].pfn, done.blk[i].order, 0, 0, inflight);
@@ -240,15 +246,18 @@ void sk_arena_destroy(struct sk_arena *a)
 	pthread_mutex_destroy(&a->lock);
 }
 
-size_t sk_arena_alloc(struct sk_arena *a, unsigned order, size_t npages, bool count_call)
+size_t sk_arena_alloc(struct sk_arena *a, unsigned order, size_t npages, unsigned how)
 {
 	pthread_mutex_lock(&a->lock);
-	a->alloc_calls += count_call;
+	a->alloc_calls += how & SK_ARENA_FIRST;
 	uint32_t fits = a->nonempty >> order;
 	if (!fits) {
+		a->directed_misses += (how & SK_ARENA_DIRECTED) != 0;
 		pthread_mutex_unlock(&a->lock);
 		return SIZE_MAX;
 	}
+	a->directed_hits += (how & SK_ARENA_DIRECTED) != 0;
+	a->nused[order]++;
 	/* The smallest block that fits; a resident one first. */
 	unsigned k = order + (unsigned)__builtin_ctz(fits);
 	struct sk_page *pg = a->free_dirty[k] ? a->free_dirty[k] : a->free_clean[k];
@@ -273,13 +282,14 @@ size_t sk_arena_alloc(struct sk_arena *a, unsigned order, size_t npages, bool co
 	return pfn;
 }
 
-void sk_arena_free(struct sk_arena *a, size_t pfn, size_t npages)
+void sk_arena_free(struct sk_arena *a, size_t pfn, size_t npages, unsigned alloc_order)
 {
 	struct sk_inflight inflight;
 
 	inflight.n = 0; /* not `= { 0 }`: that would clear 1 KiB on every free */
 	pthread_mutex_lock(&a->lock);
 	a->pages_in_use -= npages;
+	a->nused[alloc_order]--;
 	/* An exact allocation is not a power of two: give it back as the
 	 * aligned blocks it is made of, largest first. */
 	for (size_t end = pfn + npages; pfn < end;) {
@@ -326,5 +336,22 @@ void sk_arena_add_stats(struct sk_arena *a, struct sk_numa_stats *out)
 	out->alloc_calls += a->alloc_calls;
 	for (unsigned k = 0; k < SK_ORDERS; k++)
 		out->free_blocks[k] += a->nfree[k];
+	pthread_mutex_unlock(&a->lock);
+}
+
+void sk_arena_node_stats(struct sk_arena *a, struct sk_numa_node_stats *out)
+{
+	pthread_mutex_lock(&a->lock);
+	out->pages_in_use = a->pages_in_use;
+	out->pages_free_dirty = a->pages_free_dirty;
+	out->pages_released = a->pages_released;
+	out->madvise_calls = a->madvise_calls;
+	out->alloc_calls = a->alloc_calls;
+	out->directed_hits = a->directed_hits;
+	out->directed_misses = a->directed_misses;
+	for (unsigned k = 0; k < SK_ORDERS; k++) {
+		out->free_blocks[k] = a->nfree[k];
+		out->used_blocks[k] = a->nused[k];
+	}
 	pthread_mutex_unlock(&a->lock);
 }

@@ -15,6 +15,9 @@
 
 #define SK_ORDERS (SK_MAX_ORDER + 1)
 
+/* --- provider.c: messages go to the hook core passed (stderr before) --- */
+void sk_numa_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* --- topology.c: hwloc, read once at init --- */
 
 /* Load the hwloc topology and fill the cpu -> node table, node count and
@@ -24,6 +27,8 @@ int sk_topo_load(void);
 /* Bind [addr, addr + len) to provider node `node` (needs the topology
  * open).  A no-op on a single-node or synthetic topology. */
 void sk_topo_bind(void *addr, size_t len, unsigned node);
+/* Memory of the largest node as hwloc reports it (0 if unknown). */
+uint64_t sk_topo_largest_node_memory(void);
 /* Destroy the hwloc topology; the tables stay. */
 void sk_topo_close_hwloc(void);
 /* Forget everything (sk_numa_fini). */
@@ -53,6 +58,9 @@ struct sk_arena {
 	uint64_t pages_free_dirty;                /* pages of the free_dirty blocks */
 	uint64_t pages_released;                  /* pages madvised, cumulative */
 	uint64_t alloc_calls;                     /* calls whose first choice was this node */
+	uint64_t madvise_calls;                   /* madvise calls that released pages */
+	uint64_t directed_hits, directed_misses;  /* requests naming this node: served here or not */
+	uint64_t nused[SK_ORDERS];                /* live allocations by buddy order */
 	/* Set by sk_arena_init, read-only until sk_arena_destroy. */
 	unsigned id;                              /* node id */
 } __attribute__((aligned(64)));
@@ -63,21 +71,26 @@ struct sk_arena {
 void sk_arena_init(struct sk_arena *a, unsigned id, size_t first_pfn, size_t npages);
 void sk_arena_destroy(struct sk_arena *a);
 
+/* How a call reached an arena (sk_arena_alloc's `how`). */
+#define SK_ARENA_FIRST    0x1u /* the call's first node: counted in alloc_calls */
+#define SK_ARENA_DIRECTED 0x2u /* the call named this node: a directed hit or miss */
+
 /* Take npages (<= 2^order) pages from a block of `order`, returning its
  * unused tail at once.  Returns the first page index or SIZE_MAX when no
- * block is big enough.  The caller writes the allocated descriptors.
- * count_call: this is the call's first node (counted in alloc_calls). */
-size_t sk_arena_alloc(struct sk_arena *a, unsigned order, size_t npages, bool count_call);
+ * block is big enough.  The caller writes the allocated descriptors. */
+size_t sk_arena_alloc(struct sk_arena *a, unsigned order, size_t npages, unsigned how);
 
-/* Give back [pfn, pfn + npages), whose descriptors the caller has already
- * marked SK_PAGE_FREE; coalesces and returns whole free blocks of order
+/* Give back [pfn, pfn + npages), allocated as a block of alloc_order,
+ * whose descriptors the caller has already marked SK_PAGE_FREE; coalesces and returns whole free blocks of order
  * >= SK_RELEASE_ORDER to the OS (madvise runs without the lock). */
-void sk_arena_free(struct sk_arena *a, size_t pfn, size_t npages);
+void sk_arena_free(struct sk_arena *a, size_t pfn, size_t npages, unsigned alloc_order);
 
 /* madvise every free block not known clean. */
 void sk_arena_release_free(struct sk_arena *a);
 
 /* Add this arena's figures to *out (takes the lock). */
 void sk_arena_add_stats(struct sk_arena *a, struct sk_numa_stats *out);
+/* This arena's own figures (takes the lock); pages_reserved is the caller's. */
+void sk_arena_node_stats(struct sk_arena *a, struct sk_numa_node_stats *out);
 
 #endif /* SLABKIT_NUMA_INTERNAL_H */

@@ -15,7 +15,9 @@
  * the pages actually touched.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -50,7 +52,26 @@ static struct sk_provider {
 	uint64_t fail_tick;      /* allocation calls since fail_every was set */
 	uint64_t refused_calls;  /* calls failed before reaching an arena */
 	uint64_t alloc_failures; /* all failed calls */
+	/* Set by init; the cursor is a ck_pr atomic. */
+	struct sk_numa_policy policy; /* for SK_NODE_ANY: never DEFAULT after init */
 } prov;
+
+/* Synchronization: set by sk_numa_init before anything else runs. */
+static sk_numa_message_fn numa_message;
+
+void sk_numa_msg(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (numa_message)
+		numa_message("%s", line);
+	else
+		fprintf(stderr, "%s\n", line);
+}
 
 /* --- reservation --- */
 
@@ -93,29 +114,42 @@ static int reserve(size_t arena_bytes)
 		if (arenas)
 			munmap(arenas, total);
 		if (arena_bytes <= SK_BLOCK_BYTES) {
-			fprintf(stderr, "slabkit: numa: cannot reserve %u x 1 GiB of address space\n",
-				prov.nodes);
+			sk_numa_msg("slabkit: numa: cannot reserve %u x 1 GiB of address space",
+				    prov.nodes);
 			return -ENOMEM;
 		}
 		arena_bytes = SK_MAX(arena_bytes / 2 & ~(SK_BLOCK_BYTES - 1), SK_BLOCK_BYTES);
 	}
 }
 
-/* Per-node arena size: cfg's (rounded up to whole 1 GiB blocks) or 64 GiB. */
+/*
+ * Per-node arena size: cfg's (rounded up to whole 1 GiB blocks), else the
+ * larger of 64 GiB and the largest node's memory as hwloc reports it, so a
+ * node with more memory than the default can still be used fully.  Every
+ * node gets the same size (node n's arena is base + n * size: O(1) from an
+ * address).  The cap is 2^46 bytes over all nodes.
+ */
 static size_t arena_bytes_wanted(const struct sk_numa_config *cfg, unsigned nodes)
 {
 	size_t limit = (SK_MAX_RESERVATION / nodes) & ~(SK_BLOCK_BYTES - 1);
-	size_t want = cfg && cfg->arena_bytes_per_node ? cfg->arena_bytes_per_node
-						       : SK_DEFAULT_ARENA_BYTES;
-	if (want >= limit)
+	size_t want = SK_MAX(SK_DEFAULT_ARENA_BYTES, (size_t)sk_topo_largest_node_memory());
+	if (cfg && cfg->arena_bytes_per_node)
+		want = cfg->arena_bytes_per_node;
+	if (want >= limit) {
+		if (!(cfg && cfg->arena_bytes_per_node) && want > limit)
+			sk_numa_msg("slabkit: numa: a node has %zu GiB, more than the %zu GiB "
+				    "arena %u nodes leave each; the rest of it is not used",
+				    want >> 30, limit >> 30, nodes);
 		return limit;
+	}
 	return SK_MAX(SK_ALIGN_UP(want, SK_BLOCK_BYTES), SK_BLOCK_BYTES);
 }
 
 int sk_numa_init(const struct sk_numa_config *cfg)
 {
+	numa_message = cfg ? cfg->message : NULL;
 	if (prov.nodes) {
-		fprintf(stderr, "slabkit: numa: sk_numa_init called twice without sk_numa_fini\n");
+		sk_numa_msg("slabkit: numa: sk_numa_init called twice without sk_numa_fini");
 		return -EALREADY;
 	}
 	int err = sk_topo_load();
@@ -137,6 +171,18 @@ int sk_numa_init(const struct sk_numa_config *cfg)
 	sk_topo_close_hwloc();
 	sk_arena_size = prov.nodes * arena_bytes;
 	sk_pages_set_fail_every(cfg ? cfg->fail_every : 0);
+	prov.policy = (struct sk_numa_policy){ .kind = SK_POLICY_LOCAL };
+	if (cfg && cfg->policy.kind != SK_POLICY_DEFAULT) {
+		prov.policy = cfg->policy;
+		prov.policy.cursor = 0;
+		if ((cfg->policy.kind == SK_POLICY_PREFERRED || cfg->policy.kind == SK_POLICY_BIND) &&
+		    cfg->policy.node >= prov.nodes) {
+			sk_numa_msg("slabkit: numa: policy node %u does not exist (%u nodes)",
+				    cfg->policy.node, prov.nodes);
+			sk_numa_fini();
+			return -EINVAL;
+		}
+	}
 	return 0;
 }
 
@@ -156,6 +202,105 @@ void sk_numa_fini(void)
 		memset(&prov, 0, sizeof(prov));
 	}
 	sk_topo_reset();
+}
+
+/* --- node policies --- */
+
+struct sk_numa_policy sk_numa_process_policy(void)
+{
+	return prov.policy;
+}
+
+struct sk_numa_policy sk_numa_policy_resolve(struct sk_numa_policy pol)
+{
+	if (pol.kind == SK_POLICY_DEFAULT) {
+		uint32_t cursor = pol.cursor;
+		pol = prov.policy;
+		pol.cursor = cursor;
+	}
+	return pol;
+}
+
+int sk_numa_policy_node(struct sk_numa_policy *pol)
+{
+	unsigned kind = pol->kind == SK_POLICY_DEFAULT ? prov.policy.kind : pol->kind;
+	unsigned node = pol->kind == SK_POLICY_DEFAULT ? prov.policy.node : pol->node;
+
+	switch (kind) {
+	case SK_POLICY_PREFERRED:
+	case SK_POLICY_BIND:
+		return (int)node;
+	case SK_POLICY_INTERLEAVE:
+		return prov.nodes ? (int)(ck_pr_faa_32(&pol->cursor, 1) % prov.nodes) : 0;
+	default:
+		return sk_numa_current_node();
+	}
+}
+
+/* "local", "preferred:N", "interleave", "bind:N"; N an OS node number. */
+int sk_numa_policy_parse(const char *text, struct sk_numa_policy *out, const char **why)
+{
+	static const struct {
+		const char *name;
+		enum sk_numa_policy_kind kind;
+		bool needs_node;
+	} names[] = {
+		{ "local", SK_POLICY_LOCAL, false },
+		{ "preferred", SK_POLICY_PREFERRED, true },
+		{ "interleave", SK_POLICY_INTERLEAVE, false },
+		{ "bind", SK_POLICY_BIND, true },
+	};
+	size_t len = strcspn(text, ":");
+
+	*why = NULL;
+	for (size_t i = 0; i < SK_ARRAY_SIZE(names); i++) {
+		if (strlen(names[i].name) != len || strncmp(text, names[i].name, len))
+			continue;
+		*out = (struct sk_numa_policy){ .kind = (uint8_t)names[i].kind };
+		if (!names[i].needs_node) {
+			if (text[len]) {
+				*why = "takes no node";
+				return -EINVAL;
+			}
+			return 0;
+		}
+		char *end;
+		const char *num = text + len + 1;
+		long os = text[len] == ':' ? strtol(num, &end, 10) : -1;
+		if (!text[len] || end == num || *end || os < 0 || os > INT32_MAX) {
+			*why = "needs an OS node number (preferred:N, bind:N)";
+			return -EINVAL;
+		}
+		int node = sk_numa_node_from_os((int)os);
+		if (node < 0) {
+			*why = "names a node this machine does not have";
+			return -EINVAL;
+		}
+		out->node = (uint8_t)node;
+		return 0;
+	}
+	*why = "is not local, preferred:N, interleave or bind:N";
+	return -EINVAL;
+}
+
+const char *sk_numa_policy_name(struct sk_numa_policy pol, char *buf, size_t len)
+{
+	pol = sk_numa_policy_resolve(pol);
+	switch (pol.kind) {
+	case SK_POLICY_PREFERRED:
+		snprintf(buf, len, "preferred:%d", sk_numa_node_os(pol.node));
+		break;
+	case SK_POLICY_BIND:
+		snprintf(buf, len, "bind:%d", sk_numa_node_os(pol.node));
+		break;
+	case SK_POLICY_INTERLEAVE:
+		snprintf(buf, len, "interleave");
+		break;
+	default:
+		snprintf(buf, len, "local");
+		break;
+	}
+	return buf;
 }
 
 /* --- allocation --- */
@@ -210,7 +355,13 @@ static void mark_allocated(size_t pfn, size_t npages, unsigned order, unsigned n
 	}
 }
 
-static void *pages_alloc(int node, unsigned order, size_t npages, enum sk_page_kind kind, void *owner)
+/*
+ * The node a call starts on and whether it may go on to the others.  An
+ * explicit node never spills; SK_NODE_ANY follows *pol (DEFAULT: the
+ * process's policy kind with *pol's cursor).
+ */
+static void *pages_alloc(struct sk_numa_policy *pol, int node, unsigned order, size_t npages,
+			 enum sk_page_kind kind, void *owner)
 {
 	if (sk_unlikely((kind != SK_PAGE_META && injected_failure()) || kind == SK_PAGE_FREE || kind > SK_PAGE_META ||
 			prov.nodes == 0))
@@ -219,17 +370,21 @@ static void *pages_alloc(int node, unsigned order, size_t npages, enum sk_page_k
 	size_t pfn = SIZE_MAX;
 	unsigned got = 0;
 	if (node == SK_NODE_ANY) {
-		unsigned local = (unsigned)sk_numa_current_node();
-		pfn = sk_arena_alloc(&prov.arena[local], order, npages, true);
-		got = local;
-		for (unsigned n = 0; pfn == SIZE_MAX && n < prov.nodes; n++) {
-			if (n != local) {
-				pfn = sk_arena_alloc(&prov.arena[n], order, npages, false);
+		unsigned pkind = pol->kind == SK_POLICY_DEFAULT ? prov.policy.kind : pol->kind;
+		unsigned first = (unsigned)sk_numa_policy_node(pol);
+		bool directed = pkind == SK_POLICY_PREFERRED || pkind == SK_POLICY_BIND;
+
+		pfn = sk_arena_alloc(&prov.arena[first], order, npages,
+				     SK_ARENA_FIRST | (directed ? SK_ARENA_DIRECTED : 0));
+		got = first;
+		for (unsigned n = 0; pfn == SIZE_MAX && pkind != SK_POLICY_BIND && n < prov.nodes; n++) {
+			if (n != first) {
+				pfn = sk_arena_alloc(&prov.arena[n], order, npages, 0);
 				got = n;
 			}
 		}
 	} else if (node >= 0 && (unsigned)node < prov.nodes) {
-		pfn = sk_arena_alloc(&prov.arena[node], order, npages, true);
+		pfn = sk_arena_alloc(&prov.arena[node], order, npages, SK_ARENA_FIRST | SK_ARENA_DIRECTED);
 		got = (unsigned)node;
 	} else {
 		return alloc_refused();
@@ -240,24 +395,36 @@ static void *pages_alloc(int node, unsigned order, size_t npages, enum sk_page_k
 	return (void *)(sk_arena_base + (pfn << SK_PAGE_SHIFT));
 }
 
-void *sk_pages_alloc(int node, unsigned order, enum sk_page_kind kind, void *owner)
+void *sk_pages_alloc_policy(struct sk_numa_policy *pol, int node, unsigned order,
+			    enum sk_page_kind kind, void *owner)
 {
 	if (sk_unlikely(order > SK_MAX_ORDER))
 		return alloc_refused();
-	return pages_alloc(node, order, (size_t)1 << order, kind, owner);
+	return pages_alloc(pol, node, order, (size_t)1 << order, kind, owner);
 }
 
-void *sk_pages_alloc_exact(int node, size_t npages, enum sk_page_kind kind, void *owner)
+void *sk_pages_alloc_exact_policy(struct sk_numa_policy *pol, int node, size_t npages,
+				  enum sk_page_kind kind, void *owner)
 {
 	if (sk_unlikely(npages == 0 || npages > ((size_t)1 << SK_MAX_ORDER)))
 		return alloc_refused();
 	unsigned order = npages == 1 ? 0 : 64 - (unsigned)__builtin_clzl(npages - 1);
-	return pages_alloc(node, order, npages, kind, owner);
+	return pages_alloc(pol, node, order, npages, kind, owner);
+}
+
+void *sk_pages_alloc(int node, unsigned order, enum sk_page_kind kind, void *owner)
+{
+	return sk_pages_alloc_policy(&prov.policy, node, order, kind, owner);
+}
+
+void *sk_pages_alloc_exact(int node, size_t npages, enum sk_page_kind kind, void *owner)
+{
+	return sk_pages_alloc_exact_policy(&prov.policy, node, npages, kind, owner);
 }
 
 static sk_cold void bad_free(void *addr, const char *why)
 {
-	fprintf(stderr, "slabkit: numa: sk_pages_free(%p): %s; ignored\n", addr, why);
+	sk_numa_msg("slabkit: numa: sk_pages_free(%p): %s; ignored", addr, why);
 }
 
 void sk_pages_free(void *addr)
@@ -282,6 +449,7 @@ void sk_pages_free(void *addr)
 	size_t pfn = (size_t)(head - sk_page_map);
 	size_t npages = head->npages;
 	unsigned node = head->node; /* written by mark_allocated; saves a division */
+	unsigned order = head->order;
 
 	/* Outside live blocks, head_delta is 0 and owner NULL (sk_numa.h):
 	 * sk_page_head() of a stale pointer then lands on a free page. */
@@ -290,7 +458,7 @@ void sk_pages_free(void *addr)
 		head[i].kind = SK_PAGE_FREE;
 		head[i].head_delta = 0;
 	}
-	sk_arena_free(&prov.arena[node], pfn, npages);
+	sk_arena_free(&prov.arena[node], pfn, npages, order);
 }
 
 void sk_pages_release_free(void)
@@ -309,4 +477,21 @@ void sk_numa_stats(struct sk_numa_stats *out)
 	 * a plain volatile access in ck's gcc port). */
 	out->alloc_calls += ck_pr_faa_64(&prov.refused_calls, 0);
 	out->alloc_failures = ck_pr_faa_64(&prov.alloc_failures, 0);
+}
+
+int sk_numa_node_stats(int node, struct sk_numa_node_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (node < 0 || (unsigned)node >= prov.nodes)
+		return -EINVAL;
+	sk_arena_node_stats(&prov.arena[node], out);
+	out->pages_reserved = prov.arena_pages;
+	return 0;
+}
+
+int sk_numa_addr_node(const void *addr)
+{
+	if (!sk_addr_in_arena(addr))
+		return -1;
+	return (int)(((uintptr_t)addr - sk_arena_base) / (prov.arena_pages << SK_PAGE_SHIFT));
 }

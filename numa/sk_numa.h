@@ -66,9 +66,33 @@ struct sk_page {
 
 _Static_assert(sizeof(struct sk_page) == 64, "one cache line per page descriptor");
 
+/* Where numa/ sends its messages (one printf-style line, no newline).
+ * numa/ includes nothing above it, so core passes its hook down. */
+typedef void (*sk_numa_message_fn)(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Which node a request that names none (SK_NODE_ANY) is served from. */
+enum sk_numa_policy_kind {
+	SK_POLICY_DEFAULT = 0, /* per cache: the process's policy; process: local */
+	SK_POLICY_LOCAL,       /* the calling CPU's node, then the others in order */
+	SK_POLICY_PREFERRED,   /* `node`, then the others in order */
+	SK_POLICY_INTERLEAVE,  /* round robin over the nodes, one allocation each */
+	SK_POLICY_BIND,        /* `node` only: NULL when it is exhausted */
+};
+
+struct sk_numa_policy {
+	uint8_t kind;  /* enum sk_numa_policy_kind */
+	uint8_t node;  /* PREFERRED, BIND: the provider node */
+	/* INTERLEAVE: the next node, per policy holder (each cache has its
+	 * own, so two caches allocating in turn do not alias onto alternate
+	 * nodes).  Synchronization: ck_pr atomics. */
+	uint32_t cursor;
+};
+
 struct sk_numa_config {
-	size_t arena_bytes_per_node; /* 0: 64 GiB, halved until mmap accepts it */
+	size_t arena_bytes_per_node; /* 0: the largest of 64 GiB and every node's memory */
 	unsigned fail_every;         /* every Nth allocation fails (0: never) */
+	sk_numa_message_fn message;  /* NULL: stderr */
+	struct sk_numa_policy policy;/* for SK_NODE_ANY; DEFAULT means LOCAL */
 };
 
 /* Load the topology, reserve and bind the arenas.  0 or -errno (printed). */
@@ -77,6 +101,13 @@ int sk_numa_init(const struct sk_numa_config *cfg);
 void sk_numa_fini(void);
 
 unsigned sk_numa_nodes(void);
+/* Node numbers.  Inside slabkit a node is a provider index 0..nodes-1
+ * (hwloc's logical index); the OS numbers its nodes its own way, with holes
+ * on some machines.  -1 for an index or number that names no node. */
+int sk_numa_node_os(int node);
+int sk_numa_node_from_os(int os_node);
+/* Memory the OS reports for a node (hwloc's local_memory; 0 if unknown). */
+uint64_t sk_numa_node_memory(int node);
 /* Number of per-CPU slots core needs: every possible CPU id is below it. */
 unsigned sk_numa_cpus(void);
 /* Node of a CPU id (0 for ids the topology does not know). */
@@ -86,8 +117,25 @@ size_t sk_numa_cache_line(void);
 int sk_numa_current_node(void);
 
 /*
- * Allocate 2^order contiguous pages on `node` (SK_NODE_ANY: the caller's
- * node, then the others).  Every page's descriptor gets kind and node; the
+ * Parse a policy: "local", "preferred:N", "interleave", "bind:N" (N an OS
+ * node number).  0, or -EINVAL with *why set to the reason.  Needs init
+ * (the node numbers are checked against the topology).
+ */
+int sk_numa_policy_parse(const char *text, struct sk_numa_policy *out, const char **why);
+/* The process-wide policy (sk_numa_config.policy), resolved: never DEFAULT. */
+struct sk_numa_policy sk_numa_process_policy(void);
+/* pol with DEFAULT replaced by the process's policy (cursor kept). */
+struct sk_numa_policy sk_numa_policy_resolve(struct sk_numa_policy pol);
+/* The node a request naming none starts on under *pol (advances an
+ * interleave cursor): the caller's node, the preferred or bound node, or
+ * the next in turn. */
+int sk_numa_policy_node(struct sk_numa_policy *pol);
+/* Its name as parsed ("interleave", "preferred:1", ...), into buf. */
+const char *sk_numa_policy_name(struct sk_numa_policy pol, char *buf, size_t len);
+
+/*
+ * Allocate 2^order contiguous pages on `node` (SK_NODE_ANY: as the
+ * process's policy says; by default the caller's node, then the others).  Every page's descriptor gets kind and node; the
  * head gets owner, order, npages; bk[] is zeroed.  Returns the address of
  * the first page, or NULL when the node's arena is exhausted or injected
  * failure fires.  The pages may hold stale data (not zeroed).
@@ -97,6 +145,13 @@ void *sk_pages_alloc(int node, unsigned order, enum sk_page_kind kind, void *own
 /* Same for exactly npages pages (1 .. 2^SK_MAX_ORDER); the unused tail of
  * the enclosing buddy block is freed at once. */
 void *sk_pages_alloc_exact(int node, size_t npages, enum sk_page_kind kind, void *owner);
+
+/* The same calls under a policy of the caller's for SK_NODE_ANY (a
+ * cache's own; DEFAULT follows the process's kind with pol's cursor). */
+void *sk_pages_alloc_policy(struct sk_numa_policy *pol, int node, unsigned order,
+			    enum sk_page_kind kind, void *owner);
+void *sk_pages_alloc_exact_policy(struct sk_numa_policy *pol, int node, size_t npages,
+				  enum sk_page_kind kind, void *owner);
 
 /* Free an allocation made by either call above, given its first address.
  * Every page of it is marked SK_PAGE_FREE, so a stale pointer into it is
@@ -119,6 +174,26 @@ struct sk_numa_stats {
 	uint64_t free_blocks[SK_MAX_ORDER + 1]; /* free blocks per order, all nodes */
 };
 void sk_numa_stats(struct sk_numa_stats *out);
+
+/* One node's figures.  A "directed" request is one that named this node
+ * (an explicit node, a preferred or bind policy): a hit when it got pages
+ * here, a miss when it did not (spilled elsewhere or failed). */
+struct sk_numa_node_stats {
+	uint64_t pages_reserved;    /* this node's arena */
+	uint64_t pages_in_use;
+	uint64_t pages_free_dirty;
+	uint64_t pages_released;    /* cumulative */
+	uint64_t madvise_calls;     /* cumulative */
+	uint64_t alloc_calls;
+	uint64_t directed_hits, directed_misses;
+	uint64_t free_blocks[SK_MAX_ORDER + 1];  /* free blocks by order */
+	uint64_t used_blocks[SK_MAX_ORDER + 1];  /* live allocations by buddy order */
+};
+/* 0, or -EINVAL for a node index that does not exist. */
+int sk_numa_node_stats(int node, struct sk_numa_node_stats *out);
+
+/* Provider node of the arena holding addr (any byte, live or free), or -1. */
+int sk_numa_addr_node(const void *addr);
 
 /* --- address -> descriptor, O(1), lock-free --- */
 

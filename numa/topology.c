@@ -7,7 +7,10 @@
  * line).  The hwloc topology stays open just long enough for the provider
  * to bind its arenas, then sk_topo_close_hwloc() destroys it.
  *
- * Node ids are hwloc NUMA-node logical indexes 0..n-1.  In hwloc 2.x NUMA
+ * Node ids are hwloc NUMA-node logical indexes 0..n-1; node_os[] keeps
+ * each one's OS number (what /sys/devices/system/node, libnuma and
+ * move_pages(2) use), which differs on machines with holes in their node
+ * numbering.  In hwloc 2.x NUMA
  * nodes are memory children of the objects they attach to, so the cpu ->
  * node table is built from each node's cpuset rather than by looking for a
  * NUMA ancestor of a PU (which does not exist).
@@ -43,6 +46,8 @@ static struct sk_topology {
 	unsigned cpus;       /* every CPU id the kernel can report is below it */
 	size_t cache_line;
 	uint16_t *cpu_node;  /* [cpus]: node of each CPU id (0 when unknown) */
+	int node_os[SK_MAX_NODES];      /* provider node -> OS node number */
+	uint64_t node_mem[SK_MAX_NODES];/* hwloc's local_memory (folded nodes summed) */
 	bool bind;           /* a real multi-node machine: bind the arenas */
 	hwloc_topology_t hw; /* open between sk_topo_load and sk_topo_close_hwloc */
 } topo;
@@ -103,13 +108,13 @@ int sk_topo_load(void)
 	int err;
 	if (hwloc_topology_init(&topo.hw) != 0) {
 		err = errno ? -errno : -ENOMEM;
-		fprintf(stderr, "slabkit: numa: hwloc_topology_init failed: %s\n", strerror(-err));
+		sk_numa_msg("slabkit: numa: hwloc_topology_init failed: %s", strerror(-err));
 		topo.hw = NULL;
 		return err;
 	}
 	if (hwloc_topology_load(topo.hw) != 0) {
 		err = errno ? -errno : -EINVAL;
-		fprintf(stderr, "slabkit: numa: hwloc_topology_load failed: %s\n", strerror(-err));
+		sk_numa_msg("slabkit: numa: hwloc_topology_load failed: %s", strerror(-err));
 		goto fail;
 	}
 
@@ -117,15 +122,15 @@ int sk_topo_load(void)
 	if (hw_nodes < 1)
 		hw_nodes = 1; /* hwloc always reports one; be safe anyway */
 	if (hw_nodes > SK_MAX_NODES)
-		fprintf(stderr, "slabkit: numa: %d NUMA nodes, folding them onto %d\n",
-			hw_nodes, SK_MAX_NODES);
+		sk_numa_msg("slabkit: numa: %d NUMA nodes, folding them onto %d", hw_nodes,
+			    SK_MAX_NODES);
 	topo.nodes = (unsigned)SK_MIN(hw_nodes, SK_MAX_NODES);
 	topo.cpus = count_cpu_ids(topo.hw);
 	topo.cache_line = find_cache_line(topo.hw);
 	topo.cpu_node = calloc(topo.cpus, sizeof(*topo.cpu_node));
 	if (!topo.cpu_node) {
 		err = -ENOMEM;
-		fprintf(stderr, "slabkit: numa: no memory for the cpu table\n");
+		sk_numa_msg("slabkit: numa: no memory for the cpu table");
 		goto fail;
 	}
 
@@ -133,7 +138,10 @@ int sk_topo_load(void)
 	 * SK_MAX_NODES); CPUs no node claims stay on node 0. */
 	for (int i = 0; i < hwloc_get_nbobjs_by_type(topo.hw, HWLOC_OBJ_NUMANODE); i++) {
 		hwloc_obj_t node = hwloc_get_obj_by_type(topo.hw, HWLOC_OBJ_NUMANODE, (unsigned)i);
-		unsigned cpu;
+		unsigned cpu, n = node->logical_index % SK_MAX_NODES;
+		if (node->logical_index < SK_MAX_NODES)
+			topo.node_os[n] = (int)node->os_index;
+		topo.node_mem[n] += node->attr ? node->attr->numanode.local_memory : 0;
 		if (!node->cpuset)
 			continue;
 		hwloc_bitmap_foreach_begin(cpu, node->cpuset) {
@@ -143,6 +151,11 @@ int sk_topo_load(void)
 		hwloc_bitmap_foreach_end();
 	}
 	topo.bind = topo.nodes > 1 && hwloc_topology_is_thissystem(topo.hw);
+	for (unsigned a = 0; a < topo.nodes; a++)
+		for (unsigned b = a + 1; b < topo.nodes; b++)
+			if (topo.node_os[a] == topo.node_os[b])
+				sk_numa_msg("slabkit: numa: nodes %u and %u both report OS number %d",
+					    a, b, topo.node_os[a]);
 	return 0;
 
 fail:
@@ -167,8 +180,8 @@ void sk_topo_bind(void *addr, size_t len, unsigned node)
 	if (hwloc_set_area_membind(topo.hw, addr, len, set, HWLOC_MEMBIND_BIND,
 				   HWLOC_MEMBIND_BYNODESET) != 0)
 		/* Not fatal: the arena still works, placed by first touch. */
-		fprintf(stderr, "slabkit: numa: binding node %u's arena failed (%s); "
-			"its pages go where they are first touched\n", node, strerror(errno));
+		sk_numa_msg("slabkit: numa: binding node %u's arena failed (%s); "
+			    "its pages go where they are first touched", node, strerror(errno));
 	hwloc_bitmap_free(set);
 }
 
@@ -188,6 +201,32 @@ void sk_topo_reset(void)
 unsigned sk_numa_nodes(void)
 {
 	return topo.nodes;
+}
+
+int sk_numa_node_os(int node)
+{
+	return node >= 0 && (unsigned)node < topo.nodes ? topo.node_os[node] : -1;
+}
+
+int sk_numa_node_from_os(int os_node)
+{
+	for (unsigned n = 0; os_node >= 0 && n < topo.nodes; n++)
+		if (topo.node_os[n] == os_node)
+			return (int)n;
+	return -1;
+}
+
+uint64_t sk_numa_node_memory(int node)
+{
+	return node >= 0 && (unsigned)node < topo.nodes ? topo.node_mem[node] : 0;
+}
+
+uint64_t sk_topo_largest_node_memory(void)
+{
+	uint64_t max = 0;
+	for (unsigned n = 0; n < topo.nodes; n++)
+		max = SK_MAX(max, topo.node_mem[n]);
+	return max;
 }
 
 unsigned sk_numa_cpus(void)

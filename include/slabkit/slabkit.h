@@ -140,9 +140,45 @@ void slabkit_report_slabinfo(FILE *out);
 void slabkit_report_vmstat_z(FILE *out);
 void slabkit_report_vmstat_m(FILE *out);
 
-/* NUMA: how many nodes the page provider sees, and this CPU's node. */
+/*
+ * NUMA.  slabkit numbers the nodes it sees 0..slabkit_nodes()-1 (hwloc's
+ * logical order); these are the numbers kmalloc_node, kmem_cache_alloc_node,
+ * uma_zalloc_domain and malloc_domainset take.  The OS numbers its nodes its
+ * own way (/sys/devices/system/node, libnuma, move_pages(2)), with holes on
+ * some machines: slabkit_node_os and slabkit_node_from_os translate.
+ */
 unsigned slabkit_nodes(void);
 int slabkit_current_node(void);
+/* The node whose arena holds p (any byte of any block slabkit handed
+ * out), or -1 for a pointer slabkit does not own. */
+int slabkit_ptr_node(const void *p);
+/* OS node number of slabkit node `node`; -1 if there is no such node. */
+int slabkit_node_os(int node);
+/* slabkit node of OS node number `os_node`; -1 if slabkit has none. */
+int slabkit_node_from_os(int os_node);
+
+#define SLABKIT_PAGE_ORDERS 19 /* buddy orders 0 (4 KiB) .. 18 (1 GiB) */
+
+/* One node's page figures, from the page provider (exact: read under the
+ * node's lock).  Bytes are multiples of the 4 KiB page. */
+struct slabkit_node_stats {
+	int node;                  /* slabkit's node number */
+	int os_node;               /* the OS's number for it */
+	uint64_t memory_bytes;     /* the node's memory as hwloc reports it (0: unknown) */
+	uint64_t bytes_reserved;   /* virtual address space of the node's arena */
+	uint64_t bytes_in_use;     /* pages handed out (slabs, large blocks, metadata) */
+	uint64_t bytes_committed;  /* in use + free but not yet returned: what may be resident */
+	uint64_t bytes_returned;   /* given back to the OS with madvise, cumulative */
+	uint64_t madvise_calls;    /* madvise calls that returned them, cumulative */
+	uint64_t page_allocs;      /* page allocations that started on this node */
+	/* Page allocations that named this node (a node-directed call, or a
+	 * preferred/bind policy): served from it (hit) or not (miss). */
+	uint64_t directed_hits, directed_misses;
+	uint64_t used_blocks[SLABKIT_PAGE_ORDERS]; /* live allocations by buddy order */
+	uint64_t free_blocks[SLABKIT_PAGE_ORDERS]; /* free blocks by buddy order */
+};
+/* 0 and *out filled, or -EINVAL for a node that does not exist. */
+int slabkit_node_stats(int node, struct slabkit_node_stats *out);
 
 #ifdef __cplusplus
 }

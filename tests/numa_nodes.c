@@ -1,0 +1,533 @@
+/*
+ * Node placement through the public API, on every backend.
+ *
+ * ctest runs it per backend under synthetic 2- and 4-node topologies
+ * (HWLOC_SYNTHETIC="node:N core:1 pu:1": CPU i is on node i, so the CPUs
+ * this machine has reach distinct nodes).  tests/numa-vm.sh runs the same
+ * program inside a QEMU guest with 2 and 4 real NUMA nodes and
+ * SLABKIT_TEST_PHYSICAL=1: every check of slabkit's own bookkeeping
+ * (slabkit_ptr_node) is then repeated against the kernel's, with
+ * move_pages(2) in query mode on the page of every object.
+ *
+ *  - slabkit_ptr_node: -1 for what slabkit does not own, the node for
+ *    every byte of what it does;
+ *  - node-directed calls (kmalloc_node, kzalloc_node, kmem_cache_alloc_node,
+ *    uma_zalloc_domain, malloc_domainset with a fixed domain) return
+ *    memory of the node asked for, over rounds of reuse in which the
+ *    objects are freed by threads on other nodes' CPUs and non-directed
+ *    allocations fill the per-CPU caches in between;
+ *  - per-node figures are exact (large blocks counted by order, directed
+ *    hits, bytes in use summing to the whole);
+ *  - OS node numbers round-trip.
+ *
+ * Each check prints one "numa_nodes:" summary line on stdout, which the
+ * guest script copies into its log.
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+
+#include <slabkit/freebsd/malloc.h>
+#include <slabkit/freebsd/uma.h>
+#include <slabkit/linux/slab.h>
+
+#include "sk_test.h"
+
+MALLOC_DEFINE(M_NUMATEST, "numatest", "numa_nodes test");
+
+#define MAX_NODES 64
+#define SK_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ROUNDS 3
+
+static unsigned nodes;
+static bool physical;         /* check move_pages too (a real multi-node kernel) */
+static int node_cpu[MAX_NODES];/* a CPU of each node this process may run on, or -1 */
+static size_t per_node = 1200; /* objects per node, per call, per round */
+
+/* --- where an object is --- */
+
+/* The OS node of each page holding objs[i] (move_pages query mode), into
+ * os[i]; the pages must have been touched. */
+static void physical_nodes(void **objs, size_t n, int *os)
+{
+	void **pages = calloc(n, sizeof(void *));
+	assert_non_null(pages);
+	for (size_t i = 0; i < n; i++)
+		pages[i] = (void *)((uintptr_t)objs[i] & ~(uintptr_t)4095);
+	long rc = syscall(SYS_move_pages, 0, (unsigned long)n, pages, NULL, os, 0);
+	if (rc != 0)
+		fail_msg("move_pages(query) failed: %s", strerror(errno));
+	free(pages);
+}
+
+/* Every object of objs is on `node` for slabkit and, when physical, for
+ * the kernel; prints the summary line. */
+static void check_placement(const char *call, void **objs, size_t n, int node)
+{
+	size_t ours = 0, phys = 0;
+	int want_os = slabkit_node_os(node);
+
+	for (size_t i = 0; i < n; i++)
+		ours += slabkit_ptr_node(objs[i]) == node;
+	if (physical) {
+		int *os = calloc(n, sizeof(int));
+		assert_non_null(os);
+		physical_nodes(objs, n, os);
+		for (size_t i = 0; i < n; i++)
+			phys += os[i] == want_os;
+		free(os);
+	}
+	char phys_text[32] = "not-checked";
+	if (physical)
+		snprintf(phys_text, sizeof(phys_text), "%zu", phys);
+	printf("numa_nodes: backend=%s nodes=%u call=%s node=%d os_node=%d objects=%zu "
+	       "ptr_node_ok=%zu physical_ok=%s\n",
+	       slabkit_backend(), nodes, call, node, want_os, n, ours, phys_text);
+	fflush(stdout);
+	if (ours != n)
+		fail_msg("%s(node %d): %zu of %zu objects on that node for slabkit", call, node, ours, n);
+	if (physical && phys != n)
+		fail_msg("%s(node %d): %zu of %zu objects physically on OS node %d", call, node, phys,
+			 n, want_os);
+}
+
+/* --- threads on a given node --- */
+
+static bool pin_to(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+static void unpin(void)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	for (int i = 0; i < CPU_SETSIZE; i++)
+		CPU_SET(i, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* Find, for each node, one CPU this process may run on. */
+static void find_node_cpus(void)
+{
+	cpu_set_t allowed;
+	for (unsigned n = 0; n < MAX_NODES; n++)
+		node_cpu[n] = -1;
+	if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+		return;
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (!CPU_ISSET(cpu, &allowed) || !pin_to(cpu))
+			continue;
+		int node = slabkit_current_node();
+		if (node >= 0 && node < MAX_NODES && node_cpu[node] < 0)
+			node_cpu[node] = cpu;
+	}
+	unpin();
+}
+
+/* A thread that runs fn(arg) pinned to `cpu` (any CPU when -1). */
+struct pinned {
+	int cpu;
+	void (*fn)(void *);
+	void *arg;
+};
+
+static void *pinned_main(void *p)
+{
+	struct pinned *pt = p;
+	if (pt->cpu >= 0)
+		pin_to(pt->cpu);
+	pt->fn(pt->arg);
+	return NULL;
+}
+
+static void run_on_cpu(int cpu, void (*fn)(void *), void *arg)
+{
+	struct pinned pt = { cpu, fn, arg };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, pinned_main, &pt), 0);
+	pthread_join(t, NULL);
+}
+
+/* --- the calls under test --- */
+
+enum call {
+	CALL_KMALLOC_NODE,
+	CALL_KZALLOC_NODE,
+	CALL_KMALLOC_NODE_LARGE,
+	CALL_CACHE_ALLOC_NODE,
+	CALL_UMA_ZALLOC_DOMAIN,
+	CALL_MALLOC_DOMAINSET,
+	NCALLS
+};
+
+static const char *const call_names[NCALLS] = {
+	"kmalloc_node", "kzalloc_node", "kmalloc_node(large)", "kmem_cache_alloc_node",
+	"uma_zalloc_domain", "malloc_domainset",
+};
+
+static struct kmem_cache *cache;
+static uma_zone_t zone;
+
+static size_t call_size(enum call c, size_t i)
+{
+	static const size_t sizes[] = { 24, 64, 100, 200, 512, 1000, 3000 };
+	switch (c) {
+	case CALL_KMALLOC_NODE:
+	case CALL_KZALLOC_NODE:
+	case CALL_MALLOC_DOMAINSET:
+		return sizes[i % SK_ARRAY_SIZE(sizes)];
+	case CALL_KMALLOC_NODE_LARGE:
+		return 3 * 4096 + 1000 * (i % 40); /* the page path */
+	case CALL_CACHE_ALLOC_NODE:
+		return 96;
+	default:
+		return 128;
+	}
+}
+
+static void *call_alloc(enum call c, int node, size_t i)
+{
+	size_t size = call_size(c, i);
+	void *p = NULL;
+
+	switch (c) {
+	case CALL_KMALLOC_NODE:
+	case CALL_KMALLOC_NODE_LARGE:
+		p = kmalloc_node(size, GFP_KERNEL, node);
+		break;
+	case CALL_KZALLOC_NODE:
+		p = kzalloc_node(size, GFP_KERNEL, node);
+		if (p)
+			for (size_t b = 0; b < size; b++)
+				if (((unsigned char *)p)[b])
+					fail_msg("kzalloc_node: byte %zu not zero", b);
+		break;
+	case CALL_CACHE_ALLOC_NODE:
+		p = kmem_cache_alloc_node(cache, GFP_KERNEL, node);
+		break;
+	case CALL_UMA_ZALLOC_DOMAIN:
+		p = uma_zalloc_domain(zone, NULL, node, M_WAITOK);
+		break;
+	case CALL_MALLOC_DOMAINSET:
+		p = bsd_malloc_domainset(size, M_NUMATEST, DOMAINSET_FIXED(node), M_WAITOK);
+		break;
+	default:
+		break;
+	}
+	assert_non_null(p);
+	memset(p, 0x5a, size); /* touch: move_pages reports only resident pages */
+	return p;
+}
+
+static void call_free(enum call c, void *p)
+{
+	switch (c) {
+	case CALL_CACHE_ALLOC_NODE:
+		kmem_cache_free(cache, p);
+		break;
+	case CALL_UMA_ZALLOC_DOMAIN:
+		uma_zfree(zone, p);
+		break;
+	case CALL_MALLOC_DOMAINSET:
+		bsd_free(p, M_NUMATEST);
+		break;
+	default:
+		kfree(p);
+		break;
+	}
+}
+
+/* Non-directed traffic on this CPU: fills its per-CPU caches with objects
+ * of its own node (and, freed here, of others) before a directed call. */
+static void churn_any(enum call c)
+{
+	void *tmp[64];
+	for (int i = 0; i < 64; i++) {
+		switch (c) {
+		case CALL_CACHE_ALLOC_NODE:
+			tmp[i] = kmem_cache_alloc(cache, GFP_KERNEL);
+			break;
+		case CALL_UMA_ZALLOC_DOMAIN:
+			tmp[i] = uma_zalloc(zone, M_WAITOK);
+			break;
+		case CALL_MALLOC_DOMAINSET:
+			tmp[i] = bsd_malloc(call_size(c, (size_t)i), M_NUMATEST, M_WAITOK);
+			break;
+		default:
+			tmp[i] = kmalloc(call_size(c, (size_t)i), GFP_KERNEL);
+			break;
+		}
+		assert_non_null(tmp[i]);
+	}
+	for (int i = 0; i < 64; i++)
+		call_free(c, tmp[i]);
+}
+
+struct free_job {
+	enum call call;
+	void **objs;
+	size_t n;
+};
+
+static void free_job_run(void *arg)
+{
+	struct free_job *job = arg;
+	for (size_t i = 0; i < job->n; i++)
+		call_free(job->call, job->objs[i]);
+}
+
+static void setup_objects(void)
+{
+	cache = kmem_cache_create("numa_nodes_96", 96, 0, 0, NULL);
+	zone = uma_zcreate("numa_nodes_zone", 128, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	assert_non_null(cache);
+	assert_non_null(zone);
+}
+
+static void teardown_objects(void)
+{
+	kmem_cache_destroy(cache);
+	uma_zdestroy(zone);
+	cache = NULL;
+	zone = NULL;
+}
+
+/* --- the tests --- */
+
+static void test_ptr_node(void **state)
+{
+	(void)state;
+	int on_stack = 0;
+	void *libc = malloc(64);
+
+	assert_int_equal(slabkit_ptr_node(NULL), -1);
+	assert_int_equal(slabkit_ptr_node(&on_stack), -1);
+	assert_int_equal(slabkit_ptr_node(libc), -1);
+	free(libc);
+	for (unsigned n = 0; n < nodes; n++) {
+		char *p = kmalloc_node(3 * 4096, GFP_KERNEL, (int)n);
+		assert_non_null(p);
+		/* Every byte of the block, not only its start. */
+		assert_int_equal(slabkit_ptr_node(p), (int)n);
+		assert_int_equal(slabkit_ptr_node(p + 4096 + 17), (int)n);
+		assert_int_equal(slabkit_ptr_node(p + 3 * 4096 - 1), (int)n);
+		kfree(p);
+	}
+	void *any = kmalloc(64, GFP_KERNEL);
+	assert_non_null(any);
+	int node = slabkit_ptr_node(any);
+	assert_true(node >= 0 && (unsigned)node < nodes);
+	kfree(any);
+}
+
+static void test_os_numbers(void **state)
+{
+	(void)state;
+	for (unsigned n = 0; n < nodes; n++) {
+		int os = slabkit_node_os((int)n);
+		assert_true(os >= 0);
+		assert_int_equal(slabkit_node_from_os(os), (int)n);
+	}
+	assert_int_equal(slabkit_node_os(-1), -1);
+	assert_int_equal(slabkit_node_os((int)nodes), -1);
+	assert_int_equal(slabkit_node_from_os(-1), -1);
+	assert_int_equal(slabkit_node_from_os(1 << 20), -1);
+}
+
+/*
+ * Directed allocations on every node, ROUNDS times.  Between rounds the
+ * objects are freed half here, half by a thread on another node's CPU
+ * (cross-node frees), with non-directed churn before each directed batch,
+ * so the caches hold objects of every node when the next round asks.
+ */
+static void directed_rounds(enum call c)
+{
+	size_t n = c == CALL_KMALLOC_NODE_LARGE ? per_node / 20 : per_node;
+	void **objs = calloc(nodes * n, sizeof(void *));
+	assert_non_null(objs);
+
+	for (int round = 0; round < ROUNDS; round++) {
+		for (unsigned node = 0; node < nodes; node++) {
+			churn_any(c);
+			for (size_t i = 0; i < n; i++)
+				objs[node * n + i] = call_alloc(c, (int)node, i);
+			char what[64];
+			snprintf(what, sizeof(what), "%s/round%d", call_names[c], round);
+			check_placement(what, &objs[node * n], n, (int)node);
+		}
+		/* Free: the first half here, the rest from each other node's
+		 * CPU in turn (or any CPU when this machine cannot reach it). */
+		for (unsigned node = 0; node < nodes; node++) {
+			void **mine = &objs[node * n];
+			for (size_t i = 0; i < n / 2; i++)
+				call_free(c, mine[i]);
+			unsigned other = (node + 1 + (unsigned)round) % nodes;
+			struct free_job job = { c, mine + n / 2, n - n / 2 };
+			run_on_cpu(node_cpu[other], free_job_run, &job);
+		}
+	}
+	free(objs);
+}
+
+static void test_kmalloc_node(void **state)
+{
+	(void)state;
+	directed_rounds(CALL_KMALLOC_NODE);
+	directed_rounds(CALL_KZALLOC_NODE);
+	directed_rounds(CALL_KMALLOC_NODE_LARGE);
+}
+
+static void test_kmem_cache_alloc_node(void **state)
+{
+	(void)state;
+	directed_rounds(CALL_CACHE_ALLOC_NODE);
+}
+
+static void test_uma_zalloc_domain(void **state)
+{
+	(void)state;
+	directed_rounds(CALL_UMA_ZALLOC_DOMAIN);
+}
+
+static void test_malloc_domainset(void **state)
+{
+	(void)state;
+	directed_rounds(CALL_MALLOC_DOMAINSET);
+}
+
+/* Directed calls from a thread on each node's CPU in turn, for every node:
+ * what that CPU's caches hold never leaks into another node's request. */
+struct from_cpu_job {
+	int bad;
+};
+
+static void from_cpu_run(void *arg)
+{
+	struct from_cpu_job *job = arg;
+	for (unsigned node = 0; node < nodes; node++) {
+		void *objs[200];
+		churn_any(CALL_CACHE_ALLOC_NODE);
+		for (int i = 0; i < 200; i++) {
+			objs[i] = kmem_cache_alloc_node(cache, GFP_KERNEL, (int)node);
+			job->bad += !objs[i] || slabkit_ptr_node(objs[i]) != (int)node;
+		}
+		/* Freed here: this CPU's caches now hold `node`'s objects. */
+		for (int i = 0; i < 200; i++)
+			kmem_cache_free(cache, objs[i]);
+	}
+}
+
+static void test_directed_from_every_cpu(void **state)
+{
+	(void)state;
+	for (int pass = 0; pass < 2; pass++)
+		for (unsigned node = 0; node < nodes; node++) {
+			struct from_cpu_job job = { 0 };
+			run_on_cpu(node_cpu[node], from_cpu_run, &job);
+			assert_int_equal(job.bad, 0);
+		}
+	printf("numa_nodes: backend=%s nodes=%u call=kmem_cache_alloc_node/from-every-cpu ok\n",
+	       slabkit_backend(), nodes);
+}
+
+/* Large blocks go straight to the page provider: the per-node figures
+ * move by exactly one block of the right order, on the right node. */
+static void test_node_stats_exact(void **state)
+{
+	(void)state;
+	struct slabkit_node_stats before[MAX_NODES], after[MAX_NODES];
+	const size_t size = 16 * 4096; /* order 4 */
+
+	for (unsigned n = 0; n < nodes; n++) {
+		assert_int_equal(slabkit_node_stats((int)n, &before[n]), 0);
+		assert_int_equal(before[n].node, (int)n);
+		assert_int_equal(before[n].os_node, slabkit_node_os((int)n));
+		assert_true(before[n].bytes_reserved >= ((uint64_t)1 << 30));
+		assert_true(before[n].bytes_committed >= before[n].bytes_in_use);
+	}
+	assert_int_equal(slabkit_node_stats((int)nodes, &after[0]), -EINVAL);
+	assert_int_equal(slabkit_node_stats(-1, &after[0]), -EINVAL);
+
+	void *big[MAX_NODES];
+	for (unsigned n = 0; n < nodes; n++) {
+		big[n] = kmalloc_node(size, GFP_KERNEL, (int)n);
+		assert_non_null(big[n]);
+	}
+	for (unsigned n = 0; n < nodes; n++) {
+		assert_int_equal(slabkit_node_stats((int)n, &after[n]), 0);
+		assert_int_equal(after[n].used_blocks[4], before[n].used_blocks[4] + 1);
+		assert_int_equal(after[n].directed_hits, before[n].directed_hits + 1);
+		assert_int_equal(after[n].directed_misses, before[n].directed_misses);
+		assert_int_equal(after[n].bytes_in_use, before[n].bytes_in_use + size);
+	}
+	for (unsigned n = 0; n < nodes; n++)
+		kfree(big[n]);
+	for (unsigned n = 0; n < nodes; n++) {
+		assert_int_equal(slabkit_node_stats((int)n, &after[n]), 0);
+		assert_int_equal(after[n].used_blocks[4], before[n].used_blocks[4]);
+		assert_int_equal(after[n].bytes_in_use, before[n].bytes_in_use);
+	}
+
+	/* The nodes add up to the whole. */
+	struct slabkit_stats all;
+	uint64_t in_use = 0, reserved = 0;
+	slabkit_stats(&all);
+	for (unsigned n = 0; n < nodes; n++) {
+		assert_int_equal(slabkit_node_stats((int)n, &after[n]), 0);
+		in_use += after[n].bytes_in_use;
+		reserved += after[n].bytes_reserved;
+		uint64_t used_pages = 0;
+		for (int k = 0; k < SLABKIT_PAGE_ORDERS; k++)
+			used_pages += after[n].used_blocks[k] << k;
+		/* Exact allocations use fewer pages than their block order. */
+		assert_true(used_pages * 4096 >= after[n].bytes_in_use);
+	}
+	assert_int_equal(in_use, all.pages_in_use * 4096);
+	assert_int_equal(reserved, all.pages_reserved * 4096);
+	printf("numa_nodes: backend=%s nodes=%u node-stats exact\n", slabkit_backend(), nodes);
+}
+
+static int group_setup(void **state)
+{
+	if (sk_group_setup(state))
+		return -1;
+	nodes = slabkit_nodes();
+	physical = getenv("SLABKIT_TEST_PHYSICAL") && atoi(getenv("SLABKIT_TEST_PHYSICAL"));
+	if (getenv("SLABKIT_TEST_OBJECTS"))
+		per_node = (size_t)atol(getenv("SLABKIT_TEST_OBJECTS"));
+	find_node_cpus();
+	setup_objects();
+	unsigned reachable = 0;
+	for (unsigned n = 0; n < nodes; n++)
+		reachable += node_cpu[n] >= 0;
+	printf("numa_nodes: backend=%s nodes=%u cpus-reaching-a-node=%u physical=%s\n",
+	       slabkit_backend(), nodes, reachable, physical ? "move_pages" : "no");
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	teardown_objects();
+	return sk_group_teardown(state);
+}
+
+int main(void)
+{
+	sk_apply_test_filter();
+	const struct CMUnitTest tests[] = {
+		SK_TEST(test_ptr_node),
+		SK_TEST(test_os_numbers),
+		SK_TEST(test_node_stats_exact),
+		SK_TEST(test_kmalloc_node),
+		SK_TEST(test_kmem_cache_alloc_node),
+		SK_TEST(test_uma_zalloc_domain),
+		SK_TEST(test_malloc_domainset),
+		SK_TEST(test_directed_from_every_cpu),
+	};
+	return cmocka_run_group_tests_name("numa_nodes", tests, group_setup, group_teardown);
+}
