@@ -166,7 +166,7 @@ static void **trailer_of(void *p, size_t raw)
 static void *alloc_block(size_t size, struct malloc_type *type, int node, unsigned skf, size_t *raw,
 			 int *class_bit)
 {
-	const struct sk_backend_ops *ops = sk_state.ops;
+	const struct sk_backend_ops *heap = sk_state.bsd_heap;
 	size_t need = size + TYPE_TRAILER;
 	int idx = sk_bsd_index(need);
 	void *p;
@@ -179,10 +179,10 @@ static void *alloc_block(size_t size, struct malloc_type *type, int node, unsign
 		ck_pr_add_64(&c->ctr.slow_bytes_requested, size);
 		*raw = c->object_size;
 		*class_bit = idx;
-	} else if ((ops->caps & SK_CAP_HEAP_KMALLOC) && need <= ops->kmalloc_max) {
-		if (!(p = ops->kmalloc(need, node, skf)))
+	} else if (heap && need <= heap->kmalloc_max) {
+		if (!(p = heap->kmalloc(need, node, skf)))
 			return NULL;
-		*raw = ops->ksize(p, sk_page_of(p));
+		*raw = heap->ksize(p, sk_page_of(p));
 		int bit = sk_bsd_index(*raw);
 		*class_bit = bit >= 0 ? bit : LARGE_CLASS_BIT;
 	} else {
@@ -408,7 +408,7 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 		sk_large_free(addr, pg);
 	} else if (pg->kind == SK_PAGE_HEAP) {
 		*trailer_of(addr, bi.raw) = NULL;
-		sk_state.ops->kfree(addr, pg);
+		sk_state.heap_ops->kfree(addr, pg);
 	} else {
 		*trailer_of(addr, bi.raw) = NULL; /* a second free no longer matches the type */
 		sk_cache_free(pg->owner, addr, pg);

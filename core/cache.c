@@ -62,9 +62,44 @@ static size_t effective_align(const struct sk_cache_params *p)
 	return SK_MAX(align, (size_t)8);
 }
 
+/*
+ * The backend a thread chose for the caches and zones it creates next
+ * (slabkit_create_backend); NULL: none.  Initial-exec TLS: no allocation on
+ * first use, which matters where slabkit is the process's malloc.
+ */
+static __thread const struct sk_backend_ops *thread_create_backend
+	__attribute__((tls_model("initial-exec")));
+
+SK_EXPORT int slabkit_create_backend(const char *name)
+{
+	const struct sk_backend_ops *ops = NULL;
+
+	sk_ensure_init();
+	if (name && !(ops = sk_backend_find(name))) {
+		sk_errorf("slabkit_create_backend: unknown or not compiled-in backend '%s'; compiled in: %s",
+			  name, SLABKIT_COMPILED_BACKENDS);
+		return -EINVAL;
+	}
+	thread_create_backend = ops;
+	return 0;
+}
+
+/* Which backend a new cache goes to: the creator's explicit choice, the
+ * thread's, the tunables' key for its name, else the process default. */
+static const struct sk_backend_ops *backend_for(const struct sk_cache_params *p)
+{
+	const struct sk_backend_ops *ops = p->ops;
+
+	if (!ops)
+		ops = thread_create_backend;
+	if (!ops)
+		ops = sk_tune_backend(p->name);
+	return ops ? ops : sk_state.ops;
+}
+
 struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 {
-	const struct sk_backend_ops *ops = sk_state.ops;
+	const struct sk_backend_ops *ops = backend_for(p);
 	struct sk_cache *c;
 	int err;
 
@@ -78,6 +113,8 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 			  p->name, p->align, SK_MAX_ALIGN);
 		return NULL;
 	}
+	if (sk_backend_activate(ops) != 0)
+		return NULL;
 	if (!(c = sk_meta_zalloc(sizeof(*c))))
 		return NULL;
 	snprintf(c->name, sizeof(c->name), "%s", p->name);
@@ -312,7 +349,7 @@ size_t sk_block_size(const void *p, struct sk_page *pg)
 	case SK_PAGE_LARGE:
 		return sk_large_size(pg);
 	case SK_PAGE_HEAP:
-		return sk_state.ops->ksize ? sk_state.ops->ksize(p, pg) : 0;
+		return sk_state.heap_ops ? sk_state.heap_ops->ksize(p, pg) : 0;
 	default:
 		return 0;
 	}
@@ -339,6 +376,7 @@ void sk_cache_fill_info(struct sk_cache *c, struct slabkit_cache_info *out)
 	memset(out, 0, sizeof(*out));
 	snprintf(out->name, sizeof(out->name), "%s", c->name);
 	out->front_end = front_name(c->front);
+	out->backend = c->ops->name;
 	out->object_size = c->object_size;
 	out->size = c->size;
 	out->align = c->align;
@@ -404,50 +442,11 @@ SK_EXPORT int slabkit_cache_info_by_name(const char *name, struct slabkit_cache_
 SK_EXPORT int slabkit_cache_tune(const char *cache_name, const char *key, long value)
 {
 	sk_ensure_init();
-	if (!sk_state.ops->tune)
-		return -EOPNOTSUPP;
 	pthread_mutex_lock(&sk_state.registry_lock);
 	struct sk_cache *c = cache_name ? find_cache_locked(cache_name) : NULL;
-	int ret = c ? sk_state.ops->tune(c, key, value) : -ENOENT;
+	int ret = !c ? -ENOENT : !c->ops->tune ? -EOPNOTSUPP : c->ops->tune(c, key, value);
 	pthread_mutex_unlock(&sk_state.registry_lock);
 	return ret;
-}
-
-/* Apply "name:key=value,key=value;name2:..." entries naming this cache. */
-void sk_apply_tunables(struct sk_cache *c)
-{
-	const char *s = sk_state.tune;
-	size_t len = strlen(c->name);
-
-	if (!s || !c->ops->tune)
-		return;
-	while (*s) {
-		const char *end = strchr(s, ';');
-		if (!end)
-			end = s + strlen(s);
-		if ((size_t)(end - s) > len && !strncmp(s, c->name, len) && s[len] == ':') {
-			const char *kv = s + len + 1;
-			while (kv < end) {
-				char key[32];
-				const char *eq = memchr(kv, '=', (size_t)(end - kv));
-				const char *next = memchr(kv, ',', (size_t)(end - kv));
-				if (!next)
-					next = end;
-				if (!eq || eq > next || (size_t)(eq - kv) >= sizeof(key)) {
-					sk_errorf("slabkit: bad tunable in '%.*s' for cache %s",
-						  (int)(end - s), s, c->name);
-					break;
-				}
-				memcpy(key, kv, (size_t)(eq - kv));
-				key[eq - kv] = 0;
-				long v = strtol(eq + 1, NULL, 10);
-				if (c->ops->tune(c, key, v) != 0)
-					sk_errorf("slabkit: cache %s: cannot set %s=%ld", c->name, key, v);
-				kv = next + 1;
-			}
-		}
-		s = *end ? end + 1 : end;
-	}
 }
 
 SK_EXPORT void slabkit_stats(struct slabkit_stats *out)

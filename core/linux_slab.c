@@ -55,7 +55,7 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 		return NULL;
 	}
 	for (unsigned attempt = 0;; attempt++) {
-		const struct sk_backend_ops *ops = sk_state.ops;
+		const struct sk_backend_ops *heap = sk_state.kmalloc_heap;
 		int idx = sk_kmalloc_index(size);
 
 		if (idx >= 0 && sk_state.kmalloc_caches[idx]) {
@@ -64,12 +64,12 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 						gfp_to_sk(gfp));
 			if (p)
 				count_requested(c, size);
-		} else if ((ops->caps & SK_CAP_HEAP_KMALLOC) && size <= ops->kmalloc_max) {
-			p = ops->kmalloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, gfp_to_sk(gfp));
+		} else if (heap && size <= heap->kmalloc_max) {
+			p = heap->kmalloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, gfp_to_sk(gfp));
 			if (p) {
 				ck_pr_inc_64(&sk_state.heap.allocs);
 				ck_pr_add_64(&sk_state.heap.bytes_requested, size);
-				ck_pr_add_64(&sk_state.heap.bytes_allocated, ops->ksize(p, sk_page_of(p)));
+				ck_pr_add_64(&sk_state.heap.bytes_allocated, heap->ksize(p, sk_page_of(p)));
 			} else {
 				ck_pr_inc_64(&sk_state.heap.failures);
 			}
@@ -177,8 +177,8 @@ static void free_block(const void *p, const char *call)
 		return;
 	case SK_PAGE_HEAP:
 		ck_pr_inc_64(&sk_state.heap.frees);
-		ck_pr_add_64(&sk_state.heap.bytes_freed, sk_state.ops->ksize(p, pg));
-		sk_state.ops->kfree((void *)p, pg);
+		ck_pr_add_64(&sk_state.heap.bytes_freed, sk_state.heap_ops->ksize(p, pg));
+		sk_state.heap_ops->kfree((void *)p, pg);
 		return;
 	default:
 		sk_misuse("%s: pointer %p is slabkit's own metadata, not an allocation", call, p);
@@ -250,7 +250,7 @@ SK_EXPORT size_t kmalloc_size_roundup(size_t size)
 		return sk_kmalloc_class_size[idx];
 	if (size > KMALLOC_MAX_SIZE)
 		return SIZE_MAX;
-	if ((sk_state.ops->caps & SK_CAP_HEAP_KMALLOC) && size <= sk_state.ops->kmalloc_max)
+	if (sk_state.kmalloc_heap && size <= sk_state.kmalloc_heap->kmalloc_max)
 		return SK_ALIGN_UP(size, 8); /* the heap's contract (sk_backend.h) */
 	return SK_ALIGN_UP(size, SK_PAGE_SIZE);
 }

@@ -3,7 +3,7 @@
  * reports, caches as the front ends use them, large allocations.
  *
  * Lock order (across core):
- *   init_lock -> registry_lock -> slot locks -> backend locks -> numa node locks
+ *   init_lock -> backend_lock -> registry_lock -> slot locks -> backend locks -> numa node locks
  *   zone->lock (UMA limits) and the malloc-type list lock are leaves.
  */
 #ifndef SLABKIT_CORE_H
@@ -39,7 +39,13 @@ struct sk_plain_counters {
 /* Everything core knows, in one object made by slabkit_init. */
 struct sk_state {
 	bool ready;                               /* published with release order */
+	/* The process default backend: caches with no backend of their own. */
 	const struct sk_backend_ops *ops;
+	/* The backend whose own heap serves kmalloc / malloc(9) sizes that have
+	 * no class cache, or NULL (SK_CAP_HEAP_KMALLOC: SLOB).  heap_ops is the
+	 * one of them that is set: heap pages (SK_PAGE_HEAP) belong to it. */
+	const struct sk_backend_ops *kmalloc_heap, *bsd_heap, *heap_ops;
+	unsigned backends_active;                 /* bit per compiled backend set up; backend_lock */
 	struct sk_cache *kmalloc_caches[SK_KMALLOC_CLASSES]; /* NULL: heap kmalloc or not ready */
 	struct sk_cache *bsd_caches[SK_BSD_CLASSES];
 	size_t cache_line;
@@ -83,6 +89,7 @@ struct sk_cache_params {
 	size_t align;         /* 0 or a power of two */
 	uint32_t flags;       /* SK_CACHE_* */
 	enum sk_front front;
+	const struct sk_backend_ops *ops; /* NULL: the thread's choice, the tunables, the default */
 	void (*ctor)(void *);
 	int (*init)(void *, int, int);
 	void (*fini)(void *, int);
@@ -143,6 +150,19 @@ size_t sk_block_size(const void *p, struct sk_page *pg);
 void sk_malloc_types_reset(void);
 void sk_uma_zones_reset(void);
 long sk_uma_keg_limit(const struct sk_cache *c);
+
+/* --- backends and tunables (state.c, tune.c) --- */
+/* The compiled-in backend of that name, or NULL. */
+const struct sk_backend_ops *sk_backend_find(const char *name);
+/* Set up a backend's process-wide state once, before its first cache.
+ * 0 or -errno (reported). */
+int sk_backend_activate(const struct sk_backend_ops *ops);
+/* The backend the tunables give `name` ("name:backend=..."), or NULL. */
+const struct sk_backend_ops *sk_tune_backend(const char *name);
+/* Every backend key of a tunables string names a compiled-in backend:
+ * 0, or -EINVAL with the bad entry reported. */
+int sk_tune_check_backends(const char *tune);
+/* Apply the string's backend tunables for this cache (not `backend`). */
 void sk_apply_tunables(struct sk_cache *c);
 void sk_meta_reset(void);
 

@@ -2,7 +2,9 @@
  * The one state object: initialisation (explicit or lazy), configuration,
  * the backend table, hooks, messages and the maintenance thread.
  *
- * Lock order: init_lock -> registry_lock (see sk_core.h for the rest).
+ * Lock order: init_lock -> backend_lock -> registry_lock (see sk_core.h for
+ * the rest).  backend_lock is held while a backend's process-wide setup
+ * runs for the first cache that needs it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -122,12 +124,75 @@ SK_EXPORT const char *slabkit_backends_compiled(void)
 	return SLABKIT_COMPILED_BACKENDS;
 }
 
-static const struct sk_backend_ops *find_backend(const char *name)
+const struct sk_backend_ops *sk_backend_find(const char *name)
 {
 	for (size_t i = 0; i < SK_ARRAY_SIZE(compiled_backends); i++)
 		if (!strcmp(compiled_backends[i]->name, name))
 			return compiled_backends[i];
 	return NULL;
+}
+
+/* --- backends in use --- */
+
+/*
+ * A backend's process-wide state (SLOB's heap lists) is set up when the
+ * first cache on it is made, so that a process pays only for the backends
+ * it uses.  Synchronization: backend_lock; sk_state.backends_active is
+ * written under it and read under it (creation and fini only, never on a
+ * hot path).
+ */
+static pthread_mutex_t backend_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned backend_bit(const struct sk_backend_ops *ops)
+{
+	for (unsigned i = 0; i < SK_ARRAY_SIZE(compiled_backends); i++)
+		if (compiled_backends[i] == ops)
+			return 1u << i;
+	return 0;
+}
+
+int sk_backend_activate(const struct sk_backend_ops *ops)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&backend_lock);
+	if (!(sk_state.backends_active & backend_bit(ops))) {
+		if (ops->init && (err = ops->init()) != 0)
+			sk_errorf("slabkit: backend '%s' failed to initialise (%s)", ops->name,
+				  strerror(-err));
+		else
+			sk_state.backends_active |= backend_bit(ops);
+	}
+	pthread_mutex_unlock(&backend_lock);
+	return err;
+}
+
+/* Tear down every backend that was set up (their caches are gone). */
+static void backends_fini(void)
+{
+	pthread_mutex_lock(&backend_lock);
+	for (unsigned i = 0; i < SK_ARRAY_SIZE(compiled_backends); i++)
+		if ((sk_state.backends_active & (1u << i)) && compiled_backends[i]->fini)
+			compiled_backends[i]->fini();
+	sk_state.backends_active = 0;
+	pthread_mutex_unlock(&backend_lock);
+}
+
+/*
+ * The backend a front end's size classes use: a per-front key of the
+ * tunables ("kmalloc:backend=slob", "malloc:backend=uma"), else the
+ * process default.  A backend with its own kmalloc heap (SLOB) then serves
+ * every size of that front end that has no class cache of its own.
+ */
+static const struct sk_backend_ops *front_backend(const char *front)
+{
+	const struct sk_backend_ops *ops = sk_tune_backend(front);
+	return ops ? ops : sk_state.ops;
+}
+
+static const struct sk_backend_ops *heap_of(const struct sk_backend_ops *ops)
+{
+	return (ops->caps & SK_CAP_HEAP_KMALLOC) ? ops : NULL;
 }
 
 static const char *env_or(const char *value, const char *env)
@@ -161,36 +226,64 @@ static char *meta_strdup(const char *s)
 
 /* --- the size-class caches --- */
 
-static int create_class_caches(void)
+/*
+ * Make the class caches of one front end.  A class takes the backend its
+ * own key names ("kmalloc-64:backend=uma"), else the front end's; a class
+ * whose backend is the front end's heap gets no cache (the heap serves it).
+ */
+static int create_front_classes(struct sk_cache **caches, int count, const uint32_t *sizes,
+				const char *fmt_front, enum sk_front front,
+				const struct sk_backend_ops *front_ops)
 {
 	char name[SLABKIT_NAME_MAX];
 
-	if (sk_state.ops->caps & SK_CAP_HEAP_KMALLOC)
-		return 0; /* the backend's own heap serves kmalloc and malloc(9) */
-	for (int i = 0; i < SK_KMALLOC_CLASSES; i++) {
-		uint32_t size = sk_kmalloc_class_size[i];
-		snprintf(name, sizeof(name), "kmalloc-%u%s", size >= 1024 ? size / 1024 : size,
-			 size >= 1024 ? "k" : "");
+	for (int i = 0; i < count; i++) {
+		uint32_t size = sizes[i];
+		if (front == SK_FRONT_KMALLOC && size >= 1024)
+			snprintf(name, sizeof(name), "%s-%uk", fmt_front, size / 1024);
+		else
+			snprintf(name, sizeof(name), "%s-%u", fmt_front, size);
+		const struct sk_backend_ops *ops = sk_tune_backend(name);
+		if (!ops)
+			ops = front_ops;
+		if (ops == heap_of(front_ops))
+			continue;
+		size_t align = front == SK_FRONT_KMALLOC
+				       /* Power-of-two sizes are aligned to their size. */
+				       ? (SK_IS_POW2(size) ? size : 8)
+				       : (SK_IS_POW2(size) ? SK_MIN(size, SK_PAGE_SIZE) : 16);
 		struct sk_cache_params p = {
-			.name = name, .object_size = size, .front = SK_FRONT_KMALLOC,
-			/* Power-of-two sizes are aligned to their size. */
-			.align = SK_IS_POW2(size) ? size : 8, .flags = SK_CACHE_SIZE_CLASS,
+			.name = name, .object_size = size, .front = front, .ops = ops,
+			.align = align, .flags = SK_CACHE_SIZE_CLASS,
 		};
-		if (!(sk_state.kmalloc_caches[i] = sk_cache_create(&p)))
-			return -ENOMEM;
-	}
-	for (int i = 0; i < SK_BSD_CLASSES; i++) {
-		uint32_t size = sk_bsd_class_size[i];
-		snprintf(name, sizeof(name), "malloc-%u", size);
-		struct sk_cache_params p = {
-			.name = name, .object_size = size, .front = SK_FRONT_MALLOC,
-			.align = SK_IS_POW2(size) ? SK_MIN(size, SK_PAGE_SIZE) : 16,
-			.flags = SK_CACHE_SIZE_CLASS,
-		};
-		if (!(sk_state.bsd_caches[i] = sk_cache_create(&p)))
+		if (!(caches[i] = sk_cache_create(&p)))
 			return -ENOMEM;
 	}
 	return 0;
+}
+
+static int create_class_caches(void)
+{
+	const struct sk_backend_ops *kmalloc_ops = front_backend("kmalloc");
+	const struct sk_backend_ops *bsd_ops = front_backend("malloc");
+	int err;
+
+	sk_state.kmalloc_heap = heap_of(kmalloc_ops);
+	sk_state.bsd_heap = heap_of(bsd_ops);
+	if (sk_state.kmalloc_heap && sk_state.bsd_heap && sk_state.kmalloc_heap != sk_state.bsd_heap) {
+		sk_errorf("slabkit: kmalloc and malloc(9) cannot use two different heap backends (%s, %s)",
+			  sk_state.kmalloc_heap->name, sk_state.bsd_heap->name);
+		return -EINVAL;
+	}
+	sk_state.heap_ops = sk_state.kmalloc_heap ? sk_state.kmalloc_heap : sk_state.bsd_heap;
+	if (sk_state.heap_ops && (err = sk_backend_activate(sk_state.heap_ops)) != 0)
+		return err;
+	if ((err = create_front_classes(sk_state.kmalloc_caches, SK_KMALLOC_CLASSES,
+					sk_kmalloc_class_size, "kmalloc", SK_FRONT_KMALLOC,
+					kmalloc_ops)) != 0)
+		return err;
+	return create_front_classes(sk_state.bsd_caches, SK_BSD_CLASSES, sk_bsd_class_size, "malloc",
+				    SK_FRONT_MALLOC, bsd_ops);
 }
 
 /* --- maintenance thread --- */
@@ -221,12 +314,12 @@ static void *tick_main(void *arg)
 
 SK_EXPORT void slabkit_tick(void)
 {
-	if (!sk_load_acquire(&sk_state.ready) || !sk_state.ops->tick)
+	if (!sk_load_acquire(&sk_state.ready))
 		return;
 	pthread_mutex_lock(&sk_state.registry_lock);
 	for (struct sk_cache *c = sk_state.first; c; c = c->next)
-		if (!c->dead)
-			sk_state.ops->tick(c);
+		if (!c->dead && c->ops->tick)
+			c->ops->tick(c);
 	pthread_mutex_unlock(&sk_state.registry_lock);
 }
 
@@ -250,7 +343,7 @@ static int init_locked(const struct slabkit_config *cfg)
 		from = "SLABKIT_BACKEND";
 	else
 		name = SLABKIT_DEFAULT_BACKEND_NAME;
-	const struct sk_backend_ops *ops = find_backend(name);
+	const struct sk_backend_ops *ops = sk_backend_find(name);
 	if (!ops) {
 		sk_errorf("slabkit: unknown or not compiled-in backend '%s' (from %s); compiled in: %s",
 			  name, from, SLABKIT_COMPILED_BACKENDS);
@@ -282,10 +375,10 @@ static int init_locked(const struct slabkit_config *cfg)
 	const char *trace_path = getenv("SLABKIT_TRACE");
 	if (trace_path && *trace_path && !sk_load(&sk_trace_on))
 		sk_trace_start(trace_path);
-	if (ops->init && (err = ops->init()) != 0) {
-		sk_errorf("slabkit: backend '%s' failed to initialise (%s)", ops->name, strerror(-err));
+	if ((err = sk_tune_check_backends(sk_state.tune)) != 0)
 		goto fail_numa;
-	}
+	if ((err = sk_backend_activate(ops)) != 0)
+		goto fail_numa;
 	if ((err = create_class_caches()) != 0) {
 		sk_errorf("slabkit: cannot create the size-class caches");
 		goto fail_backend;
@@ -296,15 +389,16 @@ static int init_locked(const struct slabkit_config *cfg)
 	pthread_mutex_init(&sk_state.tick_lock, NULL);
 	pthread_cond_init(&sk_state.tick_cond, NULL);
 	sk_store_release(&sk_state.ready, true);
-	if (tick_ms > 0 && ops->tick) {
+	if (tick_ms > 0) {
 		sk_state.tick_stop = false;
 		sk_state.tick_running = pthread_create(&sk_state.tick_thread, NULL, tick_main, NULL) == 0;
 	}
 	return 0;
 
 fail_backend:
-	if (ops->fini)
-		ops->fini();
+	while (sk_state.last) /* the class caches made before the failure */
+		sk_cache_destroy(sk_state.last, "slabkit_init");
+	backends_fini();
 fail_numa:
 	sk_meta_reset();
 	sk_numa_fini();
@@ -363,8 +457,7 @@ SK_EXPORT void slabkit_fini(void)
 		}
 		sk_cache_destroy(c, "slabkit_fini");
 	}
-	if (sk_state.ops->fini)
-		sk_state.ops->fini();
+	backends_fini();
 	sk_store(&sk_state.ready, false);
 	sk_meta_reset();
 	sk_numa_fini();

@@ -555,11 +555,12 @@ void sk_report_zones(FILE *out)
 		}
 		if (!z->primary && z->keg) /* the keg's free items count once, on the primary */
 			free_items = binfo.cached_free + binfo.slab_free;
-		fprintf(out, "%-20s %6d, %6lld, %6llu, %6llu, %8llu, %4llu, %4llu, %4llu\n", z->name, z->size,
+		fprintf(out, "%-20s %6d, %6lld, %6llu, %6llu, %8llu, %4llu, %4llu, %4llu, %s\n", z->name, z->size,
 			(long long)z->max_items, (unsigned long long)zone_cur(z),
 			(unsigned long long)free_items, (unsigned long long)req, (unsigned long long)fail,
 			(unsigned long long)sk_load(&z->sleeps),
-			(unsigned long long)(z->primary ? 0 : binfo.xdomain_frees));
+			(unsigned long long)(z->primary ? 0 : binfo.xdomain_frees),
+			z->keg ? z->keg->ops->name : "-");
 	}
 	pthread_mutex_unlock(&zones_lock);
 }

@@ -36,7 +36,12 @@ struct slabkit_config {
 	 * 0 here means $SLABKIT_FAIL_EVERY, else off. */
 	unsigned page_fail_every;
 	/* Per-cache tunables applied when a cache of that name is created:
-	 * "kmalloc-64:limit=60,batchcount=30;dentry:shared=4".  NULL: $SLABKIT_TUNE. */
+	 * "kmalloc-64:limit=60,batchcount=30;dentry:shared=4".  NULL: $SLABKIT_TUNE.
+	 * The key `backend` puts a cache or UMA zone of that name on a backend
+	 * of its own ("dentry:backend=slob;mbuf:backend=uma"), a size class too
+	 * ("kmalloc-64:backend=uma", "malloc-384:backend=slab"), and the names
+	 * "kmalloc" and "malloc" stand for every class of that front end.  A
+	 * backend name that is unknown or not compiled in fails slabkit_init. */
 	const char *tune;
 	/* Period of the maintenance thread (reaping, working-set trimming) in
 	 * milliseconds.  0: $SLABKIT_TICK_MS, else 2000.  Negative: no thread;
@@ -58,11 +63,28 @@ int slabkit_init(const struct slabkit_config *cfg);
  * be called again. */
 void slabkit_fini(void);
 
-/* The active backend: "slab", "slub", "slob" or "uma" (NULL before init). */
+/* The process default backend: "slab", "slub", "slob" or "uma" (NULL
+ * before init).  A cache's own backend is in its slabkit_cache_info. */
 const char *slabkit_backend(void);
 
 /* Comma-separated list of compiled-in backends, e.g. "slab,slub,slob,uma". */
 const char *slabkit_backends_compiled(void);
+
+/*
+ * Several policies in one process: the caches and UMA zones the calling
+ * thread creates from now on (kmem_cache_create in every form, KMEM_CACHE,
+ * uma_zcreate) go to backend `name`, whatever the process default is;
+ * NULL goes back to the default (and to the tunables' `backend` keys).  It
+ * holds for this thread only, until the next call.  Returns 0, or -EINVAL
+ * with a message when the name is unknown or not compiled in (nothing
+ * changes then).  Objects of every backend are freed with the usual calls
+ * (kfree, kmem_cache_free, uma_zfree, free(9)) from any thread.
+ *
+ *     slabkit_create_backend("slob");
+ *     struct kmem_cache *rare = kmem_cache_create("config", 200, 0, 0, NULL);
+ *     slabkit_create_backend(NULL);
+ */
+int slabkit_create_backend(const char *name);
 
 /* "rseq" or "lock": how the per-CPU layer runs in this process. */
 const char *slabkit_percpu_mode(void);
@@ -99,6 +121,7 @@ struct slabkit_cache_info {
 	uint64_t cached_free;      /* free objects held in per-CPU/shared caches */
 	long limit, batchcount, shared; /* tunables (0: not applicable) */
 	long zone_max;             /* uma_zone_set_max limit, 0: none */
+	const char *backend;       /* the backend that serves this cache: "slab", ... */
 };
 
 /* Visit every live cache, in creation order.  Stops early when fn returns
