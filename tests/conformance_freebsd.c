@@ -491,7 +491,7 @@ static void test_uma_hooks(void **state)
 	long delta = atomic_load(&hz.init) - init0;
 	struct slabkit_cache_info info = sk_info("skt_uma_hooks");
 	assert_string_equal(info.front_end, "uma");
-	long bound = sk_backend_is("slob") ? LOOP
+	long bound = sk_cache_backend_is("skt_uma_hooks", "slob") ? LOOP
 		     : (long)(info.objects_per_slab ? info.objects_per_slab : 1);
 	if (delta > bound)
 		fail_msg("init ran %ld times over %d alloc/free pairs (bound %ld): "

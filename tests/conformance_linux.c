@@ -438,7 +438,7 @@ static void test_cache_ctor(void **state)
 	}
 	unsigned long delta = atomic_load(&ctor_calls) - before;
 	struct slabkit_cache_info info = sk_info("skt_ctor");
-	if (sk_backend_is("slob")) {
+	if (sk_cache_backend_is("skt_ctor", "slob")) {
 		if (delta > LOOP)
 			fail_msg("slob: %lu ctor calls for %d allocations", delta, LOOP);
 	} else {
@@ -609,9 +609,9 @@ static void test_cache_kfree_object(void **state)
 		unsigned panics = sk_panic_count();
 		kfree(o);
 		if (sk_panic_count() != panics) {
-			if (!sk_backend_is("slob"))
+			if (!sk_cache_backend_is("skt_kfree", "slob"))
 				fail_msg("kfree of a kmem_cache object was reported as misuse on %s",
-					 slabkit_backend());
+					 sk_info("skt_kfree").backend);
 			assert_int_equal(sk_info("skt_kfree").in_use, 1);
 			kmem_cache_free(c, o);
 		}
@@ -638,7 +638,7 @@ static void test_cache_shrink(void **state)
 	}
 	struct slabkit_cache_info full = sk_info("skt_shrink");
 	assert_int_equal(full.in_use, N);
-	if (!sk_backend_is("slob"))
+	if (!sk_cache_backend_is("skt_shrink", "slob"))
 		assert_true(full.slabs > 0);
 	/* Free in an interleaved order so slabs empty out of order. */
 	for (int i = 0; i < N; i += 2)

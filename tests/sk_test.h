@@ -207,9 +207,68 @@ static inline int sk_fresh_init(const struct slabkit_config *cfg)
 	return rc;
 }
 
+/*
+ * $SK_TEST_ROTATE_BACKENDS=1 (the mixed conformance run): each test makes
+ * its caches and zones on the next compiled backend in turn, whatever the
+ * process default is, so that one process holds caches of every backend.
+ */
+static inline bool sk_rotating_backends(void)
+{
+	const char *rotate = getenv("SK_TEST_ROTATE_BACKENDS");
+	return rotate && strcmp(rotate, "1") == 0;
+}
+
+/* The turn-th compiled backend, round the list. */
+static inline void sk_backend_in_turn(unsigned turn, char *name, size_t len)
+{
+	const char *list = slabkit_backends_compiled();
+	unsigned count = 1;
+	for (const char *s = list; *s; s++)
+		count += *s == ',';
+	unsigned pick = turn % count;
+	const char *s = list;
+	while (pick--)
+		s = strchr(s, ',') + 1;
+	snprintf(name, len, "%.*s", (int)strcspn(s, ","), s);
+}
+
+static inline void sk_rotate_backend(void)
+{
+	static unsigned turn;
+	char name[16];
+	if (!sk_rotating_backends())
+		return;
+	sk_backend_in_turn(turn++, name, sizeof(name));
+	if (slabkit_create_backend(name) != 0)
+		fail_msg("slabkit_create_backend(\"%s\") failed", name);
+}
+
+/* Before init: give every kmalloc and malloc(9) class a backend in turn
+ * through $SLABKIT_TUNE (unless the run sets it itself). */
+static inline void sk_rotate_class_backends(void)
+{
+	static const char *const classes[] = {
+		"kmalloc-8", "kmalloc-16", "kmalloc-32", "kmalloc-64", "kmalloc-96", "kmalloc-128",
+		"kmalloc-192", "kmalloc-256", "kmalloc-512", "kmalloc-1k", "kmalloc-2k", "kmalloc-4k",
+		"kmalloc-8k", "malloc-16", "malloc-32", "malloc-64", "malloc-128", "malloc-256",
+		"malloc-384", "malloc-512", "malloc-1024", "malloc-2048", "malloc-4096",
+		"malloc-8192", "malloc-16384", "malloc-32768", "malloc-65536",
+	};
+	char tune[2048] = "", name[16];
+	if (!sk_rotating_backends() || getenv("SLABKIT_TUNE"))
+		return;
+	for (unsigned i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
+		sk_backend_in_turn(i, name, sizeof(name));
+		size_t used = strlen(tune);
+		snprintf(tune + used, sizeof(tune) - used, "%s:backend=%s;", classes[i], name);
+	}
+	setenv("SLABKIT_TUNE", tune, 1);
+}
+
 static inline int sk_group_setup(void **state)
 {
 	(void)state;
+	sk_rotate_class_backends();
 	int rc = sk_fresh_init(NULL);
 	if (rc != 0) {
 		fprintf(stderr, "sk_group_setup: slabkit_init(NULL) = %d\n", rc);
@@ -231,6 +290,7 @@ static inline int sk_test_setup(void **state)
 {
 	(void)state;
 	sk_capture_reset();
+	sk_rotate_backend();
 	return 0;
 }
 
@@ -433,6 +493,13 @@ static inline struct slabkit_cache_info sk_info(const char *name)
 		fail();
 	}
 	return info;
+}
+
+/* Whether the cache named `cache` runs on `backend`: a cache's own backend,
+ * which the mixed conformance run rotates (sk_rotate_backend). */
+static inline bool sk_cache_backend_is(const char *cache, const char *backend)
+{
+	return strcmp(sk_info(cache).backend, backend) == 0;
 }
 
 
