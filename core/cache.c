@@ -463,6 +463,8 @@ SK_EXPORT void slabkit_stats(struct slabkit_stats *out)
 	pthread_mutex_unlock(&sk_state.registry_lock);
 	out->large_allocs = sk_load(&sk_state.large.allocs) - sk_load(&sk_state.large.frees);
 	out->large_pages = sk_load(&sk_state.large.pages);
+	out->page_blocks = sk_load(&sk_state.pages.allocs) - sk_load(&sk_state.pages.frees);
+	out->page_block_pages = sk_load(&sk_state.pages.pages);
 	sk_numa_stats(&ns);
 	out->pages_reserved = ns.pages_reserved;
 	out->pages_in_use = ns.pages_in_use;

@@ -54,6 +54,8 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 		alloc_failed(call, size, gfp);
 		return NULL;
 	}
+	if ((gfp & __GFP_THISNODE) && node == NUMA_NO_NODE) /* the caller's node, no other */
+		node = sk_numa_cpu_node(sk_pcpu_current_cpu());
 	for (unsigned attempt = 0;; attempt++) {
 		const struct sk_backend_ops *heap = sk_state.kmalloc_heap;
 		int idx = sk_kmalloc_index(size);
@@ -76,6 +78,10 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 		} else {
 			p = sk_large_alloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, gfp_to_sk(gfp));
 		}
+		if (p && (gfp & __GFP_THISNODE) && sk_page_of(p)->node != (unsigned)node) {
+			kfree(p); /* another node's memory: __GFP_THISNODE fails instead */
+			p = NULL;
+		}
 		if (p || !(gfp & __GFP_NOFAIL) || !sk_wait_for_memory(attempt))
 			break;
 	}
@@ -95,7 +101,7 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 
 static sk_always_inline void *kmalloc_inline(size_t size, gfp_t gfp)
 {
-	if (sk_likely(size - 1 < SK_KMALLOC_MAX_CACHE_SIZE)) {
+	if (sk_likely(size - 1 < SK_KMALLOC_MAX_CACHE_SIZE) && sk_likely(!(gfp & __GFP_THISNODE))) {
 		struct sk_cache *c = sk_state.kmalloc_caches[sk_kmalloc_index(size)];
 		if (sk_likely(c != NULL)) {
 			void *p = sk_pcpu_pop(c);
@@ -168,6 +174,11 @@ static void free_block(const void *p, const char *call)
 		return;
 	}
 	case SK_PAGE_LARGE:
+		if (sk_unlikely(pg->owner != NULL)) { /* vmalloc or the page allocator */
+			sk_misuse("%s: pointer %p was allocated by %s; free it with %s", call, p,
+				  sk_large_owner_name(pg), sk_large_owner_free(pg));
+			return;
+		}
 		if (p != sk_page_addr(pg)) {
 			sk_misuse("%s: pointer %p is inside a large allocation at %p, not its start", call,
 				  p, sk_page_addr(pg));
@@ -286,47 +297,6 @@ SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
 
 /* --- kmem_cache --- */
 
-static void notice_unenforced_debug_flags(slab_flags_t flags, const char *name)
-{
-	static bool told;
-	if ((flags & (SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER | SLAB_CONSISTENCY_CHECKS)) &&
-	    !ck_pr_fas_8((uint8_t *)&told, 1))
-		sk_errorf("slabkit: cache %s asks for SLAB_POISON/RED_ZONE/STORE_USER/CONSISTENCY_CHECKS: "
-			  "accepted, but slabkit does not check them yet", name);
-}
-
-SK_EXPORT struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsigned int align,
-					       slab_flags_t flags, void (*ctor)(void *))
-{
-	struct sk_cache *c = NULL;
-
-	sk_ensure_init();
-	if (!name) {
-		sk_errorf("slabkit: kmem_cache_create: a cache needs a name");
-	} else if (align > SK_PAGE_SIZE || (align & (align - 1))) {
-		sk_errorf("slabkit: kmem_cache_create(%s): alignment %u is not a power of two <= %zu", name,
-			  align, SK_PAGE_SIZE);
-	} else if (flags & SLAB_TYPESAFE_BY_RCU) {
-		sk_errorf("slabkit: kmem_cache_create(%s): SLAB_TYPESAFE_BY_RCU is not supported yet "
-			  "(RCU-deferred slab freeing is not implemented)", name);
-	} else {
-		notice_unenforced_debug_flags(flags, name);
-		struct sk_cache_params p = {
-			.name = name, .object_size = size, .align = align, .front = SK_FRONT_KMEM_CACHE,
-			.ctor = ctor,
-			.flags = ((flags & SLAB_HWCACHE_ALIGN) ? SK_CACHE_HWCACHE_ALIGN : 0) |
-				 ((flags & SLAB_POISON) ? SK_CACHE_POISON : 0) |
-				 ((flags & SLAB_RED_ZONE) ? SK_CACHE_RED_ZONE : 0) |
-				 ((flags & SLAB_STORE_USER) ? SK_CACHE_STORE_USER : 0) |
-				 ((flags & SLAB_PANIC) ? SK_CACHE_PANIC : 0),
-		};
-		c = sk_cache_create(&p);
-	}
-	if (!c && (flags & SLAB_PANIC))
-		sk_misuse("kmem_cache_create: cannot create cache %s (SLAB_PANIC)", name ? name : "(null)");
-	return (struct kmem_cache *)c;
-}
-
 static bool check_cache(const struct kmem_cache *s, const char *call)
 {
 	if (sk_likely(s != NULL))
@@ -339,6 +309,16 @@ static bool check_cache(const struct kmem_cache *s, const char *call)
  * backend, __GFP_NOFAIL retries, zeroing.  obj is what the fast path got. */
 static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, void *obj)
 {
+	if (flags & __GFP_THISNODE) { /* the caller's node and no other */
+		int node = sk_numa_cpu_node(sk_pcpu_current_cpu());
+		if (obj) {
+			struct sk_page *pg = sk_page_of(obj);
+			if (pg->node == (unsigned)node)
+				goto got;
+			sk_cache_free(c, obj, pg);
+		}
+		return kmem_cache_alloc_node((struct kmem_cache *)c, flags, node);
+	}
 	if (!obj) {
 		if (!check_cache((struct kmem_cache *)c, "kmem_cache_alloc"))
 			return NULL;
@@ -353,6 +333,7 @@ static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, 
 		}
 		sk_trace_alloc(SK_TRACE_API_KMEM_CACHE, obj, c->object_size, c->align);
 	}
+got:
 	if (flags & __GFP_ZERO)
 		memset(obj, 0, c->object_size);
 	return obj;
@@ -364,7 +345,7 @@ SK_EXPORT void *kmem_cache_alloc(struct kmem_cache *s, gfp_t flags)
 	void *obj = NULL;
 
 	if (sk_likely(c != NULL) && sk_likely((obj = sk_pcpu_pop(c)) != NULL) &&
-	    sk_likely(!(flags & __GFP_ZERO)))
+	    sk_likely(!(flags & (__GFP_ZERO | __GFP_THISNODE))))
 		return obj;
 	return kmem_cache_alloc_miss(c, flags, obj);
 }
@@ -388,6 +369,10 @@ SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int nod
 		return NULL;
 	}
 	void *obj = sk_cache_alloc_node(c, node, gfp_to_sk(flags));
+	if (obj && (flags & __GFP_THISNODE) && sk_page_of(obj)->node != (unsigned)node) {
+		sk_cache_free(c, obj, sk_page_of(obj)); /* __GFP_THISNODE fails instead */
+		obj = NULL;
+	}
 	if (!obj) {
 		alloc_failed("kmem_cache_alloc_node", c->object_size, flags);
 		return NULL;
@@ -471,10 +456,21 @@ SK_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t flags, size_t si
 	return 0;
 }
 
+/* A NULL cache frees kmalloc blocks (kfree_bulk), as the kernel allows. */
 SK_EXPORT void kmem_cache_free_bulk(struct kmem_cache *s, size_t size, void **p)
 {
+	if (!s) {
+		for (size_t i = 0; i < size; i++)
+			kfree(p[i]);
+		return;
+	}
 	for (size_t i = 0; i < size; i++)
 		kmem_cache_free(s, p[i]);
+}
+
+SK_EXPORT void kfree_bulk(size_t size, void **p)
+{
+	kmem_cache_free_bulk(NULL, size, p);
 }
 
 SK_EXPORT int kmem_cache_shrink(struct kmem_cache *s)

@@ -58,6 +58,7 @@ struct sk_state {
 
 	struct sk_plain_counters large;           /* the page path */
 	struct sk_plain_counters heap;            /* ops->kmalloc (SLOB) */
+	struct sk_plain_counters pages;           /* the page allocator API (core/pages.c) */
 
 	/* Maintenance thread.  Synchronization: tick_lock. */
 	pthread_t tick_thread;
@@ -142,6 +143,14 @@ static inline size_t sk_large_size(const struct sk_page *pg)
 {
 	return (size_t)pg->npages << SK_PAGE_SHIFT;
 }
+
+/* Large blocks that are not kmalloc or malloc(9) blocks carry a non-NULL
+ * owner in their head descriptor: &sk_vmalloc_owner (vmalloc) or
+ * &sk_page_api_owner (alloc_pages).  These name the allocator and the call
+ * that frees such a block, for misuse reports (core/pages.c). */
+extern const char sk_vmalloc_owner, sk_page_api_owner;
+const char *sk_large_owner_name(const struct sk_page *pg);
+const char *sk_large_owner_free(const struct sk_page *pg);
 
 /* Usable size of any live block (object, large, heap); 0 if not ours. */
 size_t sk_block_size(const void *p, struct sk_page *pg);

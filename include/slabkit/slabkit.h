@@ -142,6 +142,9 @@ struct slabkit_stats {
 	uint64_t pages_released;           /* times a page went back to the OS */
 	uint64_t page_alloc_failures;
 	unsigned nodes, cpus;
+	/* Live blocks of the Linux page allocator API (alloc_pages,
+	 * __get_free_pages, alloc_pages_exact) and the pages they hold. */
+	uint64_t page_blocks, page_block_pages;
 };
 void slabkit_stats(struct slabkit_stats *out);
 

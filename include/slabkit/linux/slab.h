@@ -36,6 +36,9 @@ typedef unsigned int slab_flags_t;
 #define __GFP_NOFAIL         0x8000u
 #define __GFP_NORETRY        0x10000u
 #define __GFP_COMP           0x40000u
+/* A node-directed request that must not fall back to another node: it
+ * fails instead.  With NUMA_NO_NODE it means the caller's node. */
+#define __GFP_THISNODE       0x200000u
 #define __GFP_ACCOUNT        0x400000u
 #define __GFP_RECLAIM        (__GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM)
 
@@ -93,9 +96,46 @@ void kfree_sensitive(const void *p);
 size_t ksize(const void *p);
 size_t kmalloc_size_roundup(size_t size);
 
-/* kmem_cache: the legacy five-argument creator, as most code still calls it. */
-struct kmem_cache *kmem_cache_create(const char *name, unsigned int size, unsigned int align,
-				     slab_flags_t flags, void (*ctor)(void *));
+/*
+ * kmem_cache_create, as the kernel (6.12+) spells it: a _Generic on the
+ * third argument selects the form.
+ *   kmem_cache_create(name, size, align, flags, ctor)   legacy 5 arguments
+ *   kmem_cache_create(name, size, &args, flags)         struct kmem_cache_args
+ *   kmem_cache_create(name, size, NULL, flags)          defaults
+ * (kmem_cache_create)(...) in parentheses is the legacy function itself.
+ */
+struct kmem_cache_args {
+	unsigned int align;          /* 0 or a power of two up to 4096 */
+	unsigned int useroffset;     /* hardened usercopy window: checked, no */
+	unsigned int usersize;       /*   meaning in user space (docs/api.md) */
+	unsigned int freeptr_offset; /* only with SLAB_TYPESAFE_BY_RCU */
+	_Bool use_freeptr_offset;
+	void (*ctor)(void *);
+};
+
+struct kmem_cache *__kmem_cache_create_args(const char *name, unsigned int object_size,
+					    struct kmem_cache_args *args, slab_flags_t flags);
+struct kmem_cache *(kmem_cache_create)(const char *name, unsigned int size, unsigned int align,
+				       slab_flags_t flags, void (*ctor)(void *));
+struct kmem_cache *kmem_cache_create_usercopy(const char *name, unsigned int size, unsigned int align,
+					      slab_flags_t flags, unsigned int useroffset,
+					      unsigned int usersize, void (*ctor)(void *));
+
+static inline struct kmem_cache *__kmem_cache_default_args(const char *name, unsigned int size,
+							   struct kmem_cache_args *args,
+							   slab_flags_t flags)
+{
+	struct kmem_cache_args defaults = { 0 };
+	(void)args; /* NULL */
+	return __kmem_cache_create_args(name, size, &defaults, flags);
+}
+
+#define kmem_cache_create(__name, __object_size, __args, ...)             \
+	_Generic((__args),                                                \
+		struct kmem_cache_args *: __kmem_cache_create_args,       \
+		void *: __kmem_cache_default_args,                        \
+		default: (kmem_cache_create))(__name, __object_size, __args, __VA_ARGS__)
+
 void *kmem_cache_alloc(struct kmem_cache *s, gfp_t flags) __attribute__((malloc));
 void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t flags) __attribute__((malloc));
 void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int node) __attribute__((malloc));
@@ -108,8 +148,49 @@ int kmem_cache_shrink(struct kmem_cache *s);
 void kmem_cache_destroy(struct kmem_cache *s);
 unsigned int kmem_cache_size(struct kmem_cache *s);
 
-#define KMEM_CACHE(__struct, __flags) \
-	kmem_cache_create(#__struct, sizeof(struct __struct), __alignof__(struct __struct), (__flags), NULL)
+#define KMEM_CACHE(__struct, __flags)                                          \
+	__kmem_cache_create_args(#__struct, sizeof(struct __struct),            \
+				 &(struct kmem_cache_args){                     \
+					 .align = __alignof__(struct __struct), \
+				 },                                             \
+				 (__flags))
+
+#define KMEM_CACHE_USERCOPY(__struct, __flags, __field)                               \
+	__kmem_cache_create_args(#__struct, sizeof(struct __struct),                   \
+				 &(struct kmem_cache_args){                            \
+					 .align = __alignof__(struct __struct),        \
+					 .useroffset = offsetof(struct __struct, __field), \
+					 .usersize = sizeof(((struct __struct *)0)->__field), \
+				 },                                                    \
+				 (__flags))
+
+/* Bulk free of kmalloc blocks (kmem_cache_free_bulk with a NULL cache). */
+void kfree_bulk(size_t size, void **p);
+
+/* --- More of what the kernel's slab.h offers (core/linux_util.c) --- */
+
+void *krealloc_array(void *p, size_t new_n, size_t new_size, gfp_t flags) __attribute__((alloc_size(2, 3)));
+void *kmalloc_array_node(size_t n, size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1, 2)));
+void *kcalloc_node(size_t n, size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1, 2)));
+/* The caller is not recorded (slabkit keeps no per-call-site records). */
+void *kmalloc_track_caller(size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1)));
+void *kmalloc_node_track_caller(size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1)));
+
+/* kvmalloc: kmalloc, or vmalloc when that fails (<slabkit/linux/vmalloc.h>
+ * has vmalloc itself).  kvfree frees either. */
+void *kvmalloc(size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1)));
+void *kvzalloc(size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1)));
+void *kvmalloc_node(size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1)));
+void *kvzalloc_node(size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1)));
+void *kvmalloc_array(size_t n, size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1, 2)));
+void *kvmalloc_array_node(size_t n, size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1, 2)));
+void *kvcalloc(size_t n, size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1, 2)));
+void *kvcalloc_node(size_t n, size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1, 2)));
+/* The kernel's current form (6.12+): the old size is known from p. */
+void *kvrealloc(const void *p, size_t size, gfp_t flags) __attribute__((alloc_size(2)));
+void kvfree(const void *p);
+/* Zeroes len bytes at p, then kvfree. */
+void kvfree_sensitive(const void *p, size_t len);
 
 #ifdef __cplusplus
 }

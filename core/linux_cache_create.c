@@ -1,0 +1,107 @@
+/*
+ * kmem_cache_create in every form the kernel has: the legacy five
+ * arguments, struct kmem_cache_args (6.12+; the header's _Generic picks
+ * the form from the third argument, as the kernel's does),
+ * kmem_cache_create_usercopy, and the KMEM_CACHE macros, which all end in
+ * __kmem_cache_create_args here.
+ *
+ * No lock of its own (sk_cache_create takes the registry lock).
+ */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <slabkit/linux/slab.h>
+
+#include "sk_core.h"
+
+static void notice_unenforced_debug_flags(slab_flags_t flags, const char *name)
+{
+	static bool told;
+	if ((flags & (SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER | SLAB_CONSISTENCY_CHECKS)) &&
+	    !ck_pr_fas_8((uint8_t *)&told, 1))
+		sk_errorf("slabkit: cache %s asks for SLAB_POISON/RED_ZONE/STORE_USER/CONSISTENCY_CHECKS: "
+			  "accepted, but slabkit does not check them yet", name);
+}
+
+/* Why the arguments cannot make a cache, or NULL.  Mirrors the kernel's
+ * checks in __kmem_cache_create_args (usercopy windows are checked, then
+ * have no further meaning: user space has no copy_to_user hardening). */
+static const char *bad_args(unsigned int size, const struct kmem_cache_args *a, slab_flags_t flags,
+			    char *why, size_t whylen)
+{
+	if (a->align > SK_PAGE_SIZE || (a->align & (a->align - 1))) {
+		snprintf(why, whylen, "alignment %u is not a power of two <= %zu", a->align, SK_PAGE_SIZE);
+		return why;
+	}
+	if ((!a->usersize && a->useroffset) || size < a->usersize || size - a->usersize < a->useroffset) {
+		snprintf(why, whylen, "usercopy window [%u, +%u) does not fit in %u bytes", a->useroffset,
+			 a->usersize, size);
+		return why;
+	}
+	if (a->use_freeptr_offset &&
+	    (a->freeptr_offset >= size || !(flags & SLAB_TYPESAFE_BY_RCU) ||
+	     a->freeptr_offset % sizeof(void *))) {
+		snprintf(why, whylen,
+			 "freeptr_offset %u needs SLAB_TYPESAFE_BY_RCU and a pointer-aligned offset inside the object",
+			 a->freeptr_offset);
+		return why;
+	}
+	if (flags & SLAB_TYPESAFE_BY_RCU)
+		return "SLAB_TYPESAFE_BY_RCU is not supported yet (RCU-deferred slab freeing is not implemented)";
+	return NULL;
+}
+
+SK_EXPORT struct kmem_cache *__kmem_cache_create_args(const char *name, unsigned int object_size,
+						      struct kmem_cache_args *args, slab_flags_t flags)
+{
+	static const struct kmem_cache_args defaults;
+	struct sk_cache *c = NULL;
+	char why[160];
+	const char *bad;
+
+	sk_ensure_init();
+	if (!args)
+		args = (struct kmem_cache_args *)&defaults;
+	if (!name) {
+		sk_errorf("slabkit: kmem_cache_create: a cache needs a name");
+	} else if ((bad = bad_args(object_size, args, flags, why, sizeof(why)))) {
+		sk_errorf("slabkit: kmem_cache_create(%s): %s", name, bad);
+	} else {
+		notice_unenforced_debug_flags(flags, name);
+		struct sk_cache_params p = {
+			.name = name, .object_size = object_size, .align = args->align,
+			.front = SK_FRONT_KMEM_CACHE, .ctor = args->ctor,
+			.flags = ((flags & SLAB_HWCACHE_ALIGN) ? SK_CACHE_HWCACHE_ALIGN : 0) |
+				 ((flags & SLAB_POISON) ? SK_CACHE_POISON : 0) |
+				 ((flags & SLAB_RED_ZONE) ? SK_CACHE_RED_ZONE : 0) |
+				 ((flags & SLAB_STORE_USER) ? SK_CACHE_STORE_USER : 0) |
+				 ((flags & SLAB_PANIC) ? SK_CACHE_PANIC : 0),
+		};
+		c = sk_cache_create(&p);
+	}
+	if (!c && (flags & SLAB_PANIC))
+		sk_misuse("kmem_cache_create: cannot create cache %s (SLAB_PANIC)", name ? name : "(null)");
+	return (struct kmem_cache *)c;
+}
+
+/* The legacy form; the header's kmem_cache_create macro reaches it for a
+ * third argument that is not a pointer. */
+SK_EXPORT struct kmem_cache *(kmem_cache_create)(const char *name, unsigned int size, unsigned int align,
+						 slab_flags_t flags, void (*ctor)(void *))
+{
+	struct kmem_cache_args args = { .align = align, .ctor = ctor };
+	return __kmem_cache_create_args(name, size, &args, flags);
+}
+
+SK_EXPORT struct kmem_cache *kmem_cache_create_usercopy(const char *name, unsigned int size,
+							unsigned int align, slab_flags_t flags,
+							unsigned int useroffset, unsigned int usersize,
+							void (*ctor)(void *))
+{
+	struct kmem_cache_args args = {
+		.align = align, .ctor = ctor, .useroffset = useroffset, .usersize = usersize,
+	};
+	return __kmem_cache_create_args(name, size, &args, flags);
+}
