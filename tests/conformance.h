@@ -50,5 +50,6 @@ extern const struct conformance_group conformance_uma;        /* conformance_fre
 extern const struct conformance_group conformance_misuse;     /* conformance_misuse.c */
 extern const struct conformance_group conformance_threads;    /* conformance_threads.c */
 extern const struct conformance_group conformance_linux_extra; /* conformance_linux_extra.c */
+extern const struct conformance_group conformance_pages;       /* conformance_pages.c */
 
 #endif
