@@ -96,10 +96,14 @@ static void warn_if_leaked(const struct malloc_type *type)
 	struct malloc_type_stats_sum sum;
 
 	slabkit_malloc_type_stats(type, &sum);
-	if (sum.allocs > sum.frees)
+	if (sum.allocs > sum.frees) {
 		sk_errorf("Warning: memory type %s leaked memory on destroy (%llu allocations, %llu bytes leaked).",
 			  type->ks_shortdesc, (unsigned long long)(sum.allocs - sum.frees),
 			  (unsigned long long)(sum.memalloced - sum.memfreed));
+		char what[SLABKIT_NAME_MAX + 32];
+		snprintf(what, sizeof(what), "memory type %s", type->ks_shortdesc);
+		sk_track_report(what, NULL, type);
+	}
 }
 
 SK_EXPORT void slabkit_malloc_type_unregister(struct malloc_type *type)
@@ -164,7 +168,7 @@ static void **trailer_of(void *p, size_t raw)
 /* Allocate a block for `size` bytes and mark it with type.  *raw is the
  * block size; *class_bit the vmstat -m size bit. */
 static void *alloc_block(size_t size, struct malloc_type *type, int node, unsigned skf, size_t *raw,
-			 int *class_bit)
+			 int *class_bit, const void *site)
 {
 	const struct sk_backend_ops *heap = sk_state.bsd_heap;
 	size_t need = size + TYPE_TRAILER;
@@ -173,7 +177,7 @@ static void *alloc_block(size_t size, struct malloc_type *type, int node, unsign
 
 	if (idx >= 0 && sk_state.bsd_caches[idx]) {
 		struct sk_cache *c = sk_state.bsd_caches[idx];
-		p = sk_cache_alloc_node(c, node, skf);
+		p = sk_cache_alloc_node(c, node, skf, site);
 		if (!p)
 			return NULL;
 		ck_pr_add_64(&c->ctr.slow_bytes_requested, size);
@@ -258,7 +262,8 @@ static bool flags_ok(int flags, const char *call, const struct malloc_type *type
 	return false;
 }
 
-static void *malloc_common(size_t size, struct malloc_type *type, int node, int flags, const char *call)
+static void *malloc_common(size_t size, struct malloc_type *type, int node, int flags, const char *call,
+			   const void *site)
 {
 	size_t raw = 0;
 	int class_bit = 0;
@@ -275,7 +280,7 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 	}
 	unsigned skf = (flags & M_WAITOK) ? SK_ALLOC_WAIT | SK_ALLOC_NOFAIL : 0;
 	for (unsigned attempt = 0;; attempt++) {
-		p = alloc_block(size, type, node, skf, &raw, &class_bit);
+		p = alloc_block(size, type, node, skf, &raw, &class_bit, site);
 		if (p || (flags & M_NOWAIT) || !sk_wait_for_memory(attempt))
 			break;
 	}
@@ -289,6 +294,15 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 	size_t usable = class_bit == LARGE_CLASS_BIT ? raw : raw - TYPE_TRAILER;
 	if (flags & M_ZERO)
 		memset(p, 0, usable);
+	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF)) {
+		/* Cache objects have their record (the class cache is tracked);
+		 * large and heap blocks get one here.  Either way it names the type. */
+		struct sk_page *pg = sk_page_of(p);
+		if (pg->kind != SK_PAGE_SLAB)
+			sk_track_alloc(p, NULL, pg->kind == SK_PAGE_LARGE ? SK_TRACK_LARGE : SK_TRACK_HEAP,
+				       raw, site);
+		sk_track_set_type(p, type);
+	}
 	struct mt_cpu_stats *s = type_stats(type);
 	if (s) {
 		s += sk_pcpu_current_cpu();
@@ -303,7 +317,7 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 
 SK_EXPORT void *bsd_malloc(size_t size, struct malloc_type *type, int flags)
 {
-	return malloc_common(size, type, SK_NODE_ANY, flags, "bsd_malloc");
+	return malloc_common(size, type, SK_NODE_ANY, flags, "bsd_malloc", SK_CALLER());
 }
 
 SK_EXPORT void *bsd_mallocarray(size_t nmemb, size_t size, struct malloc_type *type, int flags)
@@ -314,7 +328,7 @@ SK_EXPORT void *bsd_mallocarray(size_t nmemb, size_t size, struct malloc_type *t
 			  type ? type->ks_shortdesc : "(null)", nmemb, size);
 		return NULL;
 	}
-	return malloc_common(bytes, type, SK_NODE_ANY, flags, "bsd_mallocarray");
+	return malloc_common(bytes, type, SK_NODE_ANY, flags, "bsd_mallocarray", SK_CALLER());
 }
 
 /* --- domainsets --- */
@@ -355,10 +369,10 @@ SK_EXPORT void *bsd_malloc_domainset(size_t size, struct malloc_type *type, cons
 	}
 	switch (ds->policy) {
 	case DS_FT:
-		return malloc_common(size, type, SK_NODE_ANY, flags, "bsd_malloc_domainset");
+		return malloc_common(size, type, SK_NODE_ANY, flags, "bsd_malloc_domainset", SK_CALLER());
 	case DS_RR: {
 		int node = (int)(ck_pr_faa_32(&ds_rr_cursor, 1) % sk_state.nodes);
-		return malloc_common(size, type, node, flags, "bsd_malloc_domainset");
+		return malloc_common(size, type, node, flags, "bsd_malloc_domainset", SK_CALLER());
 	}
 	case DS_PREFER:
 	case DS_FIXED:
@@ -368,9 +382,9 @@ SK_EXPORT void *bsd_malloc_domainset(size_t size, struct malloc_type *type, cons
 			return NULL;
 		}
 		void *p = malloc_common(size, type, ds->domain, ds->policy == DS_PREFER ? (flags & ~M_WAITOK) | M_NOWAIT : flags,
-					"bsd_malloc_domainset");
+					"bsd_malloc_domainset", SK_CALLER());
 		if (!p && ds->policy == DS_PREFER)
-			p = malloc_common(size, type, SK_NODE_ANY, flags, "bsd_malloc_domainset");
+			p = malloc_common(size, type, SK_NODE_ANY, flags, "bsd_malloc_domainset", SK_CALLER());
 		return p;
 	}
 	return NULL;
@@ -403,6 +417,8 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 		ck_pr_add_64(&s->memfreed, bi.raw);
 	}
 	struct sk_page *pg = bi.pg;
+	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF) && pg->kind != SK_PAGE_SLAB)
+		sk_track_free(addr); /* cache objects: the cache's slow path */
 	if (pg->kind == SK_PAGE_LARGE) {
 		pg->bk[0] = 0;
 		sk_large_free(addr, pg);
@@ -434,14 +450,14 @@ SK_EXPORT size_t bsd_malloc_usable_size(const void *addr)
 }
 
 static void *realloc_common(void *addr, size_t size, struct malloc_type *type, int flags, const char *call,
-			    bool free_on_failure)
+			    bool free_on_failure, const void *site)
 {
 	struct block_info bi;
 
 	if (!flags_ok(flags, call, type))
 		return NULL;
 	if (!addr)
-		return malloc_common(size, type, SK_NODE_ANY, flags, call);
+		return malloc_common(size, type, SK_NODE_ANY, flags, call, site);
 	if (!block_info(addr, call, &bi))
 		return NULL;
 	if (bi.type != type) {
@@ -452,7 +468,7 @@ static void *realloc_common(void *addr, size_t size, struct malloc_type *type, i
 	/* Keep the block while the new size fits and is more than half of it. */
 	if (size <= bi.usable && size > bi.usable / 2)
 		return addr;
-	void *p = malloc_common(size, type, SK_NODE_ANY, flags, call);
+	void *p = malloc_common(size, type, SK_NODE_ANY, flags, call, site);
 	if (!p) {
 		if (free_on_failure)
 			bsd_free(addr, type);
@@ -465,10 +481,10 @@ static void *realloc_common(void *addr, size_t size, struct malloc_type *type, i
 
 SK_EXPORT void *bsd_realloc(void *addr, size_t size, struct malloc_type *type, int flags)
 {
-	return realloc_common(addr, size, type, flags, "bsd_realloc", false);
+	return realloc_common(addr, size, type, flags, "bsd_realloc", false, SK_CALLER());
 }
 
 SK_EXPORT void *bsd_reallocf(void *addr, size_t size, struct malloc_type *type, int flags)
 {
-	return realloc_common(addr, size, type, flags, "bsd_reallocf", true);
+	return realloc_common(addr, size, type, flags, "bsd_reallocf", true, SK_CALLER());
 }

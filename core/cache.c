@@ -129,6 +129,13 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 	c->front_data = p->front_data;
 	c->free_tag = (uint8_t)ops->free_tag;
 
+	if (sk_track_mode != SK_TRACK_OFF)
+		c->flags |= SK_CACHE_STORE_USER; /* SLABKIT_LEAKS: every cache */
+	if (sk_track_cache(c) && !sk_track_ready()) {
+		sk_errorf("slabkit: cannot create cache %s: no memory for its allocation records", c->name);
+		sk_meta_free(c, sizeof(*c));
+		return NULL;
+	}
 	if ((err = ops->cache_create(c)) != 0) {
 		sk_errorf("slabkit: backend %s cannot create cache %s (size %zu, align %u): %s",
 			  ops->name, c->name, p->object_size, c->align, strerror(-err));
@@ -156,6 +163,9 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 			c->fast = SK_FAST_RSEQ_ARRAY_NODE;
 		else
 			c->fast = SK_FAST_LOCKED;
+		/* Tracked: no fast path takes it; the slow path records. */
+		if (sk_track_cache(c))
+			c->fast = SK_FAST_TRACKED;
 		/* While a trace is recorded, every call takes its front end's
 		 * out-of-line path, where it is recorded (sk_trace.h). */
 		if (sk_load(&sk_trace_on))
@@ -208,9 +218,16 @@ uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 		sk_errorf("%s %s: Slab cache still has objects when called from %s",
 			  c->front == SK_FRONT_UMA ? "uma_zdestroy" : "kmem_cache_destroy", c->name,
 			  caller);
+		if (sk_track_cache(c)) {
+			char what[SLABKIT_NAME_MAX + 16];
+			snprintf(what, sizeof(what), "cache %s", c->name);
+			sk_track_report(what, c, SK_TRACK_ANY);
+		}
 		c->dead = true;
 		return live;
 	}
+	if (sk_track_cache(c))
+		sk_track_forget_cache(c);
 	registry_remove(c);
 	c->ops->cache_destroy(c);
 	sk_pcpu_destroy(c);
@@ -220,12 +237,24 @@ uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 
 /* --- slow paths --- */
 
-sk_noinline void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned flags)
+/* This CPU's slot, also for a tracked cache (whose fast path always misses). */
+static void *slot_pop(struct sk_cache *c)
+{
+	return sk_unlikely(c->fast == SK_FAST_TRACKED) ? sk_track_pcpu_pop(c) : sk_pcpu_pop(c);
+}
+
+static bool slot_push(struct sk_cache *c, void *obj, struct sk_page *pg)
+{
+	return sk_unlikely(c->fast == SK_FAST_TRACKED) ? sk_track_pcpu_push(c, obj, pg)
+						       : sk_pcpu_push(c, obj, pg);
+}
+
+static void *alloc_untracked(struct sk_cache *c, int node, unsigned flags)
 {
 	void *obj;
 
 	/* The fast path also misses when its count field is full. */
-	if (node == SK_NODE_ANY && sk_pcpu_fold_if_full(c) && (obj = sk_pcpu_pop(c)))
+	if (node == SK_NODE_ANY && sk_pcpu_fold_if_full(c) && (obj = slot_pop(c)))
 		return obj;
 	obj = c->ops->alloc(c, node, flags);
 
@@ -238,10 +267,24 @@ sk_noinline void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned fla
 	return obj;
 }
 
-void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags)
+sk_noinline void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned flags, const void *site)
 {
-	if (node == SK_NODE_ANY)
-		return sk_cache_alloc(c, flags);
+	if (sk_likely(!sk_track_cache(c)))
+		return alloc_untracked(c, node, flags);
+	void *obj = node == SK_NODE_ANY ? sk_track_pcpu_pop(c) : NULL;
+	if (!obj)
+		obj = alloc_untracked(c, node, flags);
+	if (obj)
+		sk_track_alloc(obj, c, SK_TRACK_OBJECT, c->object_size, site);
+	return obj;
+}
+
+void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags, const void *site)
+{
+	if (node == SK_NODE_ANY) {
+		void *obj = sk_pcpu_pop(c);
+		return obj ? obj : sk_cache_alloc_slow(c, SK_NODE_ANY, flags, site);
+	}
 	/* Only a CPU of that node can have the object; a thread that migrates
 	 * between the check and the pop puts the object back (counted twice). */
 	void *obj = sk_numa_cpu_node(sk_pcpu_current_cpu()) == node ? sk_pcpu_pop(c) : NULL;
@@ -251,12 +294,17 @@ void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags)
 			return obj;
 		sk_cache_free(c, obj, pg); /* another node's: put it back */
 	}
-	return sk_cache_alloc_slow(c, node, flags);
+	return sk_cache_alloc_slow(c, node, flags, site);
 }
 
 sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
-	if (sk_pcpu_fold_if_full(c) && sk_pcpu_push(c, obj, pg))
+	if (sk_unlikely(sk_track_cache(c))) {
+		sk_track_free(obj);
+		if (c->fast == SK_FAST_TRACKED && sk_track_pcpu_push(c, obj, pg))
+			return;
+	}
+	if (sk_pcpu_fold_if_full(c) && slot_push(c, obj, pg))
 		return;
 	ck_pr_inc_64(&c->ctr.slow_frees);
 	c->ops->free(c, obj, pg);

@@ -19,9 +19,9 @@
 static void notice_unenforced_debug_flags(slab_flags_t flags, const char *name)
 {
 	static bool told;
-	if ((flags & (SLAB_POISON | SLAB_RED_ZONE | SLAB_STORE_USER | SLAB_CONSISTENCY_CHECKS)) &&
+	if ((flags & (SLAB_POISON | SLAB_RED_ZONE | SLAB_CONSISTENCY_CHECKS)) &&
 	    !ck_pr_fas_8((uint8_t *)&told, 1))
-		sk_errorf("slabkit: cache %s asks for SLAB_POISON/RED_ZONE/STORE_USER/CONSISTENCY_CHECKS: "
+		sk_errorf("slabkit: cache %s asks for SLAB_POISON/RED_ZONE/CONSISTENCY_CHECKS: "
 			  "accepted, but slabkit does not check them yet", name);
 }
 

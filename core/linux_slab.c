@@ -31,6 +31,18 @@ static sk_always_inline void count_requested(struct sk_cache *c, size_t size)
 		ck_pr_add_64(&c->ctr.slow_bytes_requested, size);
 }
 
+/* SLABKIT_LEAKS: record a large or heap block (cache objects are recorded
+ * by the cache's slow path). */
+static void track_block(const void *p, const void *site)
+{
+	struct sk_page *pg = sk_page_of(p);
+
+	if (pg->kind == SK_PAGE_LARGE)
+		sk_track_alloc(p, NULL, SK_TRACK_LARGE, sk_large_size(pg), site);
+	else if (pg->kind == SK_PAGE_HEAP)
+		sk_track_alloc(p, NULL, SK_TRACK_HEAP, sk_block_size(p, pg), site);
+}
+
 static void alloc_failed(const char *call, size_t size, gfp_t gfp)
 {
 	if (!(gfp & __GFP_NOWARN))
@@ -39,7 +51,8 @@ static void alloc_failed(const char *call, size_t size, gfp_t gfp)
 
 /* Everything kmalloc's inline path does not: lazy init, node requests, the
  * backend's heap, the page path, failures and __GFP_NOFAIL retries. */
-static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const char *call)
+static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const char *call,
+				       const void *site)
 {
 	void *p = NULL;
 
@@ -63,7 +76,7 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 		if (idx >= 0 && sk_state.kmalloc_caches[idx]) {
 			struct sk_cache *c = sk_state.kmalloc_caches[idx];
 			p = sk_cache_alloc_node(c, node == NUMA_NO_NODE ? SK_NODE_ANY : node,
-						gfp_to_sk(gfp));
+						gfp_to_sk(gfp), site);
 			if (p)
 				count_requested(c, size);
 		} else if (heap && size <= heap->kmalloc_max) {
@@ -93,6 +106,8 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 			alloc_failed(call, size, gfp);
 		return NULL;
 	}
+	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF))
+		track_block(p, site);
 	if (gfp & __GFP_ZERO) /* the whole block, as ksize() will report it */
 		memset(p, 0, sk_block_size(p, sk_page_of(p)));
 	sk_trace_alloc(SK_TRACE_API_KMALLOC, p, size, 0);
@@ -113,8 +128,11 @@ static sk_always_inline void *kmalloc_inline(size_t size, gfp_t gfp)
 			}
 		}
 	}
-	return kmalloc_slow(size, gfp, NUMA_NO_NODE, "kmalloc");
+	return kmalloc_slow(size, gfp, NUMA_NO_NODE, "kmalloc", SK_CALLER());
 }
+
+/* The entry points below inline their helpers, so that SK_CALLER() in
+ * them is the user's call site. */
 
 SK_EXPORT void *kmalloc(size_t size, gfp_t flags)
 {
@@ -126,19 +144,24 @@ SK_EXPORT void *kzalloc(size_t size, gfp_t flags)
 	return kmalloc_inline(size, flags | __GFP_ZERO);
 }
 
-SK_EXPORT void *kmalloc_node(size_t size, gfp_t flags, int node)
+static sk_always_inline void *kmalloc_node_inline(size_t size, gfp_t flags, int node)
 {
 	if (node == NUMA_NO_NODE)
 		return kmalloc_inline(size, flags);
-	return kmalloc_slow(size, flags, node, "kmalloc_node");
+	return kmalloc_slow(size, flags, node, "kmalloc_node", SK_CALLER());
+}
+
+SK_EXPORT void *kmalloc_node(size_t size, gfp_t flags, int node)
+{
+	return kmalloc_node_inline(size, flags, node);
 }
 
 SK_EXPORT void *kzalloc_node(size_t size, gfp_t flags, int node)
 {
-	return kmalloc_node(size, flags | __GFP_ZERO, node);
+	return kmalloc_node_inline(size, flags | __GFP_ZERO, node);
 }
 
-SK_EXPORT void *kmalloc_array(size_t n, size_t size, gfp_t flags)
+static sk_always_inline void *kmalloc_array_inline(size_t n, size_t size, gfp_t flags)
 {
 	size_t bytes;
 	if (__builtin_mul_overflow(n, size, &bytes))
@@ -146,9 +169,14 @@ SK_EXPORT void *kmalloc_array(size_t n, size_t size, gfp_t flags)
 	return kmalloc_inline(bytes, flags);
 }
 
+SK_EXPORT void *kmalloc_array(size_t n, size_t size, gfp_t flags)
+{
+	return kmalloc_array_inline(n, size, flags);
+}
+
 SK_EXPORT void *kcalloc(size_t n, size_t size, gfp_t flags)
 {
-	return kmalloc_array(n, size, flags | __GFP_ZERO);
+	return kmalloc_array_inline(n, size, flags | __GFP_ZERO);
 }
 
 /* Free any block: a cache object, a large allocation, a heap block.
@@ -184,9 +212,13 @@ static void free_block(const void *p, const char *call)
 				  p, sk_page_addr(pg));
 			return;
 		}
+		if (sk_unlikely(sk_track_mode != SK_TRACK_OFF))
+			sk_track_free(p);
 		sk_large_free((void *)p, pg);
 		return;
 	case SK_PAGE_HEAP:
+		if (sk_unlikely(sk_track_mode != SK_TRACK_OFF))
+			sk_track_free(p);
 		ck_pr_inc_64(&sk_state.heap.frees);
 		ck_pr_add_64(&sk_state.heap.bytes_freed, sk_state.heap_ops->ksize(p, pg));
 		sk_state.heap_ops->kfree((void *)p, pg);
@@ -286,7 +318,7 @@ SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
 			return (void *)p;
 		}
 	}
-	void *q = kmalloc(new_size, flags);
+	void *q = kmalloc_inline(new_size, flags);
 	if (!q)
 		return NULL; /* p is untouched */
 	if (old)
@@ -307,7 +339,8 @@ static bool check_cache(const struct kmem_cache *s, const char *call)
 
 /* Everything kmem_cache_alloc's fast path does not: a NULL cache, the
  * backend, __GFP_NOFAIL retries, zeroing.  obj is what the fast path got. */
-static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, void *obj)
+static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, void *obj,
+						const void *site)
 {
 	if (flags & __GFP_THISNODE) { /* the caller's node and no other */
 		int node = sk_numa_cpu_node(sk_pcpu_current_cpu());
@@ -323,7 +356,7 @@ static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, 
 		if (!check_cache((struct kmem_cache *)c, "kmem_cache_alloc"))
 			return NULL;
 		for (unsigned attempt = 0;; attempt++) {
-			obj = sk_cache_alloc_slow(c, SK_NODE_ANY, gfp_to_sk(flags));
+			obj = sk_cache_alloc_slow(c, SK_NODE_ANY, gfp_to_sk(flags), site);
 			if (obj || !(flags & __GFP_NOFAIL) || !sk_wait_for_memory(attempt))
 				break;
 		}
@@ -339,7 +372,7 @@ got:
 	return obj;
 }
 
-SK_EXPORT void *kmem_cache_alloc(struct kmem_cache *s, gfp_t flags)
+static sk_always_inline void *kmem_cache_alloc_inline(struct kmem_cache *s, gfp_t flags)
 {
 	struct sk_cache *c = (struct sk_cache *)s;
 	void *obj = NULL;
@@ -347,12 +380,17 @@ SK_EXPORT void *kmem_cache_alloc(struct kmem_cache *s, gfp_t flags)
 	if (sk_likely(c != NULL) && sk_likely((obj = sk_pcpu_pop(c)) != NULL) &&
 	    sk_likely(!(flags & (__GFP_ZERO | __GFP_THISNODE))))
 		return obj;
-	return kmem_cache_alloc_miss(c, flags, obj);
+	return kmem_cache_alloc_miss(c, flags, obj, SK_CALLER());
+}
+
+SK_EXPORT void *kmem_cache_alloc(struct kmem_cache *s, gfp_t flags)
+{
+	return kmem_cache_alloc_inline(s, flags);
 }
 
 SK_EXPORT void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t flags)
 {
-	return kmem_cache_alloc(s, flags | __GFP_ZERO);
+	return kmem_cache_alloc_inline(s, flags | __GFP_ZERO);
 }
 
 SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int node)
@@ -360,7 +398,7 @@ SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int nod
 	struct sk_cache *c = (struct sk_cache *)s;
 
 	if (node == NUMA_NO_NODE)
-		return kmem_cache_alloc(s, flags);
+		return kmem_cache_alloc_inline(s, flags);
 	if (!check_cache(s, "kmem_cache_alloc_node"))
 		return NULL;
 	if (node < 0 || (unsigned)node >= sk_state.nodes) {
@@ -368,7 +406,7 @@ SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int nod
 			  node, sk_state.nodes);
 		return NULL;
 	}
-	void *obj = sk_cache_alloc_node(c, node, gfp_to_sk(flags));
+	void *obj = sk_cache_alloc_node(c, node, gfp_to_sk(flags), SK_CALLER());
 	if (obj && (flags & __GFP_THISNODE) && sk_page_of(obj)->node != (unsigned)node) {
 		sk_cache_free(c, obj, sk_page_of(obj)); /* __GFP_THISNODE fails instead */
 		obj = NULL;

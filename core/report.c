@@ -68,3 +68,8 @@ SK_EXPORT void slabkit_report_vmstat_m(FILE *out)
 	sk_ensure_init();
 	sk_report_malloc_types(out);
 }
+
+void sk_at_exit(void)
+{
+	sk_track_report_at_exit();
+}

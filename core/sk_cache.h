@@ -36,7 +36,7 @@ enum sk_front {
 #define SK_CACHE_HWCACHE_ALIGN 0x0001u /* align to the cache line (halved while size <= line/2) */
 #define SK_CACHE_POISON        0x0002u /* accepted, not yet checked */
 #define SK_CACHE_RED_ZONE      0x0004u /* accepted, not yet checked */
-#define SK_CACHE_STORE_USER    0x0008u /* accepted, not yet recorded */
+#define SK_CACHE_STORE_USER    0x0008u /* record each live object's allocator (sk_track.h) */
 #define SK_CACHE_PANIC         0x0010u /* creation failure panics */
 #define SK_CACHE_SIZE_CLASS    0x0020u /* a kmalloc or malloc(9) class */
 #define SK_CACHE_ZINIT         0x0040u /* zero a slab's memory when it is created */

@@ -23,6 +23,7 @@
 #include "sk_compiler.h"
 #include "sk_fastpath.h"
 #include "sk_sizeclass.h"
+#include "sk_track.h"
 
 /* Internal: never exported from the shared library (and reached without
  * the GOT from inside it). */
@@ -107,22 +108,26 @@ uint64_t sk_cache_shrink(struct sk_cache *c, enum sk_shrink_level level);
 void sk_cache_fill_info(struct sk_cache *c, struct slabkit_cache_info *out);
 void sk_shrink_every_cache(enum sk_shrink_level level);
 
-void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned flags);
+/* The slow paths.  `site` is the user's call site (SK_CALLER() in the
+ * exported entry point), recorded when the cache is tracked. */
+void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned flags, const void *site);
 void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg);
 
-/* Allocate one object: this CPU's slot, else the backend. */
+/* Allocate one object: this CPU's slot, else the backend.  Use it only
+ * inline in an exported entry point (the call site is its caller's). */
 static sk_always_inline void *sk_cache_alloc(struct sk_cache *c, unsigned flags)
 {
 	void *obj = sk_pcpu_pop(c);
 
 	if (sk_unlikely(!obj))
-		obj = sk_cache_alloc_slow(c, SK_NODE_ANY, flags);
+		obj = sk_cache_alloc_slow(c, SK_NODE_ANY, flags, SK_CALLER());
 	return obj;
 }
 
-/* Allocate one object on `node`: this CPU's slot when it holds one of that
- * node (the common case of a caller asking for its own node), else the backend. */
-void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags);
+/* Allocate one object on `node` (SK_NODE_ANY: anywhere): this CPU's slot
+ * when it holds one of that node (the common case of a caller asking for
+ * its own node), else the backend. */
+void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags, const void *site);
 
 /* Free one object of c whose page head descriptor is pg (already checked). */
 static sk_always_inline void sk_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
@@ -174,6 +179,10 @@ int sk_tune_check_backends(const char *tune);
 /* Apply the string's backend tunables for this cache (not `backend`). */
 void sk_apply_tunables(struct sk_cache *c);
 void sk_meta_reset(void);
+
+/* Registered with atexit at the first init: SLABKIT_STATS and SLABKIT_LEAKS
+ * reports. */
+void sk_at_exit(void);
 
 #pragma GCC visibility pop
 

@@ -56,6 +56,7 @@ enum sk_fast {
 	SK_FAST_RSEQ_LIST_SLAB,    /* SLUB: list slots, tag = slab descriptor */
 	SK_FAST_RSEQ_ARRAY_NODE,   /* SLAB, UMA: array slots, tag = node + 1 */
 	SK_FAST_LOCKED,            /* lock mode, or any other combination */
+	SK_FAST_TRACKED,           /* allocation tracking: every call takes the slow path (sk_track.h) */
 };
 
 /* The tag a freed object shows the fast path (see enum sk_free_tag). */

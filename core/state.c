@@ -375,6 +375,8 @@ static int init_locked(const struct slabkit_config *cfg)
 	const char *trace_path = getenv("SLABKIT_TRACE");
 	if (trace_path && *trace_path && !sk_load(&sk_trace_on))
 		sk_trace_start(trace_path);
+	if ((err = sk_track_init()) != 0)
+		goto fail_numa;
 	if ((err = sk_tune_check_backends(sk_state.tune)) != 0)
 		goto fail_numa;
 	if ((err = sk_backend_activate(ops)) != 0)
@@ -389,6 +391,9 @@ static int init_locked(const struct slabkit_config *cfg)
 	pthread_mutex_init(&sk_state.tick_lock, NULL);
 	pthread_cond_init(&sk_state.tick_cond, NULL);
 	sk_store_release(&sk_state.ready, true);
+	static bool exit_hooked; /* under init_lock */
+	if (!exit_hooked)
+		exit_hooked = atexit(sk_at_exit) == 0;
 	if (tick_ms > 0) {
 		sk_state.tick_stop = false;
 		sk_state.tick_running = pthread_create(&sk_state.tick_thread, NULL, tick_main, NULL) == 0;
@@ -400,6 +405,7 @@ fail_backend:
 		sk_cache_destroy(sk_state.last, "slabkit_init");
 	backends_fini();
 fail_numa:
+	sk_track_fini();
 	sk_meta_reset();
 	sk_numa_fini();
 	memset(&sk_state, 0, sizeof(sk_state));
@@ -457,6 +463,8 @@ SK_EXPORT void slabkit_fini(void)
 		}
 		sk_cache_destroy(c, "slabkit_fini");
 	}
+	sk_track_report("large and heap blocks", SK_TRACK_NO_CACHE, SK_TRACK_NO_TYPE);
+	sk_track_fini();
 	backends_fini();
 	sk_store(&sk_state.ready, false);
 	sk_meta_reset();

@@ -350,7 +350,7 @@ static void item_release(uma_zone_t z, void *item)
 }
 
 /* One item from the keg or the import callback, through zinit. */
-static void *item_get(uma_zone_t z, int domain, int flags)
+static void *item_get(uma_zone_t z, int domain, int flags, const void *site)
 {
 	unsigned skf = (flags & M_WAITOK) ? SK_ALLOC_WAIT : 0;
 	void *item = NULL;
@@ -360,7 +360,7 @@ static void *item_get(uma_zone_t z, int domain, int flags)
 			if (z->import(z->arg, &item, 1, domain, flags) != 1)
 				item = NULL;
 		} else {
-			item = sk_cache_alloc_node(z->keg, domain, skf);
+			item = sk_cache_alloc_node(z->keg, domain, skf, site);
 		}
 		if (item || (flags & M_NOWAIT) || !sk_wait_for_memory(attempt))
 			break;
@@ -379,7 +379,8 @@ static void item_put(uma_zone_t z, void *item)
 	item_release(z, item);
 }
 
-static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int flags, const char *call)
+static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int flags, const char *call,
+				      const void *site)
 {
 	if (!uma_flags_ok(z, flags, call))
 		return NULL;
@@ -392,7 +393,7 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 		ck_pr_inc_64(&z->fails);
 		return NULL;
 	}
-	void *item = item_get(z, domain, flags);
+	void *item = item_get(z, domain, flags, site);
 	bool out_of_memory = !item;
 	if (item && z->ctor && z->ctor(item, z->size, arg, flags) != 0) {
 		item_put(z, item); /* a failing ctor fails the allocation; no dtor */
@@ -422,13 +423,13 @@ SK_EXPORT void *uma_zalloc_arg(uma_zone_t z, void *arg, int flags)
 	struct sk_cache *keg = sk_likely(z != NULL) ? sk_load(&z->fast_keg) : NULL;
 
 	if (sk_unlikely(!keg))
-		return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc");
+		return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc", SK_CALLER());
 	/* A plain zone is its keg's front_data and has no ctor (it never gets
 	 * one), so neither z nor arg needs to live past this point: the fast
 	 * path keeps only the keg and the flags. */
 	void *item = (unsigned)(flags & (M_NOWAIT | M_WAITOK)) - 1u < 2u ? sk_pcpu_pop(keg) : NULL;
 	if (sk_unlikely(!item))
-		return zalloc_slow(keg->front_data, NULL, UMA_ANYDOMAIN, flags, "uma_zalloc");
+		return zalloc_slow(keg->front_data, NULL, UMA_ANYDOMAIN, flags, "uma_zalloc", SK_CALLER());
 	if (flags & M_ZERO)
 		memset(item, 0, keg->object_size);
 	return item;
@@ -436,7 +437,7 @@ SK_EXPORT void *uma_zalloc_arg(uma_zone_t z, void *arg, int flags)
 
 SK_EXPORT void *uma_zalloc_domain(uma_zone_t z, void *arg, int domain, int flags)
 {
-	return zalloc_slow(z, arg, domain, flags, "uma_zalloc_domain");
+	return zalloc_slow(z, arg, domain, flags, "uma_zalloc_domain", SK_CALLER());
 }
 
 static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
