@@ -1,5 +1,7 @@
 # The README's two commands:
-#   make run    install what is missing, build, compare every backend (the benchmark)
+#   make run    install what is missing, build, run slabkit-bench: every backend,
+#               glibc and the installed peers (jemalloc, tcmalloc, mimalloc);
+#               writes slabkit-bench.{csv,json,html} here (BENCH_ARGS=--quick: < 60 s)
 #   make test   install what is missing, build, run the whole suite (ctest), then
 #               the sanitizer builds (ASan+UBSan, TSan); ctest's 'install' test
 #               installs into a scratch prefix and builds a program against it
@@ -9,33 +11,44 @@
 
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
-DEBIAN_PACKAGES := build-essential cmake pkg-config libck-dev libhwloc-dev liburcu-dev libcmocka-dev
+DEBIAN_PACKAGES := build-essential cmake pkg-config libck-dev libhwloc-dev liburcu-dev libcmocka-dev python3
+# The other mallocs slabkit-bench compares with (LD_PRELOADed; skipped when absent).
+BENCH_PEER_PACKAGES := libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
 BUILD ?= build
 
-.PHONY: run test deps build check check-asan check-tsan clean
+.PHONY: run test deps bench-peers build check check-asan check-tsan clean
 
-run: deps
+run: deps bench-peers
 	cmake -S . -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSLABKIT_BUILD_TESTS=OFF
-	cmake --build $(BUILD)-release -j$(JOBS) --target slabkit_bench
-	./$(BUILD)-release/tools/slabkit_bench $(BENCH_ARGS)
+	cmake --build $(BUILD)-release -j$(JOBS) --target slabkit-bench
+	./$(BUILD)-release/tools/slabkit-bench $(BENCH_ARGS)
 
 test: deps check check-asan check-tsan
 	@echo "make test: every suite passed"
 
-deps:
+# $(call install_missing,packages,fatal): apt-get install what dpkg lacks.
+define install_missing
 	@missing=""; \
-	for p in $(DEBIAN_PACKAGES); do \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	    (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null) || $(2); \
 	  else \
-	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; exit 1; \
+	    echo "missing Debian packages:$$missing (run as root, or: sudo apt-get install$$missing)"; $(2); \
 	  fi; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEBIAN_PACKAGES),exit 1)
+
+# Optional: without them slabkit-bench compares the backends with glibc only.
+bench-peers:
+	$(call install_missing,$(BENCH_PEER_PACKAGES),echo "slabkit-bench will skip the peers it cannot find")
 
 build: deps
 	cmake -S . -B $(BUILD)

@@ -109,5 +109,15 @@ if ldd "$work/consumer_static" | grep -q libslabkit; then
 	exit 1
 fi
 
+# The benchmark is installed with the library and finds it from bin/.
+if [ -e "$build/tools/slabkit-bench" ]; then
+	bench=$(find "$prefix" -path '*/bin/slabkit-bench' | head -n 1)
+	[ -x "$bench" ] || { echo "install: bin/slabkit-bench missing" >&2; exit 1; }
+	"$bench" --list | grep -q '^allocators: glibc' || {
+		echo "install: the installed slabkit-bench does not run (finding libslabkit.so?)" >&2
+		exit 1
+	}
+fi
+
 [ $status -eq 0 ] && echo "install: headers, find_package, pkg-config (shared, static) all work"
 exit $status
