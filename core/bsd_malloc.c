@@ -262,6 +262,21 @@ static bool flags_ok(int flags, const char *call, const struct malloc_type *type
 	return false;
 }
 
+/* Count a block of raw bytes (vmstat -m size bit class_bit, 63: large)
+ * handed out for a request of size bytes. */
+void sk_bsd_count_alloc(struct malloc_type *type, void *p, size_t size, size_t raw, int class_bit)
+{
+	struct mt_cpu_stats *s = type_stats(type);
+	if (s) {
+		s += sk_pcpu_current_cpu();
+		ck_pr_inc_64(&s->numallocs);
+		ck_pr_add_64(&s->memalloced, raw);
+		if (!(sk_load(&s->size_mask) & (1ull << class_bit)))
+			ck_pr_or_64(&s->size_mask, 1ull << class_bit);
+	}
+	sk_trace_alloc(SK_TRACE_API_BSD_MALLOC, p, size, 0);
+}
+
 static void *malloc_common(size_t size, struct malloc_type *type, int node, int flags, const char *call,
 			   const void *site)
 {
@@ -278,6 +293,8 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 				  type->ks_shortdesc, size);
 		return NULL;
 	}
+	if (sk_unlikely(flags & (M_NODUMP | M_EXEC))) /* whole pages (core/bsd_malloc_pages.c) */
+		return sk_bsd_malloc_pages(size, 0, type, node, flags, call, site);
 	unsigned skf = (flags & M_WAITOK) ? SK_ALLOC_WAIT | SK_ALLOC_NOFAIL : 0;
 	for (unsigned attempt = 0;; attempt++) {
 		p = alloc_block(size, type, node, skf, &raw, &class_bit, site);
@@ -303,15 +320,7 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 				       raw, site);
 		sk_track_set_type(p, type);
 	}
-	struct mt_cpu_stats *s = type_stats(type);
-	if (s) {
-		s += sk_pcpu_current_cpu();
-		ck_pr_inc_64(&s->numallocs);
-		ck_pr_add_64(&s->memalloced, raw);
-		if (!(sk_load(&s->size_mask) & (1ull << class_bit)))
-			ck_pr_or_64(&s->size_mask, 1ull << class_bit);
-	}
-	sk_trace_alloc(SK_TRACE_API_BSD_MALLOC, p, size, 0);
+	sk_bsd_count_alloc(type, p, size, raw, class_bit);
 	return p;
 }
 

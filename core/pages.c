@@ -212,3 +212,27 @@ SK_EXPORT int page_to_nid(const struct page *page)
 {
 	return page ? ((const struct sk_page *)page)->node : NUMA_NO_NODE;
 }
+
+/* --- aligned large blocks (malloc(9)'s contigmalloc, malloc_aligned) --- */
+
+void *sk_large_alloc_aligned(size_t size, size_t align, int node, unsigned flags)
+{
+	size_t npages = (size + SK_PAGE_SIZE - 1) >> SK_PAGE_SHIFT;
+	unsigned order = npages <= 1 ? 0 : 64 - (unsigned)__builtin_clzl(npages - 1);
+
+	/* An exact block starts on a multiple of its enclosing buddy block. */
+	if (align <= (SK_PAGE_SIZE << order))
+		return sk_large_alloc(size, node, flags);
+	order = (unsigned)__builtin_ctzl(align) - SK_PAGE_SHIFT;
+	void *p = order <= SK_MAX_ORDER && size ? sk_pages_alloc(node, order, SK_PAGE_LARGE, NULL) : NULL;
+	if (!p) {
+		ck_pr_inc_64(&sk_state.large.failures);
+		return NULL;
+	}
+	npages = (size_t)1 << order;
+	ck_pr_inc_64(&sk_state.large.allocs);
+	ck_pr_add_64(&sk_state.large.pages, npages);
+	ck_pr_add_64(&sk_state.large.bytes_requested, size);
+	ck_pr_add_64(&sk_state.large.bytes_allocated, npages << SK_PAGE_SHIFT);
+	return p;
+}

@@ -157,6 +157,19 @@ extern const char sk_vmalloc_owner, sk_page_api_owner;
 const char *sk_large_owner_name(const struct sk_page *pg);
 const char *sk_large_owner_free(const struct sk_page *pg);
 
+/* A large block aligned to `align` bytes (a power of two up to 1 GiB),
+ * counted as a large allocation (core/pages.c).  Up to the block's own
+ * buddy alignment it is sk_large_alloc; beyond, a whole aligned block. */
+void *sk_large_alloc_aligned(size_t size, size_t align, int node, unsigned flags);
+
+/* malloc(9) in whole pages: M_NODUMP, M_EXEC, contigmalloc and aligned
+ * requests a class cannot serve (core/bsd_malloc_pages.c); flags checked. */
+struct malloc_type;
+void *sk_bsd_malloc_pages(size_t size, size_t align, struct malloc_type *type, int node, int flags,
+			  const char *call, const void *site);
+/* Count a malloc(9) block in its type's statistics (core/bsd_malloc.c). */
+void sk_bsd_count_alloc(struct malloc_type *type, void *p, size_t size, size_t raw, int class_bit);
+
 /* Usable size of any live block (object, large, heap); 0 if not ours. */
 size_t sk_block_size(const void *p, struct sk_page *pg);
 

@@ -422,6 +422,36 @@ void *sk_pages_alloc_exact(int node, size_t npages, enum sk_page_kind kind, void
 	return sk_pages_alloc_exact_policy(&prov.policy, node, npages, kind, owner);
 }
 
+/* --- block attributes (head->reserved holds SK_PAGES_*) --- */
+
+int sk_pages_set_attrs(void *addr, unsigned attrs)
+{
+	struct sk_page *head = sk_page_of_raw(addr);
+	size_t len = (size_t)head->npages << SK_PAGE_SHIFT;
+
+	if ((attrs & SK_PAGES_NODUMP) && !(head->reserved & SK_PAGES_NODUMP)) {
+		if (madvise(addr, len, MADV_DONTDUMP) != 0)
+			return -errno;
+		head->reserved |= SK_PAGES_NODUMP;
+	}
+	if ((attrs & SK_PAGES_EXEC) && !(head->reserved & SK_PAGES_EXEC)) {
+		if (mprotect(addr, len, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
+			return -errno;
+		head->reserved |= SK_PAGES_EXEC;
+	}
+	return 0;
+}
+
+static sk_cold void clear_attrs(void *addr, size_t npages, unsigned attrs)
+{
+	size_t len = npages << SK_PAGE_SHIFT;
+
+	if (attrs & SK_PAGES_NODUMP)
+		madvise(addr, len, MADV_DODUMP);
+	if (attrs & SK_PAGES_EXEC)
+		mprotect(addr, len, PROT_READ | PROT_WRITE);
+}
+
 static sk_cold void bad_free(void *addr, const char *why)
 {
 	sk_numa_msg("slabkit: numa: sk_pages_free(%p): %s; ignored", addr, why);
@@ -449,6 +479,9 @@ void sk_pages_free(void *addr)
 	size_t pfn = (size_t)(head - sk_page_map);
 	size_t npages = head->npages;
 	unsigned node = head->node; /* written by mark_allocated; saves a division */
+
+	if (sk_unlikely(head->reserved)) /* attributes: gone before the pages are reused */
+		clear_attrs(addr, npages, (unsigned)head->reserved);
 	unsigned order = head->order;
 
 	/* Outside live blocks, head_delta is 0 and owner NULL (sk_numa.h):

@@ -158,6 +158,15 @@ void *sk_pages_alloc_exact_policy(struct sk_numa_policy *pol, int node, size_t n
  * never mistaken for a live block. */
 void sk_pages_free(void *addr);
 
+/* Attributes of an allocated block that the OS keeps (FreeBSD's M_NODUMP
+ * and M_EXEC): SK_PAGES_NODUMP leaves the block out of core dumps
+ * (MADV_DONTDUMP), SK_PAGES_EXEC makes it executable (PROT_EXEC).  addr is
+ * the start of a block from the calls above.  0, or -errno with nothing
+ * changed.  sk_pages_free undoes them before the pages go back. */
+#define SK_PAGES_NODUMP 0x1u
+#define SK_PAGES_EXEC   0x2u
+int sk_pages_set_attrs(void *addr, unsigned attrs);
+
 /* Return every free page of every node to the OS (madvise). */
 void sk_pages_release_free(void);
 

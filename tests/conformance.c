@@ -403,7 +403,7 @@ int main(void)
 		&conformance_kmalloc, &conformance_kmem_cache, &conformance_malloc9,
 		&conformance_uma,     &conformance_misuse,     &conformance_threads,
 		&reports,             &fault,
-		&conformance_linux_extra, &conformance_pages,
+		&conformance_linux_extra, &conformance_pages, &conformance_freebsd_extra,
 	};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)

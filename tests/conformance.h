@@ -51,5 +51,6 @@ extern const struct conformance_group conformance_misuse;     /* conformance_mis
 extern const struct conformance_group conformance_threads;    /* conformance_threads.c */
 extern const struct conformance_group conformance_linux_extra; /* conformance_linux_extra.c */
 extern const struct conformance_group conformance_pages;       /* conformance_pages.c */
+extern const struct conformance_group conformance_freebsd_extra; /* conformance_freebsd_extra.c */
 
 #endif

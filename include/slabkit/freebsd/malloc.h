@@ -26,10 +26,10 @@ extern "C" {
 #define M_ZERO        0x0100
 #define M_NOVM        0x0200
 #define M_USE_RESERVE 0x0400
-#define M_NODUMP      0x0800
+#define M_NODUMP      0x0800  /* whole pages, left out of core dumps (MADV_DONTDUMP) */
 #define M_FIRSTFIT    0x1000
 #define M_BESTFIT     0x2000
-#define M_EXEC        0x4000
+#define M_EXEC        0x4000  /* whole pages, executable (PROT_EXEC); refused if the system forbids it */
 #define M_NEXTFIT     0x8000
 
 #define M_VERSION 2030211
@@ -91,6 +91,22 @@ void *bsd_realloc(void *addr, size_t size, struct malloc_type *type, int flags) 
 void *bsd_reallocf(void *addr, size_t size, struct malloc_type *type, int flags) __attribute__((alloc_size(2)));
 size_t bsd_malloc_usable_size(const void *addr);
 
+/* Aligned blocks (FreeBSD 13+): align is a power of two up to PAGE_SIZE.
+ * Free with bsd_free. */
+void *bsd_malloc_aligned(size_t size, size_t align, struct malloc_type *type, int flags)
+	__attribute__((malloc, alloc_size(1)));
+void *bsd_malloc_domainset_aligned(size_t size, size_t align, struct malloc_type *type,
+				   const struct domainset *ds, int flags) __attribute__((malloc, alloc_size(1)));
+
+/* contigmalloc(9): whole pages, virtually contiguous, aligned to alignment
+ * (a power of two) and not crossing a multiple of boundary (0: none).
+ * User space has no physical addresses: physical contiguity means nothing
+ * here and low/high are not looked at.  Free with bsd_contigfree (size as
+ * allocated) or bsd_free. */
+void *bsd_contigmalloc(unsigned long size, struct malloc_type *type, int flags, uint64_t low,
+		       uint64_t high, unsigned long alignment, uint64_t boundary) __attribute__((malloc));
+void bsd_contigfree(void *addr, unsigned long size, struct malloc_type *type);
+
 #ifdef SLABKIT_FREEBSD_NAMES
 #define malloc(size, type, flags)              bsd_malloc((size), (type), (flags))
 #define mallocarray(n, size, type, flags)      bsd_mallocarray((n), (size), (type), (flags))
@@ -100,6 +116,12 @@ size_t bsd_malloc_usable_size(const void *addr);
 #define realloc(addr, size, type, flags)       bsd_realloc((addr), (size), (type), (flags))
 #define reallocf(addr, size, type, flags)      bsd_reallocf((addr), (size), (type), (flags))
 #define malloc_usable_size(addr)               bsd_malloc_usable_size(addr)
+#define malloc_aligned(size, align, type, flags) bsd_malloc_aligned((size), (align), (type), (flags))
+#define malloc_domainset_aligned(size, align, type, ds, flags) \
+	bsd_malloc_domainset_aligned((size), (align), (type), (ds), (flags))
+#define contigmalloc(size, type, flags, low, high, alignment, boundary) \
+	bsd_contigmalloc((size), (type), (flags), (low), (high), (alignment), (boundary))
+#define contigfree(addr, size, type)           bsd_contigfree((addr), (size), (type))
 #endif
 
 #ifdef __cplusplus

@@ -172,7 +172,6 @@ void kfree_bulk(size_t size, void **p);
 void *krealloc_array(void *p, size_t new_n, size_t new_size, gfp_t flags) __attribute__((alloc_size(2, 3)));
 void *kmalloc_array_node(size_t n, size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1, 2)));
 void *kcalloc_node(size_t n, size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1, 2)));
-/* The caller is not recorded (slabkit keeps no per-call-site records). */
 void *kmalloc_track_caller(size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1)));
 void *kmalloc_node_track_caller(size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1)));
 
