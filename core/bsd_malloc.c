@@ -180,7 +180,7 @@ static void *alloc_block(size_t size, struct malloc_type *type, int node, unsign
 		p = sk_cache_alloc_node(c, node, skf, site);
 		if (!p)
 			return NULL;
-		ck_pr_add_64(&c->ctr.slow_bytes_requested, size);
+		ck_pr_add_64(&c->ctr.slow_bytes_slack, c->object_size - size);
 		*raw = c->object_size;
 		*class_bit = idx;
 	} else if (heap && need <= heap->kmalloc_max) {

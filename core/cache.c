@@ -435,11 +435,15 @@ void sk_cache_fill_info(struct sk_cache *c, struct slabkit_cache_info *out)
 	out->in_use = sk_cache_in_use(c);
 	out->high_water = sk_load(&c->ctr.high_water);
 	out->bytes_allocated = out->allocs * c->object_size;
-	/* Size classes count what callers asked for; a fixed-size cache's
-	 * callers always ask for the object size. */
-	if (c->flags & SK_CACHE_SIZE_CLASS)
-		out->bytes_requested = s.bytes_requested + sk_load(&c->ctr.slow_bytes_requested);
-	else
+	/* Size classes count what callers asked for less than the class
+	 * size (the slack), so that the common request of exactly a class
+	 * size costs its fast path nothing; a fixed-size cache's callers
+	 * always ask for the object size. */
+	if (c->flags & SK_CACHE_SIZE_CLASS) {
+		uint64_t slack = s.bytes_slack + sk_load(&c->ctr.slow_bytes_slack);
+		/* (racy sums: never below zero) */
+		out->bytes_requested = slack < out->bytes_allocated ? out->bytes_allocated - slack : 0;
+	} else
 		out->bytes_requested = out->bytes_allocated;
 	out->slabs = sk_load(&c->ctr.slabs);
 	out->pages = sk_load(&c->ctr.pages);

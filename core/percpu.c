@@ -312,7 +312,7 @@ void sk_pcpu_sum(const struct sk_cache *c, struct sk_pcpu_sums *out)
 		slot_counts(c->pcpu_kind, s, &allocs, &frees);
 		out->allocs += allocs;
 		out->frees += frees;
-		out->bytes_requested += sk_load(&s->bytes_requested);
+		out->bytes_slack += sk_load(&s->bytes_slack);
 	}
 }
 
@@ -371,5 +371,5 @@ bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
 
 void sk_pcpu_add_locked(struct sk_cache *c, uint64_t n)
 {
-	ck_pr_add_64(&sk_pcpu_slot(c, sk_pcpu_current_cpu())->bytes_requested, n);
+	ck_pr_add_64(&sk_pcpu_slot(c, sk_pcpu_current_cpu())->bytes_slack, n);
 }

@@ -9,40 +9,31 @@ const uint32_t sk_bsd_class_size[SK_BSD_CLASSES] = {
 	16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
 };
 
-/* Linux's kmalloc_size_index: class of sizes 1..192 by (size - 1) / 8. */
-static const uint8_t kmalloc_small_index[24] = {
-	0,             /* 1..8 */
-	1,             /* 9..16 */
-	2, 2,          /* ..32 */
-	3, 3, 3, 3,    /* ..64 */
-	4, 4, 4, 4,    /* ..96 */
-	5, 5, 5, 5,    /* ..128 */
-	6, 6, 6, 6, 6, 6, 6, 6, /* ..192 */
+/* Entry i holds the class of sizes 8i+1 .. 8i+8. */
+const uint8_t sk_kmalloc_class_of[SK_KMALLOC_MAX_CACHE_SIZE / 8] = {
+	[0] = 0,              /* 1..8 */
+	[1] = 1,              /* ..16 */
+	[2 ... 3] = 2,        /* ..32 */
+	[4 ... 7] = 3,        /* ..64 */
+	[8 ... 11] = 4,       /* ..96 */
+	[12 ... 15] = 5,      /* ..128 */
+	[16 ... 23] = 6,      /* ..192 */
+	[24 ... 31] = 7,      /* ..256 */
+	[32 ... 63] = 8,      /* ..512 */
+	[64 ... 127] = 9,     /* ..1024 */
+	[128 ... 255] = 10,   /* ..2048 */
+	[256 ... 511] = 11,   /* ..4096 */
+	[512 ... 1023] = 12,  /* ..8192 */
 };
 
-static inline unsigned fls_size(size_t x)
-{
-	return x ? (unsigned)(64 - __builtin_clzll((unsigned long long)x)) : 0;
-}
-
-int sk_kmalloc_index(size_t size)
-{
-	if (size <= 192)
-		return kmalloc_small_index[(size - 1) >> 3];
-	if (size > SK_KMALLOC_MAX_CACHE_SIZE)
-		return -1;
-	/* 256 -> 7, 512 -> 8, ..., 8192 -> 12 */
-	return (int)fls_size(size - 1) - 1;
-}
-
-int sk_bsd_index(size_t size)
-{
-	if (size <= 256)
-		return size <= 16 ? 0 : (int)fls_size(size - 1) - 4;
-	if (size <= 384)
-		return 5;
-	if (size > SK_BSD_MAX_CACHE_SIZE)
-		return -1;
-	/* 512 -> 6, 1024 -> 7, ..., 65536 -> 13 */
-	return (int)fls_size(size - 1) - 3;
-}
+/* Entry i holds the class of sizes 16i+1 .. 16i+16. */
+const uint8_t sk_bsd_class_of[SK_BSD_TABLE_MAX / 16] = {
+	[0] = 0,              /* 1..16 */
+	[1] = 1,              /* ..32 */
+	[2 ... 3] = 2,        /* ..64 */
+	[4 ... 7] = 3,        /* ..128 */
+	[8 ... 15] = 4,       /* ..256 */
+	[16 ... 23] = 5,      /* ..384 */
+	[24 ... 31] = 6,      /* ..512 */
+	[32 ... 63] = 7,      /* ..1024 */
+};

@@ -60,7 +60,7 @@ struct sk_cache_counters {
 	uint64_t slow_allocs;     /* allocations not served by a slot's fast path */
 	uint64_t slow_frees;
 	uint64_t failures;
-	uint64_t slow_bytes_requested;
+	uint64_t slow_bytes_slack;    /* size classes: object_size - size asked for, summed */
 	uint64_t high_water;      /* max in_use seen at slow paths and reads */
 	uint64_t slabs;           /* slabs held (sk_slab_pages_alloc - free) */
 	uint64_t pages;           /* pages held in those slabs */

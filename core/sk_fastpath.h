@@ -9,7 +9,7 @@
  * between.  Every sequence ends in exactly one commit instruction:
  *   pop, push: an 8-byte store of `top`, whose state and counts change
  *              together (layout in sk_percpu.h)
- *   add:       an add to bytes_requested
+ *   add:       an add to bytes_slack
  * A count field about to overflow makes the sequence miss instead; core's
  * slow path folds the counts out (sk_pcpu_fold_if_full).  One store keeps
  * the dependency from one operation to the next a plain 8-byte store-to-load
@@ -296,8 +296,33 @@ static sk_always_inline bool sk_pcpu_push(struct sk_cache *c, void *obj, const s
 	return false;
 }
 
-/* Add n to this CPU's bytes_requested. */
-static sk_always_inline void sk_pcpu_add_requested(struct sk_cache *c, uint64_t n)
+/* The restartable sequences only, for leaf entry points whose miss path
+ * (a tail call) tries the lock-mode slot: keeping the locked call out of
+ * the leaf keeps it free of register saves. */
+static sk_always_inline void *sk_pcpu_pop_rseq(struct sk_cache *c)
+{
+	unsigned fast = c->fast;
+
+	if (sk_likely(fast == SK_FAST_RSEQ_LIST_SLAB))
+		return sk_pcpu_list_pop_rseq(c);
+	if (sk_likely(fast == SK_FAST_RSEQ_ARRAY_NODE))
+		return sk_pcpu_array_pop_rseq(c);
+	return NULL;
+}
+
+static sk_always_inline bool sk_pcpu_push_rseq(struct sk_cache *c, void *obj, const struct sk_page *pg)
+{
+	unsigned fast = c->fast;
+
+	if (sk_likely(fast == SK_FAST_RSEQ_LIST_SLAB))
+		return sk_pcpu_list_push_rseq(c, obj, (uintptr_t)pg);
+	if (sk_likely(fast == SK_FAST_RSEQ_ARRAY_NODE))
+		return sk_pcpu_array_push_rseq(c, obj, (uintptr_t)pg->node + 1);
+	return false;
+}
+
+/* Add n to this CPU's bytes_slack. */
+static sk_always_inline void sk_pcpu_add_slack(struct sk_cache *c, uint64_t n)
 {
 	if (sk_likely(sk_pcpu_use_rseq))
 		sk_pcpu_add_rseq(c, n);

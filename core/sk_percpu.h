@@ -39,7 +39,7 @@
  *   top: fast-path commits on the slot's CPU, or the lock holder.
  *   allocs, frees, fold_seq: the lock holder (folds); readers use fold_seq.
  *   tag, entries, limit, extra area: the lock holder only.
- *   bytes_requested: sk_pcpu_add_requested() (rseq add, or an atomic add).
+ *   bytes_slack: sk_pcpu_add_slack() (rseq add, or an atomic add).
  *   lock: CAS to take, release store to drop.
  */
 #ifndef SLABKIT_PERCPU_H
@@ -71,7 +71,7 @@ struct sk_pcpu_slot {
 	void **entries;           /* +32 ARRAY: the stack */
 	uint32_t limit;           /* +40 ARRAY: capacity (0: accept no free; <= SK_PCPU_ARRAY_MAX) */
 	uint32_t lock;            /* +44 0: free */
-	uint64_t bytes_requested; /* +48 sum of sizes asked for (kmalloc, malloc(9)) */
+	uint64_t bytes_slack;     /* +48 size classes: object_size - size asked for, summed */
 	uint32_t fold_seq;        /* +56 odd while a fold moves counts out of top */
 	uint32_t reserved;        /* +60 */
 	/* The backend's extra per-CPU area (cache->pcpu_extra bytes) follows. */
@@ -153,7 +153,7 @@ bool sk_pcpu_fold_if_full(struct sk_cache *c);
 
 /* Sum of the counters over all slots (racy reads of exact counters). */
 struct sk_pcpu_sums {
-	uint64_t allocs, frees, bytes_requested;
+	uint64_t allocs, frees, bytes_slack;
 };
 void sk_pcpu_sum(const struct sk_cache *c, struct sk_pcpu_sums *out);
 

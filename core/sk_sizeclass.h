@@ -1,11 +1,14 @@
 /*
  * Size classes of the two kmalloc-style front ends.
  *
- * Linux kmalloc: 8 16 32 64 96 128 192 256 512 1k 2k 4k 8k; sizes up to 192
- * go through a table indexed by (size-1)/8 so 96 and 192 are used, larger
- * ones by the highest set bit.  FreeBSD malloc(9) (kmemzones): 16 32 64 128
- * 256 384 512 1k 2k 4k 8k 16k 32k 64k, indexed by (size+15)/16 up to 512
- * then by the highest bit.  Anything larger goes to the page path.
+ * Linux kmalloc: 8 16 32 64 96 128 192 256 512 1k 2k 4k 8k.  The class of
+ * any size up to 8192 is one byte load from a table indexed by
+ * (size - 1) / 8 (1 KiB): the run-time kmalloc pays no function call and
+ * no bit scan.  <slabkit/linux/slab.h> resolves sizes known at compile
+ * time with the same numbering (slabkit_kmalloc_class).  FreeBSD malloc(9)
+ * (kmemzones): 16 32 64 128 256 384 512 1k 2k 4k 8k 16k 32k 64k, a table
+ * indexed by (size - 1) / 16 up to 1024, the highest bit above.  Anything
+ * larger goes to the page path.
  */
 #ifndef SLABKIT_SIZECLASS_H
 #define SLABKIT_SIZECLASS_H
@@ -21,14 +24,33 @@
 #define SK_KMALLOC_MAX_CACHE_SIZE 8192u
 #define SK_BSD_CLASSES 14
 #define SK_BSD_MAX_CACHE_SIZE 65536u
+#define SK_BSD_TABLE_MAX 1024u
 
 extern const uint32_t sk_kmalloc_class_size[SK_KMALLOC_CLASSES];
 extern const uint32_t sk_bsd_class_size[SK_BSD_CLASSES];
+/* Class of size s (1 <= s <= 8192) at [(s - 1) >> 3]. */
+extern const uint8_t sk_kmalloc_class_of[SK_KMALLOC_MAX_CACHE_SIZE / 8];
+/* Class of size s (1 <= s <= 1024) at [(s - 1) >> 4]. */
+extern const uint8_t sk_bsd_class_of[SK_BSD_TABLE_MAX / 16];
 
-/* Class index for 1 <= size <= SK_KMALLOC_MAX_CACHE_SIZE; -1 above. */
-int sk_kmalloc_index(size_t size);
-/* Class index for 1 <= size <= SK_BSD_MAX_CACHE_SIZE; -1 above. */
-int sk_bsd_index(size_t size);
+/* Class index for 1 <= size <= SK_KMALLOC_MAX_CACHE_SIZE; -1 above (and for 0). */
+static inline int sk_kmalloc_index(size_t size)
+{
+	if (size - 1 >= SK_KMALLOC_MAX_CACHE_SIZE)
+		return -1;
+	return sk_kmalloc_class_of[(size - 1) >> 3];
+}
+
+/* Class index for 1 <= size <= SK_BSD_MAX_CACHE_SIZE; -1 above (and for 0). */
+static inline int sk_bsd_index(size_t size)
+{
+	if (size - 1 < SK_BSD_TABLE_MAX)
+		return sk_bsd_class_of[(size - 1) >> 4];
+	if (size > SK_BSD_MAX_CACHE_SIZE)
+		return -1;
+	/* 2048 -> 8, 4096 -> 9, ..., 65536 -> 13 */
+	return (int)(64 - __builtin_clzll((unsigned long long)(size - 1))) - 3;
+}
 
 #pragma GCC visibility pop
 

@@ -349,6 +349,7 @@ static void mark_allocated(size_t pfn, size_t npages, unsigned order, unsigned n
 	memset(head->bk, 0, sizeof(head->bk));
 	head->kind = (uint8_t)kind;
 	for (size_t i = 1; i < npages; i++) {
+		head[i].owner = owner; /* kfree reads it without going to the head */
 		head[i].head_delta = (uint32_t)i;
 		head[i].node = (uint16_t)node;
 		head[i].kind = (uint8_t)kind;
@@ -488,6 +489,7 @@ void sk_pages_free(void *addr)
 	 * sk_page_head() of a stale pointer then lands on a free page. */
 	head->owner = NULL;
 	for (size_t i = 1; i < npages; i++) {
+		head[i].owner = NULL;
 		head[i].kind = SK_PAGE_FREE;
 		head[i].head_delta = 0;
 	}

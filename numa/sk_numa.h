@@ -52,7 +52,7 @@ enum sk_page_kind {
  * multi-page slab finds the slab in O(1).
  */
 struct sk_page {
-	void *owner;          /* head of a live block: its sk_cache (slabs); NULL elsewhere */
+	void *owner;          /* every page of a live slab block: its sk_cache; NULL elsewhere */
 	uint32_t head_delta;  /* pages back to the head page; 0 on the head and on free pages */
 	uint32_t npages;      /* head: pages in this allocation (not always 2^order) */
 	uint16_t node;        /* node of the arena holding this page */

@@ -772,12 +772,64 @@ static void test_cache_flags(void **state)
 	assert_int_equal(sk_panic_count(), 0);
 }
 
+/* Sizes known at compile time take the header's inline path (the class
+ * resolved by the compiler, __kmalloc_class, kmalloc_large); they must
+ * land in the same classes as the run-time path, and the requested bytes
+ * a class reports must be exactly what callers asked for. */
+static void test_kmalloc_constant_sizes(void **state)
+{
+	(void)state;
+	void *p8 = kmalloc(8, GFP_KERNEL), *p65 = kmalloc(65, GFP_KERNEL);
+	void *p192 = kzalloc(192, GFP_KERNEL), *p8192 = kmalloc(8192, GFP_KERNEL);
+	void *p8193 = kmalloc(8193, GFP_KERNEL);
+	assert_true(p8 && p65 && p192 && p8192 && p8193);
+	assert_int_equal(ksize(p8), kmalloc_expected_size(8));
+	assert_int_equal(ksize(p65), kmalloc_expected_size(65));
+	assert_int_equal(ksize(p192), kmalloc_expected_size(192));
+	assert_int_equal(ksize(p8192), kmalloc_expected_size(8192));
+	assert_int_equal(ksize(p8193), kmalloc_size_roundup(8193));
+	assert_true(ksize(p8193) >= 8193);
+	for (size_t i = 0; i < 192; i++)
+		assert_int_equal(((unsigned char *)p192)[i], 0);
+	kfree(p8);
+	kfree(p65);
+	kfree(p192);
+	kfree(p8192);
+	kfree(p8193);
+	assert_ptr_equal(kmalloc(0, GFP_KERNEL), ZERO_SIZE_PTR);
+
+	/* A direct caller that names a class too small, or none at all, still
+	 * gets a block that holds the size. */
+	void *q = __kmalloc_class(0, 100, GFP_KERNEL);
+	assert_non_null(q);
+	assert_true(ksize(q) >= 100);
+	kfree(q);
+	q = __kmalloc_class(1000, 100, GFP_KERNEL);
+	assert_non_null(q);
+	assert_true(ksize(q) >= 100);
+	kfree(q);
+
+	if (sk_backend_is("slob"))
+		return; /* SLOB's heap has no kmalloc-N classes to count in */
+	struct slabkit_cache_info a = sk_info("kmalloc-64");
+	volatile size_t n40 = 40;
+	void *o[4] = { kmalloc(64, GFP_KERNEL), kmalloc(n40, GFP_KERNEL), kmalloc(64, GFP_KERNEL),
+		       kzalloc(n40 + 10, GFP_KERNEL) };
+	struct slabkit_cache_info b = sk_info("kmalloc-64");
+	assert_int_equal(b.allocs - a.allocs, 4);
+	assert_int_equal(b.bytes_allocated - a.bytes_allocated, 4 * 64);
+	assert_int_equal(b.bytes_requested - a.bytes_requested, 64 + 40 + 64 + 50);
+	for (int i = 0; i < 4; i++)
+		kfree(o[i]);
+}
+
 static const struct CMUnitTest kmalloc_tests[] = {
 	SK_TEST(test_kmalloc_zero_size),   SK_TEST(test_kmalloc_size_classes),
 	SK_TEST(test_kmalloc_alignment),   SK_TEST(test_kmalloc_ksize_usable),
 	SK_TEST(test_kmalloc_zeroing),     SK_TEST(test_kmalloc_array_overflow),
 	SK_TEST(test_krealloc),            SK_TEST(test_kmalloc_node),
 	SK_TEST(test_kmalloc_large),       SK_TEST(test_kmalloc_impossible),
+	SK_TEST(test_kmalloc_constant_sizes),
 };
 
 const struct conformance_group conformance_kmalloc = {

@@ -7,6 +7,7 @@
  * -1 above.
  */
 #include "core/sk_sizeclass.h"
+#include <slabkit/linux/slab.h>
 
 #include "sk_test.h"
 
@@ -32,8 +33,10 @@ static void test_tables(void **state)
 static void check_smallest(const char *what, const uint32_t *table, int nclasses, size_t size,
 			   int idx)
 {
-	if (idx < 0 || idx >= nclasses)
+	if (idx < 0 || idx >= nclasses) {
 		fail_msg("%s(%zu) = %d, out of range", what, size, idx);
+		return;
+	}
 	if (table[idx] < size)
 		fail_msg("%s(%zu) = %d (class %u) is too small", what, size, idx, table[idx]);
 	if (idx > 0 && table[idx - 1] >= size)
@@ -68,6 +71,18 @@ static void test_kmalloc_index(void **state)
 	assert_int_equal(sk_kmalloc_index(SIZE_MAX), -1);
 }
 
+/* <slabkit/linux/slab.h> resolves constant sizes with its own macro: it
+ * must name the class core's table names, for every size. */
+static void test_public_kmalloc_class(void **state)
+{
+	(void)state;
+	for (size_t n = 1; n <= SK_KMALLOC_MAX_CACHE_SIZE; n++)
+		if ((int)slabkit_kmalloc_class(n) != sk_kmalloc_index(n))
+			fail_msg("slabkit_kmalloc_class(%zu) = %u, core's class is %d", n,
+				 slabkit_kmalloc_class(n), sk_kmalloc_index(n));
+	assert_int_equal(KMALLOC_MAX_CACHE_SIZE, SK_KMALLOC_MAX_CACHE_SIZE);
+}
+
 static void test_bsd_index(void **state)
 {
 	(void)state;
@@ -94,6 +109,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tables),
 		cmocka_unit_test(test_kmalloc_index),
+		cmocka_unit_test(test_public_kmalloc_class),
 		cmocka_unit_test(test_bsd_index),
 	};
 	return cmocka_run_group_tests_name("sizeclass", tests, NULL, NULL);

@@ -34,7 +34,9 @@ __attribute__((noinline)) void *track_site_b(struct kmem_cache *c)
 	return p;
 }
 
-__attribute__((noinline)) void *track_site_kmalloc(size_t n)
+/* noclone: kmalloc is inline, and a clone specialised for a constant size
+ * would be a local symbol the site report cannot name. */
+__attribute__((noinline, noclone)) void *track_site_kmalloc(size_t n)
 {
 	void *p = kmalloc(n, GFP_KERNEL);
 	__asm__ volatile("" ::: "memory");

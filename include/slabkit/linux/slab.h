@@ -83,9 +83,44 @@ typedef unsigned int slab_flags_t;
 
 struct kmem_cache;
 
-/* kmalloc family */
-void *kmalloc(size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1)));
-void *kzalloc(size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1)));
+/*
+ * kmalloc family.  kmalloc and kzalloc are inline, as in the kernel: a size
+ * known at compile time resolves to its size class here (no size test, no
+ * lookup at run time) and calls __kmalloc_class; a constant above the
+ * largest class calls kmalloc_large; any other size calls __kmalloc, which
+ * finds the class with one table load.  The three are the exported entry
+ * points (what an FFI binding calls).
+ */
+void *__kmalloc(size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1)));
+/* class: slabkit_kmalloc_class(size), 1 <= size <= KMALLOC_MAX_CACHE_SIZE. */
+void *__kmalloc_class(unsigned int class_index, size_t size, gfp_t flags)
+	__attribute__((malloc, alloc_size(2)));
+void *kmalloc_large(size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1)));
+
+/* The index of the kmalloc size class of 1 <= size <= KMALLOC_MAX_CACHE_SIZE:
+ * 8 16 32 64 96 128 192 256 512 1k 2k 4k 8k.  A constant expression when
+ * size is one. */
+#define slabkit_kmalloc_class(size)                                                          \
+	((size) <= 8 ? 0u : (size) <= 16 ? 1u : (size) <= 32 ? 2u : (size) <= 64 ? 3u :         \
+	 (size) <= 96 ? 4u : (size) <= 128 ? 5u : (size) <= 192 ? 6u : (size) <= 256 ? 7u :     \
+	 (size) <= 512 ? 8u : (size) <= 1024 ? 9u : (size) <= 2048 ? 10u : (size) <= 4096 ? 11u : \
+	 12u)
+
+static inline __attribute__((always_inline, malloc, alloc_size(1))) void *kmalloc(size_t size, gfp_t flags)
+{
+	if (__builtin_constant_p(size) && size != 0) {
+		if (size > KMALLOC_MAX_CACHE_SIZE)
+			return kmalloc_large(size, flags);
+		return __kmalloc_class(slabkit_kmalloc_class(size), size, flags);
+	}
+	return __kmalloc(size, flags);
+}
+
+static inline __attribute__((always_inline, malloc, alloc_size(1))) void *kzalloc(size_t size, gfp_t flags)
+{
+	return kmalloc(size, flags | __GFP_ZERO);
+}
+
 void *kmalloc_node(size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1)));
 void *kzalloc_node(size_t size, gfp_t flags, int node) __attribute__((malloc, alloc_size(1)));
 void *kmalloc_array(size_t n, size_t size, gfp_t flags) __attribute__((malloc, alloc_size(1, 2)));
