@@ -23,7 +23,7 @@
 
 #include "../numa/sk_numa.h"
 #include "sk_cache.h"
-#include "sk_compiler.h"
+#include "../common/sk_compiler.h"
 #include "sk_percpu.h"
 
 /* Internal: never exported from the shared library (and reached without

@@ -15,7 +15,7 @@
 
 #include <slabkit/slabkit.h>
 
-#include "sk_compiler.h"
+#include "../common/sk_compiler.h"
 #include "sk_percpu.h"
 
 /* Internal: never exported from the shared library (and reached without

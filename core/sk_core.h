@@ -20,7 +20,7 @@
 #include "../numa/sk_numa.h"
 #include "sk_backend.h"
 #include "sk_cache.h"
-#include "sk_compiler.h"
+#include "../common/sk_compiler.h"
 #include "sk_fastpath.h"
 #include "sk_sizeclass.h"
 #include "sk_track.h"

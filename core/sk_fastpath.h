@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "sk_cache.h"
-#include "sk_compiler.h"
+#include "../common/sk_compiler.h"
 #include "sk_percpu.h"
 #include "../numa/sk_numa.h"
 #include "sk_backend.h"

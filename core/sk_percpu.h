@@ -49,7 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sk_compiler.h"
+#include "../common/sk_compiler.h"
 
 /* Internal: never exported from the shared library (and reached without
  * the GOT from inside it). */

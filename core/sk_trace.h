@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sk_compiler.h"
+#include "../common/sk_compiler.h"
 
 #pragma GCC visibility push(hidden)
 

@@ -34,7 +34,7 @@
 
 #include "../numa/sk_numa.h"
 #include "sk_cache.h"
-#include "sk_compiler.h"
+#include "../common/sk_compiler.h"
 
 #pragma GCC visibility push(hidden)
 

@@ -45,7 +45,7 @@
 
 #include <ck_pr.h>
 
-#include "core/sk_compiler.h"
+#include "common/sk_compiler.h"
 #include "numa/numa_internal.h"
 
 /* Free blocks taken in flight per round: a free decomposes into at most

@@ -23,7 +23,7 @@
 
 #include <ck_pr.h>
 
-#include "core/sk_compiler.h"
+#include "common/sk_compiler.h"
 #include "numa/numa_internal.h"
 
 #define SK_BLOCK_BYTES ((size_t)SK_PAGE_SIZE << SK_MAX_ORDER) /* 1 GiB */

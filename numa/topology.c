@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/sk_compiler.h"
+#include "common/sk_compiler.h"
 #include "numa/numa_internal.h"
 
 #define SK_DEFAULT_CACHE_LINE 64

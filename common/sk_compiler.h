@@ -1,4 +1,8 @@
-/* Compiler helpers used across slabkit. */
+/*
+ * Compiler helpers used across slabkit.  common/ is the floor of the house:
+ * numa/ and core/ both include it, and it includes nothing of slabkit, so
+ * the page provider keeps depending on nothing above it.
+ */
 #ifndef SLABKIT_COMPILER_H
 #define SLABKIT_COMPILER_H
 
