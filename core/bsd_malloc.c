@@ -28,6 +28,7 @@
  * line of the CPU the caller runs on; readers sum all lines. */
 struct mt_cpu_stats {
 	uint64_t numallocs, numfrees, memalloced, memfreed, size_mask;
+	uint64_t memhigh; /* CPU 0's only: the type's MemUse high water, sampled on reads */
 } __attribute__((aligned(64)));
 
 /* Synchronization: types_lock guards the list and handle creation. */
@@ -89,6 +90,13 @@ SK_EXPORT void slabkit_malloc_type_stats(const struct malloc_type *type, struct 
 		out->memfreed += sk_load(&s[cpu].memfreed);
 		out->size_mask |= sk_load(&s[cpu].size_mask);
 	}
+	/* HighUse: sampled at every read (reports, the live view's snapshots),
+	 * as a cache's high_water is at its slow paths and reads. */
+	uint64_t use = out->memalloced > out->memfreed ? out->memalloced - out->memfreed : 0;
+	uint64_t hw = sk_load(&((struct mt_cpu_stats *)s)[0].memhigh);
+	while (use > hw && !ck_pr_cas_64_value(&((struct mt_cpu_stats *)s)[0].memhigh, hw, use, &hw))
+		;
+	out->memhigh = SK_MAX(use, hw);
 }
 
 static void warn_if_leaked(const struct malloc_type *type)
@@ -133,27 +141,18 @@ void sk_malloc_types_reset(void)
 	pthread_mutex_unlock(&types_lock);
 }
 
-void sk_report_malloc_types(FILE *out);
-void sk_report_malloc_types(FILE *out)
+void sk_malloc_types_visit(void (*fn)(const struct sk_type_row *row, void *arg), void *arg)
 {
-	fprintf(out, "%16s %9s %9s %12s %s\n", "Type", "InUse", "MemUse", "Requests", "Size(s)");
 	pthread_mutex_lock(&types_lock);
 	for (struct malloc_type *t = types_head; t; t = t->ks_next) {
 		struct malloc_type_stats_sum s;
 		slabkit_malloc_type_stats(t, &s);
-		fprintf(out, "%16s %9llu %8lluK %12llu ", t->ks_shortdesc,
-			(unsigned long long)(s.allocs - s.frees),
-			(unsigned long long)((s.memalloced - s.memfreed + 1023) / 1024),
-			(unsigned long long)s.allocs);
-		const char *sep = "";
-		for (int i = 0; i < SK_BSD_CLASSES; i++)
-			if (s.size_mask & (1ull << i)) {
-				fprintf(out, "%s%u", sep, sk_bsd_class_size[i]);
-				sep = ",";
-			}
-		if (s.size_mask & (1ull << LARGE_CLASS_BIT))
-			fprintf(out, "%slarge", sep);
-		fputc('\n', out);
+		struct sk_type_row row = {
+			.name = t->ks_shortdesc, .in_use = s.allocs - s.frees,
+			.mem_use = s.memalloced - s.memfreed, .high_use = s.memhigh,
+			.requests = s.allocs, .frees = s.frees, .size_mask = s.size_mask,
+		};
+		fn(&row, arg);
 	}
 	pthread_mutex_unlock(&types_lock);
 }

@@ -177,10 +177,13 @@ static void fence_cpu(unsigned cpu)
 	abort();
 }
 
+uint64_t sk_pcpu_drain_locks;
+
 struct sk_pcpu_slot *sk_pcpu_lock_cpu(struct sk_cache *c, unsigned cpu)
 {
 	struct sk_pcpu_slot *slot = sk_pcpu_slot(c, cpu);
 
+	ck_pr_inc_64(&sk_pcpu_drain_locks);
 	while (!slot_trylock(slot))
 		sched_yield(); /* the holder may be preempted: never spin hard */
 	if (sk_pcpu_use_rseq && sk_pcpu_current_cpu() != cpu)

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ck_pr.h>
+
 #include "../numa/sk_numa.h"
 #include "sk_cache.h"
 #include "../common/sk_compiler.h"
@@ -43,12 +45,23 @@ enum sk_shrink_level {
 	SK_SHRINK_DRAIN_CPU, /* also every CPU's slot (kmem_cache_shrink, destroy, UMA DRAIN_CPU) */
 };
 
-/* Figures only the backend knows, for reports. */
+/*
+ * Figures only the backend knows, for reports.  ops->cache_info must not
+ * stop the allocator: no slot lock, no membarrier.  It reads per-CPU state
+ * racily (counts and pointers in sk_load words, never lists hanging off a
+ * slot), and may take its node-level list locks briefly, as the kernel's
+ * /proc/slabinfo does.
+ */
 struct sk_backend_cache_info {
 	uint64_t objects_per_slab;
 	uint64_t cached_free;     /* free objects in per-CPU, shared and alien caches */
-	uint64_t slab_free;       /* free objects sitting in slabs */
+	uint64_t shared_free;     /* of those, in node-shared caches (SLAB's shared arrays) */
+	uint64_t slab_free;       /* free objects sitting in slabs on node lists */
+	uint64_t cpu_slabs;       /* slabs held by CPUs (SLUB's active and per-CPU partial slabs) */
+	uint64_t partial_slabs;   /* slabs on node lists with objects both in use and free */
+	uint64_t empty_slabs;     /* slabs on node lists with no object in use */
 	uint64_t xdomain_frees;   /* frees of objects whose node differs from the freeing CPU's */
+	bool xdomain_counted;     /* the backend counts xdomain_frees (else: not applicable) */
 	long limit, batchcount, shared;
 };
 
@@ -133,6 +146,18 @@ void sk_cache_destruct(struct sk_cache *c, void *obj);
 static inline bool sk_cache_has_fini(const struct sk_cache *c)
 {
 	return c->fini != NULL;
+}
+
+/* Statistics a backend bumps: a per-CPU cache was refilled from the node
+ * level (array refill, CPU slab loaded, bucket filled), or flushed back to
+ * it (array flush, CPU slab deactivated, bucket drained).  Slow paths only. */
+static inline void sk_stat_refill(struct sk_cache *c)
+{
+	ck_pr_inc_64(&c->ctr.refills);
+}
+static inline void sk_stat_flush(struct sk_cache *c)
+{
+	ck_pr_inc_64(&c->ctr.flushes);
 }
 
 /* Small metadata (per-cache and per-node structs): zeroed, from the page

@@ -64,6 +64,8 @@ struct sk_cache_counters {
 	uint64_t high_water;      /* max in_use seen at slow paths and reads */
 	uint64_t slabs;           /* slabs held (sk_slab_pages_alloc - free) */
 	uint64_t pages;           /* pages held in those slabs */
+	uint64_t refills;         /* per-CPU caches refilled by the backend (sk_stat_refill) */
+	uint64_t flushes;         /* per-CPU caches flushed back (sk_stat_flush) */
 };
 
 struct sk_cache {

@@ -174,6 +174,26 @@ void sk_bsd_count_alloc(struct malloc_type *type, void *p, size_t size, size_t r
 size_t sk_block_size(const void *p, struct sk_page *pg);
 
 /* --- malloc types and UMA zones (reports, fini) --- */
+
+/* One `vmstat -z` line of a UMA zone.  limit 0: none; xdomain -1: not
+ * counted by the zone's backend. */
+struct sk_zone_row {
+	const char *name, *backend;
+	int size;
+	long long limit;
+	uint64_t used, free, req, fail, sleeps;
+	int64_t xdomain;
+};
+void sk_uma_zones_visit(void (*fn)(const struct sk_zone_row *row, void *arg), void *arg);
+
+/* One `vmstat -m` line of a malloc type. */
+struct sk_type_row {
+	const char *name;
+	uint64_t in_use, mem_use, high_use, requests, frees, size_mask;
+};
+#define SK_TYPE_LARGE_BIT 63 /* size_mask bit of blocks beyond the classes */
+void sk_malloc_types_visit(void (*fn)(const struct sk_type_row *row, void *arg), void *arg);
+
 void sk_malloc_types_reset(void);
 void sk_uma_zones_reset(void);
 long sk_uma_keg_limit(const struct sk_cache *c);

@@ -123,6 +123,9 @@ struct sk_pcpu_slot *sk_pcpu_trylock_local(struct sk_cache *c);
  * shrink, destroy, reclaim and reaping only.
  */
 struct sk_pcpu_slot *sk_pcpu_lock_cpu(struct sk_cache *c, unsigned cpu);
+/* How many times sk_pcpu_lock_cpu was called (tests check that reports
+ * never call it).  Synchronization: ck_pr atomics. */
+extern uint64_t sk_pcpu_drain_locks;
 
 void sk_pcpu_unlock(struct sk_pcpu_slot *slot);
 

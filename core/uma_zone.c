@@ -536,32 +536,36 @@ SK_EXPORT void uma_zone_reclaim(uma_zone_t z, int req)
 
 /* --- reports and teardown --- */
 
-void sk_report_zones(FILE *out);
-void sk_report_zones(FILE *out)
+void sk_uma_zones_visit(void (*fn)(const struct sk_zone_row *row, void *arg), void *arg)
 {
 	pthread_mutex_lock(&zones_lock);
 	for (struct uma_zone *z = zones_head; z; z = z->next) {
 		struct slabkit_cache_info info = { 0 };
 		struct sk_backend_cache_info binfo = { 0 };
-		uint64_t req, fail = sk_load(&z->fails), free_items = 0;
+		struct sk_zone_row row = {
+			.name = z->name, .size = z->size, .limit = (long long)z->max_items,
+			.used = zone_cur(z), .fail = sk_load(&z->fails), .sleeps = sk_load(&z->sleeps),
+			.xdomain = -1, .backend = z->keg ? z->keg->ops->name : "-",
+		};
 		if (z->keg) {
 			sk_cache_fill_info(z->keg, &info);
 			z->keg->ops->cache_info(z->keg, &binfo);
 		}
 		if (z->own_count) {
-			req = sk_load(&z->allocs);
+			row.req = sk_load(&z->allocs);
 		} else {
-			req = info.allocs;
-			fail += info.failures;
+			row.req = info.allocs;
+			row.fail += info.failures;
 		}
-		if (!z->primary && z->keg) /* the keg's free items count once, on the primary */
-			free_items = binfo.cached_free + binfo.slab_free;
-		fprintf(out, "%-20s %6d, %6lld, %6llu, %6llu, %8llu, %4llu, %4llu, %4llu, %s\n", z->name, z->size,
-			(long long)z->max_items, (unsigned long long)zone_cur(z),
-			(unsigned long long)free_items, (unsigned long long)req, (unsigned long long)fail,
-			(unsigned long long)sk_load(&z->sleeps),
-			(unsigned long long)(z->primary ? 0 : binfo.xdomain_frees),
-			z->keg ? z->keg->ops->name : "-");
+		/* The keg's free items and cross-domain frees count once, on the
+		 * primary zone. */
+		if (!z->primary && z->keg) {
+			row.free = binfo.cached_free + binfo.slab_free;
+			row.xdomain = binfo.xdomain_counted ? (int64_t)binfo.xdomain_frees : -1;
+		} else if (z->keg) {
+			row.xdomain = binfo.xdomain_counted ? 0 : -1;
+		}
+		fn(&row, arg);
 	}
 	pthread_mutex_unlock(&zones_lock);
 }

@@ -470,8 +470,12 @@ static void test_empty_slabs_released(void **state)
 	if (after.slabs > bound)
 		fail_msg("%llu slabs kept after freeing everything (bound %llu)",
 			 (unsigned long long)after.slabs, (unsigned long long)bound);
-	/* Every free object is accounted for somewhere. */
-	assert_int_equal(after.cached_free, inspect(s).cpu_free);
+	/* Every free object is accounted for somewhere: held by CPUs
+	 * (freelists, active and per-CPU partial slabs) or on node lists. */
+	assert_int_equal(after.cached_free + after.slab_free,
+			 after.slabs * after.objects_per_slab - after.in_use);
+	assert_true(after.cached_free >= inspect(s).cpu_free);
+	assert_int_equal(after.active_slabs, after.slabs - after.empty_slabs);
 
 	/* DRAIN (UMA's level) frees the node lists' empty slabs but leaves
 	 * the CPUs alone; kmem_cache_shrink (DRAIN_CPU) frees everything. */

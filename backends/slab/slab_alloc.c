@@ -79,6 +79,7 @@ static void *slab_refill(struct sk_cache *c, struct slab_cache *sc, struct sk_pc
 	pthread_mutex_unlock(&n->list_lock);
 	if (!got)
 		return NULL;
+	sk_stat_refill(c);
 	sk_store(&ex->touched, 1);
 	slab_slot_set_top(slot, got - 1);
 	return slot->entries[got - 1];
@@ -250,6 +251,7 @@ static void slab_flush_array(struct sk_cache *c, struct slab_cache *sc, struct s
 	pthread_mutex_unlock(&n->list_lock);
 	memmove(slot->entries, slot->entries + batch, (top - batch) * sizeof(void *));
 	slab_slot_set_top(slot, top - batch);
+	sk_stat_flush(c);
 }
 
 void bslab_free(struct sk_cache *c, void *obj, struct sk_page *slab)

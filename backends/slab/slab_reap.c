@@ -384,7 +384,7 @@ int bslab_tune(struct sk_cache *c, const char *key, long value)
 void bslab_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out)
 {
 	struct slab_cache *sc = slab_cache_of(c);
-	uint64_t cached = 0, slab_free = 0;
+	uint64_t cached = 0, slab_free = 0, shared_free = 0, partial = 0, empty = 0;
 
 	if (c->pcpu_base)
 		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++)
@@ -394,17 +394,24 @@ void bslab_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out)
 
 		pthread_mutex_lock(&n->list_lock);
 		slab_free += n->free_objects;
+		empty += n->free_slabs;
+		for (struct slab_link *l = n->slabs_partial.next; l != &n->slabs_partial; l = l->next)
+			partial++;
 		if (n->shared)
-			cached += n->shared->avail;
+			shared_free += n->shared->avail;
 		pthread_mutex_unlock(&n->list_lock);
 		for (unsigned m = 0; m < sc->nr_nodes; m++)
 			if (n->alien[m])
 				cached += sk_load(&n->alien[m]->ac.avail);
 	}
 	out->objects_per_slab = sc->num;
-	out->cached_free = cached;
+	out->cached_free = cached + shared_free;
+	out->shared_free = shared_free;
 	out->slab_free = slab_free;
+	out->partial_slabs = partial;
+	out->empty_slabs = empty;
 	out->xdomain_frees = sk_load(&sc->xdomain_frees);
+	out->xdomain_counted = true;
 	out->limit = sk_load(&sc->limit);
 	out->batchcount = sk_load(&sc->batchcount);
 	out->shared = sk_load(&sc->shared);

@@ -80,7 +80,7 @@ _Static_assert(sizeof(union slub_counters) == 8, "counters fit one word");
  * Synchronization: the slot lock. */
 struct slub_cpu {
 	struct sk_page *partial;   /* unfrozen slabs with free objects, linked through bk[2] */
-	uint32_t nr_partial;       /* slabs on it */
+	uint32_t nr_partial;       /* slabs on it (written with sk_store: reports read it racily) */
 	uint32_t unused;
 };
 
@@ -244,7 +244,7 @@ static inline void slub_cpu_partial_link(struct sk_pcpu_slot *slot, struct sk_pa
 	slab->bk[2] = (uintptr_t)pc->partial;
 	sk_store(&slab->bk[3], 0);
 	pc->partial = slab;
-	pc->nr_partial++;
+	sk_store(&pc->nr_partial, pc->nr_partial + 1);
 }
 /* Push a slab the caller owns, respecting the limit (caller holds the
  * slot lock).  Returns the list the slot had to give up because it was at

@@ -37,7 +37,7 @@ static struct sk_page *cpu_partial_take(struct sk_pcpu_slot *slot, int node)
 		else
 			pc->partial = slub_next_on_list(slab);
 		slab->bk[2] = 0;
-		pc->nr_partial--;
+		sk_store(&pc->nr_partial, pc->nr_partial - 1);
 		return slab;
 	}
 	return NULL;
@@ -103,10 +103,12 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 			goto load_freelist;
 		}
 		freelist = slub_take_freelist(slab);
-		if (freelist)
+		if (freelist) {
+			sk_stat_refill(c);
 			goto load_freelist;
+		}
 		/* Unfrozen and full now: the first free adopts it. */
-		slot->tag = 0;
+		sk_store(&slot->tag, 0);
 	}
 
 	slab = cpu_partial_take(slot, node);
@@ -123,7 +125,8 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 		ctr.frozen = 1; /* inuse = objects: the whole freelist is the CPU's */
 		slub_store_word(&slab->bk[1], ctr.word);
 	}
-	slot->tag = (uintptr_t)slab;
+	sk_store(&slot->tag, (uintptr_t)slab);
+	sk_stat_refill(c);
 
 load_freelist:
 	sk_pcpu_set_list_head(slot, slub_get_next(c, freelist));

@@ -290,34 +290,42 @@ static uint64_t free_in_slab(const struct sk_page *slab)
 	return ctr.objects - ctr.inuse;
 }
 
-/* Free objects on CPU freelists (cached_free) and in slabs (slab_free).
- * Full slabs hold none, so walking the active slabs and the two kinds of
- * partial list counts them all. */
+/*
+ * Reports read without stopping any CPU: the per-CPU part is two racy
+ * words per slot (the active slab, the per-CPU partial count); the node
+ * partial lists are walked under their list_lock, as the kernel's
+ * count_partial does.  Free objects held by CPUs (freelists, frozen and
+ * per-CPU partial slabs) are what the exact counters leave once the node
+ * lists are accounted for.
+ */
 static void slub_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out)
 {
 	struct slub_cache *s = slub_of(c);
+	uint64_t slab_free = 0;
 
 	out->objects_per_slab = s->objects;
 	for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
-		struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
-
-		for (void *p = sk_pcpu_list_head(slot); p; p = slub_get_next(c, p))
-			out->cached_free++;
-		if (slot->tag)
-			out->slab_free += free_in_slab((struct sk_page *)slot->tag);
-		for (struct sk_page *slab = slub_cpu_of(slot)->partial; slab;
-		     slab = slub_next_on_list(slab))
-			out->slab_free += free_in_slab(slab);
-		sk_pcpu_unlock(slot);
+		struct sk_pcpu_slot *slot = sk_pcpu_slot(c, cpu);
+		out->cpu_slabs += (sk_load(&slot->tag) != 0) + sk_load(&slub_cpu_of(slot)->nr_partial);
 	}
 	for (unsigned i = 0; i < s->nr_nodes; i++) {
 		struct slub_node *n = &s->node[i];
 
 		pthread_mutex_lock(&n->list_lock);
-		for (struct sk_page *slab = n->head; slab; slab = slub_next_on_list(slab))
-			out->slab_free += free_in_slab(slab);
+		for (struct sk_page *slab = n->head; slab; slab = slub_next_on_list(slab)) {
+			uint64_t f = free_in_slab(slab);
+			slab_free += f;
+			if (f == s->objects)
+				out->empty_slabs++;
+			else
+				out->partial_slabs++;
+		}
 		pthread_mutex_unlock(&n->list_lock);
 	}
+	uint64_t held = sk_load(&c->ctr.slabs) * s->objects, in_use = sk_cache_in_use(c);
+	uint64_t free_total = held > in_use ? held - in_use : 0;
+	out->slab_free = slab_free;
+	out->cached_free = free_total > slab_free ? free_total - slab_free : 0;
 }
 
 /* --- tunables (sysfs min_partial and cpu_partial) --- */

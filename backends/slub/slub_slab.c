@@ -220,8 +220,9 @@ void slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot)
 	union slub_counters old, new;
 	uint32_t cpu_free = 0;
 
-	slot->tag = 0;
+	sk_store(&slot->tag, 0);
 	sk_pcpu_set_list_head(slot, NULL);
+	sk_stat_flush(c);
 
 	/* Stage one: count the CPU freelist and find its last object. */
 	for (void *p = cpu_freelist; p; p = slub_get_next(c, p)) {
@@ -284,7 +285,7 @@ struct sk_page *slub_cpu_partial_push(struct sk_cache *c, struct sk_pcpu_slot *s
 	if (pc->partial && pc->nr_partial >= sk_load(&slub_of(c)->cpu_partial_slabs)) {
 		full_list = pc->partial;
 		pc->partial = NULL;
-		pc->nr_partial = 0;
+		sk_store(&pc->nr_partial, 0);
 	}
 	slub_cpu_partial_link(slot, slab);
 	return full_list;
@@ -296,7 +297,7 @@ struct sk_page *slub_cpu_partial_detach(struct sk_pcpu_slot *slot)
 	struct sk_page *list = pc->partial;
 
 	pc->partial = NULL;
-	pc->nr_partial = 0;
+	sk_store(&pc->nr_partial, 0);
 	return list;
 }
 

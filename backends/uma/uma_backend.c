@@ -147,7 +147,9 @@ static void uma_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out
 	out->objects_per_slab = kz->kz_keg.uk_ipers;
 	out->cached_free = cached;
 	out->slab_free = skuma_keg_free_items(kz);
+	skuma_keg_slab_counts(kz, &out->partial_slabs, &out->empty_slabs);
 	out->xdomain_frees = skuma_xdomain_frees(kz);
+	out->xdomain_counted = true;
 	out->limit = (c->flags & SK_CACHE_NOBUCKET) || !c->pcpu_base
 			     ? 0
 			     : (long)skuma_bucket_size_now(kz);

@@ -168,6 +168,7 @@ static sk_noinline void *cache_import(struct sk_cache *c, struct uma_kz *kz, int
 		struct uma_bucket *old = unload_alloc(slot, uc);
 
 		load_alloc(slot, uc, b);
+		sk_stat_refill(c);
 		b = NULL;
 		if (old && !uc->uc_freebucket) {
 			set_free(uc, old);
@@ -209,6 +210,7 @@ static void *cache_alloc(struct sk_cache *c, struct uma_kz *kz, struct sk_pcpu_s
 	/* The empty alloc bucket becomes the free bucket if there is none. */
 	old = unload_alloc(slot, uc);
 	load_alloc(slot, uc, b);
+	sk_stat_refill(c);
 	if (old && !uc->uc_freebucket) {
 		set_free(uc, old);
 		old = NULL;
@@ -310,8 +312,10 @@ push:
 	slot_push(slot, item);
 	int domain = put_domain(kz, slot);
 	sk_pcpu_unlock(slot);
-	if (full)
+	if (full) {
+		sk_stat_flush(kz->kz_cache);
 		skuma_zone_put_bucket(kz, domain, full, true);
+	}
 }
 
 void skuma_free(struct sk_cache *c, void *obj, struct sk_page *slab)

@@ -203,6 +203,8 @@ void skuma_keg_drain(struct uma_kz *kz, int domain);
 void skuma_keg_destroy(struct uma_kz *kz);
 uint64_t skuma_keg_slabs(const struct uma_kz *kz);
 uint64_t skuma_keg_free_items(const struct uma_kz *kz);
+/* Slabs on the domains' partial and free lists (takes each domain lock). */
+void skuma_keg_slab_counts(struct uma_kz *kz, uint64_t *partial, uint64_t *empty);
 
 static inline int skuma_slab_domain(const struct uma_kz *kz, const struct sk_page *slab)
 {

@@ -586,6 +586,19 @@ uint64_t skuma_keg_slabs(const struct uma_kz *kz)
 	return n;
 }
 
+void skuma_keg_slab_counts(struct uma_kz *kz, uint64_t *partial, uint64_t *empty)
+{
+	*partial = *empty = 0;
+	for (unsigned d = 0; d < kz->kz_keg.uk_ndomains; d++) {
+		struct uma_keg_domain *kd = &kz->kz_keg.uk_domain[d];
+		pthread_mutex_lock(&kd->ukd_lock);
+		for (struct sk_page *slab = kd->ukd_part; slab; slab = (struct sk_page *)slab->bk[0])
+			(*partial)++;
+		*empty += kd->ukd_free_slabs;
+		pthread_mutex_unlock(&kd->ukd_lock);
+	}
+}
+
 uint64_t skuma_keg_free_items(const struct uma_kz *kz)
 {
 	uint64_t n = 0;

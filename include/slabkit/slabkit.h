@@ -122,6 +122,22 @@ struct slabkit_cache_info {
 	long limit, batchcount, shared; /* tunables (0: not applicable) */
 	long zone_max;             /* uma_zone_set_max limit, 0: none */
 	const char *backend;       /* the backend that serves this cache: "slab", ... */
+	/* Where the allocations were served: this CPU's slot (fast) or the
+	 * backend (slow); allocs = fast_allocs + slow_allocs, same for frees. */
+	uint64_t fast_allocs, fast_frees, slow_allocs, slow_frees;
+	/* Per-CPU caches refilled from and flushed back to the node level (SLAB
+	 * array refills and flushes, SLUB CPU slabs loaded and deactivated, UMA
+	 * buckets filled and drained); 0 for SLOB, which has none. */
+	uint64_t refills, flushes;
+	/* Slabs by state.  cpu: held by a CPU (SLUB); partial and empty: on node
+	 * lists; full = slabs - cpu - partial - empty.  active_slabs = slabs -
+	 * empty_slabs: slabs not idle on a node's free list. */
+	uint64_t active_slabs, cpu_slabs, partial_slabs, empty_slabs;
+	uint64_t shared_free;      /* of cached_free: in node-shared caches (SLAB) */
+	uint64_t slab_free;        /* free objects in slabs on node lists */
+	/* Frees of objects of another node than the freeing CPU's (SLAB, UMA);
+	 * -1 where the backend does not count them (SLUB, SLOB). */
+	int64_t xdomain_frees;
 };
 
 /* Visit every live cache, in creation order.  Stops early when fn returns
@@ -163,6 +179,15 @@ void slabkit_shrink_all(void);
 /* Reports.  slabinfo: /proc/slabinfo-like, every cache.  vmstat_z: FreeBSD
  * `vmstat -z`.  vmstat_m: FreeBSD `vmstat -m` (malloc types). */
 void slabkit_report_slabinfo(FILE *out);
+/*
+ * Any report by name: "slabinfo", "vmstat-m", "vmstat-z" or "json" (one
+ * document with every cache, malloc type, UMA zone and NUMA node and the
+ * process totals; schema in docs/stats.md).  0, or -EINVAL for an unknown
+ * format.  Reports never stop the allocator: per-CPU counters are read
+ * racily and summed, as /proc/slabinfo does.  SLABKIT_STATS=<format>[:path]
+ * writes one at exit (stderr without a path).
+ */
+int slabkit_report(FILE *out, const char *format);
 void slabkit_report_vmstat_z(FILE *out);
 void slabkit_report_vmstat_m(FILE *out);
 

@@ -66,6 +66,7 @@ struct malloc_type_stats_sum {
 	uint64_t allocs, frees;       /* mts_numallocs, mts_numfrees */
 	uint64_t memalloced, memfreed;/* bytes (of the class sizes handed out) */
 	uint64_t size_mask;           /* bit i: class i was used (bit 63: large) */
+	uint64_t memhigh;             /* HighUse: highest memalloced - memfreed seen at reads */
 };
 void slabkit_malloc_type_stats(const struct malloc_type *type, struct malloc_type_stats_sum *out);
 
