@@ -29,6 +29,17 @@ bool sk_pcpu_use_rseq;
 unsigned sk_pcpu_nr;
 long sk_rseq_offset;
 
+/* Slot locks the calling thread holds through sk_pcpu_trylock_local or
+ * sk_pcpu_lock_cpu (not the lock-mode fast paths, which call nothing).
+ * The wait-for-memory path reads it: a thread must never drain while it
+ * holds a slot, or it would wait for itself. */
+static __thread unsigned slots_held __attribute__((tls_model("initial-exec")));
+
+bool sk_pcpu_caller_holds_slot(void)
+{
+	return slots_held != 0;
+}
+
 #ifndef MEMBARRIER_CMD_FLAG_CPU
 #define MEMBARRIER_CMD_FLAG_CPU (1 << 0)
 #endif
@@ -149,6 +160,7 @@ struct sk_pcpu_slot *sk_pcpu_trylock_local(struct sk_cache *c)
 
 	if (!slot_trylock(slot))
 		return NULL;
+	slots_held++;
 	/* Still on `cpu` after taking the lock: any sequence that was running
 	 * there has committed or will restart and see the lock (sk_percpu.h).
 	 * Migrated: let go; the caller bypasses the slot this once. */
@@ -186,14 +198,21 @@ struct sk_pcpu_slot *sk_pcpu_lock_cpu(struct sk_cache *c, unsigned cpu)
 	ck_pr_inc_64(&sk_pcpu_drain_locks);
 	while (!slot_trylock(slot))
 		sched_yield(); /* the holder may be preempted: never spin hard */
+	slots_held++;
 	if (sk_pcpu_use_rseq && sk_pcpu_current_cpu() != cpu)
 		fence_cpu(cpu);
 	return slot;
 }
 
-void sk_pcpu_unlock(struct sk_pcpu_slot *slot)
+static void slot_unlock(struct sk_pcpu_slot *slot)
 {
 	__atomic_store_n(&slot->lock, 0, __ATOMIC_RELEASE);
+}
+
+void sk_pcpu_unlock(struct sk_pcpu_slot *slot)
+{
+	slots_held--;
+	slot_unlock(slot);
 }
 
 /* --- the counts kept in `top` (see sk_percpu.h) --- */
@@ -344,7 +363,7 @@ void *sk_pcpu_pop_locked(struct sk_cache *c)
 			sk_store(&slot->top, w - 1 + one_alloc(kind));
 		}
 	}
-	sk_pcpu_unlock(slot);
+	slot_unlock(slot);
 	return obj;
 }
 
@@ -368,7 +387,7 @@ bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
 			done = true;
 		}
 	}
-	sk_pcpu_unlock(slot);
+	slot_unlock(slot);
 	return done;
 }
 

@@ -120,6 +120,10 @@ struct sk_backend_ops {
 	void *(*kmalloc)(size_t size, int node, unsigned flags);
 	void (*kfree)(void *p, struct sk_page *pg);
 	size_t (*ksize)(const void *p, struct sk_page *pg);
+	/* Was this live heap block allocated with SK_ALLOC_MALLOC9 (by
+	 * malloc(9), not kmalloc)?  Lets core refuse kfree/krealloc of a
+	 * malloc(9) block and bsd_free of a kmalloc block. */
+	bool (*heap_is_malloc9)(const void *p, struct sk_page *pg);
 };
 
 /* --- What core gives backends --- */
@@ -147,6 +151,12 @@ static inline bool sk_cache_has_fini(const struct sk_cache *c)
 {
 	return c->fini != NULL;
 }
+/* True when sk_cache_construct calls user code (a ctor or UMA init): the
+ * backend must then hold no lock of its own or of core around it. */
+static inline bool sk_cache_has_construct(const struct sk_cache *c)
+{
+	return c->ctor != NULL || c->init != NULL;
+}
 
 /* Statistics a backend bumps: a per-CPU cache was refilled from the node
  * level (array refill, CPU slab loaded, bucket filled), or flushed back to
@@ -164,6 +174,9 @@ static inline void sk_stat_flush(struct sk_cache *c)
  * provider, never from malloc.  Give the same size back. */
 void *sk_meta_zalloc(size_t size);
 void sk_meta_free(void *p, size_t size);
+/* Free a struct a user holds a handle to: reused only after 64 more such
+ * frees (a stale handle meanwhile still shows its "destroyed" mark). */
+void sk_meta_free_quarantined(void *p, size_t size);
 
 /* Messages: one line to the message hook. */
 void sk_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

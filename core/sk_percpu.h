@@ -129,6 +129,10 @@ extern uint64_t sk_pcpu_drain_locks;
 
 void sk_pcpu_unlock(struct sk_pcpu_slot *slot);
 
+/* Does the calling thread hold a slot lock now?  (Drains must then skip:
+ * sk_pcpu_lock_cpu would wait for the caller itself.) */
+bool sk_pcpu_caller_holds_slot(void);
+
 /* --- the state half of `top` (any reader; setters for the lock holder) --- */
 
 /* LIST: the first object of the slot's free list (NULL: empty). */

@@ -247,7 +247,7 @@ static void test_layout(void **state)
 	kmem_cache_free(s, p);
 	shrink_and_destroy(s, "slub_lay64k");
 
-	/* 256 KiB is the largest object; one more byte is refused. */
+	/* 256 KiB: order 6, one object. */
 	s = kmem_cache_create("slub_lay256k", 256 << 10, 0, 0, NULL);
 	assert_non_null(s);
 	assert_int_equal(inspect(s).order, 6);
@@ -256,8 +256,19 @@ static void test_layout(void **state)
 	memset(p, 0x55, 256 << 10);
 	kmem_cache_free(s, p);
 	shrink_and_destroy(s, "slub_lay256k");
-	sk_expect_messages();
-	assert_null(kmem_cache_create("slub_lay_too_big", (256 << 10) + 1, 0, 0, NULL));
+
+	/* Larger objects too (the same bound as every backend, core's 64 MiB):
+	 * one object per slab at the smallest order that holds it. */
+	s = kmem_cache_create("slub_lay_1m", (1 << 20) + 8, 0, 0, NULL);
+	assert_non_null(s);
+	in = inspect(s);
+	assert_int_equal(in.order, 9);
+	assert_int_equal(in.objects, 1);
+	p = kmem_cache_alloc(s, GFP_KERNEL);
+	assert_non_null(p);
+	memset(p, 0x55, (1 << 20) + 8);
+	kmem_cache_free(s, p);
+	shrink_and_destroy(s, "slub_lay_1m");
 }
 
 /* --- constructed contents survive free --- */

@@ -50,7 +50,6 @@
 #pragma GCC visibility push(hidden)
 
 #define SLUB_MAX_ORDER 3                 /* slub_max_order */
-#define SLUB_MAX_OBJECT_SIZE (256u << 10) /* larger objects are refused */
 #define SLUB_MAX_OBJS_PER_SLAB 32767u    /* MAX_OBJS_PER_PAGE (15-bit objects) */
 #define SLUB_MIN_PARTIAL 5u              /* MIN_PARTIAL */
 #define SLUB_MAX_PARTIAL 10u             /* MAX_PARTIAL */
@@ -210,9 +209,11 @@ void slub_discard_slab(struct sk_cache *c, struct sk_page *slab);
  * list) when there were none. */
 void *slub_take_freelist(struct sk_page *slab);
 /* The slot's active slab stops being active: its CPU freelist goes back to
- * it, it is unfrozen and put on its node's partial list, left full, or
- * discarded.  Caller holds the slot lock. */
-void slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot);
+ * it, it is unfrozen and put on its node's partial list, or left full.
+ * Caller holds the slot lock.  Returns the slab when it is empty and may be
+ * discarded: the caller calls slub_discard_slab after unlocking (UMA fini
+ * is user code and runs under no lock). */
+struct sk_page *slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot);
 /* Pop one object from an unfrozen slab the caller took off a partial list
  * under list_lock, still holding it.  Puts the slab back at the head of the
  * list if it still has free objects. */

@@ -88,9 +88,12 @@ static struct sk_page *get_partial(struct sk_cache *c, struct sk_pcpu_slot *slot
 }
 
 /* ___slab_alloc with the slot locked.  `node` is SK_NODE_ANY, or the node
- * of the active slab (or of the slot's CPU when there is none). */
+ * of the active slab (or of the slot's CPU when there is none).  A cache
+ * with constructor hooks gets no new slab here (*build_unlocked is set):
+ * user callbacks never run under the slot lock (a ctor that allocates may
+ * wait for memory, and that drains every slot). */
 static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int node,
-			     int slot_node, unsigned flags)
+			     int slot_node, unsigned flags, bool *build_unlocked)
 {
 	struct sk_page *slab = (struct sk_page *)slot->tag;
 	void *freelist;
@@ -118,6 +121,10 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 	if (slab) {
 		freelist = slub_take_freelist(slab);
 	} else {
+		if (sk_cache_has_construct(c)) {
+			*build_unlocked = true;
+			return NULL;
+		}
 		slab = slub_new_slab(c, node, flags, &freelist);
 		if (!slab)
 			return NULL;
@@ -134,7 +141,8 @@ load_freelist:
 }
 
 /* One object without the per-CPU layer: node partial slabs, then a new
- * slab that goes on the node list with the rest of its objects. */
+ * slab that goes on the node list with the rest of its objects.  Holds no
+ * lock while the new slab's objects are constructed. */
 static void *alloc_single(struct sk_cache *c, int node, unsigned flags)
 {
 	struct slub_cache *s = slub_of(c);
@@ -198,7 +206,10 @@ void *slub_alloc(struct sk_cache *c, int node, unsigned flags)
 			return alloc_single(c, node, flags);
 		}
 	}
-	void *obj = alloc_from_slot(c, slot, node, slot_node, flags);
+	bool build_unlocked = false;
+	void *obj = alloc_from_slot(c, slot, node, slot_node, flags, &build_unlocked);
 	sk_pcpu_unlock(slot);
+	if (build_unlocked)
+		obj = alloc_single(c, node, flags);
 	return obj;
 }

@@ -99,8 +99,9 @@ static int slub_cache_create(struct sk_cache *c)
 {
 	size_t size, offset;
 
-	if (c->object_size > SLUB_MAX_OBJECT_SIZE)
-		return -EINVAL;
+	/* Any size core accepts (up to 64 MiB, the same bound on every
+	 * backend): a large object gets a slab of one object at the smallest
+	 * order that holds it, as SLUB does above slub_max_order. */
 	if (c->ctor || c->init || (c->flags & SK_CACHE_ZINIT)) {
 		/* Free objects keep their constructed contents (or a new
 		 * slab's zeroes): the free pointer goes after the object. */
@@ -193,12 +194,14 @@ static void shrink_node(struct sk_cache *c, struct slub_node *n, uint64_t keep, 
 static void flush_cpu(struct sk_cache *c, unsigned cpu)
 {
 	struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
-	struct sk_page *list;
+	struct sk_page *list, *empty = NULL;
 
 	if (slot->tag)
-		slub_deactivate(c, slot);
+		empty = slub_deactivate(c, slot);
 	list = slub_cpu_partial_detach(slot);
 	sk_pcpu_unlock(slot);
+	if (empty)
+		slub_discard_slab(c, empty);
 	slub_flush_partials(c, list);
 }
 
@@ -233,10 +236,15 @@ static void slub_cache_destroy(struct sk_cache *c)
 		struct slub_node *n = &s->node[i];
 		struct sk_page *slab;
 
+		/* NOFREE or not: the cache goes away.  No caller can reach the
+		 * cache any more; the lock is taken for the list's invariants,
+		 * and dropped around each discard (UMA fini is user code). */
 		pthread_mutex_lock(&n->list_lock);
 		while ((slab = n->head)) {
 			slub_remove_partial(n, slab);
-			slub_discard_slab(c, slab); /* NOFREE or not: the cache goes away */
+			pthread_mutex_unlock(&n->list_lock);
+			slub_discard_slab(c, slab);
+			pthread_mutex_lock(&n->list_lock);
 		}
 		pthread_mutex_unlock(&n->list_lock);
 		pthread_mutex_destroy(&n->list_lock);

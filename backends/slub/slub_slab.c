@@ -213,7 +213,7 @@ void *slub_take_freelist(struct sk_page *slab)
 	return freelist;
 }
 
-void slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot)
+struct sk_page *slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot)
 {
 	struct sk_page *slab = (struct sk_page *)slot->tag;
 	void *cpu_freelist = sk_pcpu_list_head(slot), *tail = NULL, *old_fl;
@@ -245,15 +245,16 @@ void slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot)
 
 	/* Stage three: the new state decides where the slab goes. */
 	struct slub_node *n = slub_node_of(slub_of(c), slab);
-	if (!new.inuse && slub_may_discard(c, n)) {
-		slub_discard_slab(c, slab);
-	} else if (tail || old_fl) {
+	if (!new.inuse && slub_may_discard(c, n))
+		return slab;
+	if (tail || old_fl) {
 		pthread_mutex_lock(&n->list_lock);
 		/* Remote frees arrived: the slab is cache-cold, try it last. */
 		slub_add_partial(n, slab, old_fl != NULL);
 		pthread_mutex_unlock(&n->list_lock);
 	}
 	/* else full: the first free adopts it. */
+	return NULL;
 }
 
 void *slub_pop_unfrozen_locked(struct sk_cache *c, struct slub_node *n, struct sk_page *slab)
