@@ -183,7 +183,7 @@ static void *alloc_block(size_t size, struct malloc_type *type, int node, unsign
 		*raw = c->object_size;
 		*class_bit = idx;
 	} else if (heap && need <= heap->kmalloc_max) {
-		if (!(p = heap->kmalloc(need, node, skf)))
+		if (!(p = heap->kmalloc(need, node, skf | SK_ALLOC_MALLOC9)))
 			return NULL;
 		*raw = heap->ksize(p, sk_page_of(p));
 		int bit = sk_bsd_index(*raw);
@@ -215,6 +215,12 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 	bi->pg = pg;
 	if (!pg) {
 		sk_misuse("%s: pointer %p was not allocated by slabkit (or was already freed)", call, p);
+		return false;
+	}
+	if ((pg->kind == SK_PAGE_LARGE && !pg->owner && !pg->bk[0]) ||
+	    (pg->kind == SK_PAGE_HEAP && !sk_state.heap_ops->heap_is_malloc9(p, pg))) {
+		sk_misuse("%s: pointer %p was not allocated by malloc(9) (a kmalloc block, or not a live "
+			  "block); nothing was done", call, p);
 		return false;
 	}
 	if (pg->kind == SK_PAGE_LARGE) {
@@ -297,7 +303,7 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 	unsigned skf = (flags & M_WAITOK) ? SK_ALLOC_WAIT | SK_ALLOC_NOFAIL : 0;
 	for (unsigned attempt = 0;; attempt++) {
 		p = alloc_block(size, type, node, skf, &raw, &class_bit, site);
-		if (p || (flags & M_NOWAIT) || !sk_wait_for_memory(attempt))
+		if (p || !sk_wait_for_memory(attempt, (flags & M_WAITOK) ? SK_WAIT_NOFAIL : SK_WAIT_NONE))
 			break;
 	}
 	if (!p) {

@@ -30,7 +30,7 @@ void *sk_bsd_malloc_pages(size_t size, size_t align, struct malloc_type *type, i
 
 	for (unsigned attempt = 0;; attempt++) {
 		p = sk_large_alloc_aligned(size ? size : 1, SK_MAX(align, SK_PAGE_SIZE), node, skf);
-		if (p || (flags & M_NOWAIT) || !sk_wait_for_memory(attempt))
+		if (p || !sk_wait_for_memory(attempt, (flags & M_WAITOK) ? SK_WAIT_NOFAIL : SK_WAIT_NONE))
 			break;
 	}
 	if (!p) {

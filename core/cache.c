@@ -128,6 +128,7 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 	c->fini = p->fini;
 	c->front_data = p->front_data;
 	c->free_tag = (uint8_t)ops->free_tag;
+	c->magic = SK_CACHE_LIVE;
 
 	if (sk_track_mode != SK_TRACK_OFF)
 		c->flags |= SK_CACHE_STORE_USER; /* SLABKIT_LEAKS: every cache */
@@ -224,6 +225,9 @@ uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 			sk_track_report(what, c, SK_TRACK_ANY);
 		}
 		c->dead = true;
+		/* Allocations now miss the fast path and are refused; frees
+		 * of the remaining objects still work through the backend. */
+		c->fast = SK_FAST_NONE;
 		return live;
 	}
 	if (sk_track_cache(c))
@@ -231,7 +235,8 @@ uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 	registry_remove(c);
 	c->ops->cache_destroy(c);
 	sk_pcpu_destroy(c);
-	sk_meta_free(c, sizeof(*c));
+	c->magic = SK_CACHE_DESTROYED;
+	sk_meta_free_quarantined(c, sizeof(*c));
 	return 0;
 }
 
@@ -372,6 +377,7 @@ void *sk_large_alloc(size_t size, int node, unsigned flags)
 		ck_pr_inc_64(&sk_state.large.failures);
 		return NULL;
 	}
+	sk_page_of(p)->bk[0] = 0; /* malloc(9) stores its type here; kmalloc blocks have none */
 	ck_pr_inc_64(&sk_state.large.allocs);
 	ck_pr_add_64(&sk_state.large.pages, npages);
 	ck_pr_add_64(&sk_state.large.bytes_requested, size);

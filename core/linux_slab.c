@@ -23,6 +23,20 @@ static unsigned gfp_to_sk(gfp_t gfp)
 	return f;
 }
 
+/* How long a failed request of `size` bytes may retry (sk_core.h). */
+enum sk_wait_policy sk_gfp_wait_policy(unsigned int gfp, size_t size)
+{
+	if (gfp & __GFP_NOFAIL)
+		return SK_WAIT_NOFAIL;
+	if (!(gfp & __GFP_DIRECT_RECLAIM))
+		return SK_WAIT_NONE;
+	if (gfp & (__GFP_NORETRY | __GFP_THISNODE))
+		return SK_WAIT_BRIEF;
+	if ((gfp & __GFP_RETRY_MAYFAIL) || size > SK_COSTLY_SIZE)
+		return SK_WAIT_MAYFAIL;
+	return SK_WAIT_LONG;
+}
+
 /* Count what the caller asked for: size classes keep the slack below the
  * class size, so that a request of exactly a class size adds nothing. */
 static sk_always_inline void count_requested(struct sk_cache *c, size_t size)
@@ -56,7 +70,7 @@ static void alloc_failed(const char *call, size_t size, gfp_t gfp)
 }
 
 /* Everything kmalloc's inline path does not: lazy init, node requests, the
- * backend's heap, the page path, failures and __GFP_NOFAIL retries. */
+ * backend's heap, the page path, failures and the retries sk_gfp_wait_policy allows. */
 static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const char *call,
 				       const void *site)
 {
@@ -75,6 +89,7 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 	}
 	if ((gfp & __GFP_THISNODE) && node == NUMA_NO_NODE) /* the caller's node, no other */
 		node = sk_numa_cpu_node(sk_pcpu_current_cpu());
+	enum sk_wait_policy policy = sk_gfp_wait_policy(gfp, size);
 	for (unsigned attempt = 0;; attempt++) {
 		const struct sk_backend_ops *heap = sk_state.kmalloc_heap;
 		int idx = sk_kmalloc_index(size);
@@ -101,7 +116,7 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 			kfree(p); /* another node's memory: __GFP_THISNODE fails instead */
 			p = NULL;
 		}
-		if (p || !(gfp & __GFP_NOFAIL) || !sk_wait_for_memory(attempt))
+		if (p || !sk_wait_for_memory(attempt, policy))
 			break;
 	}
 	if (!p) {
@@ -224,15 +239,16 @@ SK_EXPORT void *kcalloc(size_t n, size_t size, gfp_t flags)
 	return kmalloc_array_inline(n, size, flags | __GFP_ZERO);
 }
 
-/* Free any block: a cache object, a large allocation, a heap block.
- * `call` names the public function in misuse reports. */
-static void free_block(const void *p, const char *call)
+/* Is p a block the Linux API may free or resize (a kmalloc or kmem_cache
+ * object, the start of a kmalloc page-path block, a kmalloc heap block)?
+ * Reports the misuse naming `call` and returns false otherwise.  Nothing
+ * is changed either way.  `freeing`: a heap block that is not live is left
+ * to the heap's kfree, which says precisely what is wrong. */
+static bool linux_block_ok(const void *p, struct sk_page *pg, const char *call, bool freeing)
 {
-	struct sk_page *pg = sk_page_of(p);
-
 	if (sk_unlikely(!pg)) {
 		sk_misuse("%s: pointer %p was not allocated by slabkit (or was already freed)", call, p);
-		return;
+		return false;
 	}
 	switch (pg->kind) {
 	case SK_PAGE_SLAB: {
@@ -241,22 +257,57 @@ static void free_block(const void *p, const char *call)
 			sk_misuse("%s: pointer %p belongs to %s %s; free it with %s", call, p,
 				  c->front == SK_FRONT_UMA ? "UMA zone" : "malloc(9) class", c->name,
 				  c->front == SK_FRONT_UMA ? "uma_zfree" : "bsd_free");
-			return;
+			return false;
 		}
-		sk_cache_free(c, (void *)p, pg);
-		return;
+		return true;
 	}
 	case SK_PAGE_LARGE:
 		if (sk_unlikely(pg->owner != NULL)) { /* vmalloc or the page allocator */
 			sk_misuse("%s: pointer %p was allocated by %s; free it with %s", call, p,
 				  sk_large_owner_name(pg), sk_large_owner_free(pg));
-			return;
+			return false;
 		}
 		if (p != sk_page_addr(pg)) {
 			sk_misuse("%s: pointer %p is inside a large allocation at %p, not its start", call,
 				  p, sk_page_addr(pg));
-			return;
+			return false;
 		}
+		if (pg->bk[0]) {
+			sk_misuse("%s: pointer %p belongs to malloc(9); free it with bsd_free", call, p);
+			return false;
+		}
+		return true;
+	case SK_PAGE_HEAP:
+		if (!sk_state.heap_ops->ksize(p, pg)) {
+			if (freeing)
+				return true;
+			sk_misuse("%s: pointer %p is not a live block of the kmalloc heap", call, p);
+			return false;
+		}
+		if (sk_state.heap_ops->heap_is_malloc9(p, pg)) {
+			sk_misuse("%s: pointer %p belongs to malloc(9); free it with bsd_free", call, p);
+			return false;
+		}
+		return true;
+	default:
+		sk_misuse("%s: pointer %p is slabkit's own metadata, not an allocation", call, p);
+		return false;
+	}
+}
+
+/* Free any block: a cache object, a large allocation, a heap block.
+ * `call` names the public function in misuse reports. */
+static void free_block(const void *p, const char *call)
+{
+	struct sk_page *pg = sk_page_of(p);
+
+	if (!linux_block_ok(p, pg, call, true))
+		return;
+	switch (pg->kind) {
+	case SK_PAGE_SLAB:
+		sk_cache_free(pg->owner, (void *)p, pg);
+		return;
+	case SK_PAGE_LARGE:
 		if (sk_unlikely(sk_track_mode != SK_TRACK_OFF))
 			sk_track_free(p);
 		sk_large_free((void *)p, pg);
@@ -269,7 +320,7 @@ static void free_block(const void *p, const char *call)
 		sk_state.heap_ops->kfree((void *)p, pg);
 		return;
 	default:
-		sk_misuse("%s: pointer %p is slabkit's own metadata, not an allocation", call, p);
+		return;
 	}
 }
 
@@ -329,16 +380,14 @@ SK_EXPORT void kfree_sensitive(const void *p)
 	if (ZERO_OR_NULL_PTR(p))
 		return;
 	struct sk_page *pg = sk_page_of(p);
-	if (!pg) {
-		sk_misuse("kfree_sensitive: pointer %p was not allocated by slabkit (or was already freed)", p);
+	if (!linux_block_ok(p, pg, "kfree_sensitive", true))
 		return;
-	}
 	size_t n = sk_block_size(p, pg);
 	if (n) {
 		memset((void *)p, 0, n);
 		__asm__ volatile("" ::"r"(p) : "memory"); /* keep the wipe */
 	}
-	kfree(p);
+	free_block(p, "kfree_sensitive");
 }
 
 SK_EXPORT size_t kmalloc_size_roundup(size_t size)
@@ -358,16 +407,15 @@ SK_EXPORT size_t kmalloc_size_roundup(size_t size)
 
 SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
 {
-	if (sk_unlikely(!new_size)) {
-		kfree(p);
-		return ZERO_SIZE_PTR;
-	}
 	size_t old = 0;
 	if (!ZERO_OR_NULL_PTR(p)) {
+		/* Checked before anything is allocated, copied or freed. */
 		struct sk_page *pg = sk_page_of(p);
-		if (!pg) {
-			sk_misuse("krealloc: pointer %p was not allocated by slabkit", p);
+		if (!linux_block_ok(p, pg, "krealloc", false))
 			return NULL;
+		if (sk_unlikely(!new_size)) {
+			free_block(p, "krealloc");
+			return ZERO_SIZE_PTR;
 		}
 		old = sk_block_size(p, pg);
 		if (new_size <= old) {
@@ -376,6 +424,8 @@ SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
 			return (void *)p;
 		}
 	}
+	if (sk_unlikely(!new_size))
+		return ZERO_SIZE_PTR; /* krealloc(NULL or ZERO_SIZE_PTR, 0) */
 	void *q = kmalloc_inline(new_size, flags);
 	if (!q)
 		return NULL; /* p is untouched */
@@ -389,10 +439,57 @@ SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
 
 static bool check_cache(const struct kmem_cache *s, const char *call)
 {
-	if (sk_likely(s != NULL))
+	const struct sk_cache *c = (const struct sk_cache *)s;
+
+	if (sk_likely(c != NULL && c->magic == SK_CACHE_LIVE))
 		return true;
-	sk_misuse("%s: NULL cache", call);
+	if (!c)
+		sk_misuse("%s: NULL cache", call);
+	else if (c->magic == SK_CACHE_DESTROYED)
+		sk_misuse("%s: cache %p (%s) was already destroyed", call, (const void *)c, c->name);
+	else
+		sk_misuse("%s: %p is not a cache (or one destroyed long ago)", call, (const void *)c);
 	return false;
+}
+
+/* Allocation also refuses a cache destroyed with objects remaining. */
+static bool check_cache_alloc(const struct kmem_cache *s, const char *call)
+{
+	if (!check_cache(s, call))
+		return false;
+	if (sk_likely(!((const struct sk_cache *)s)->dead))
+		return true;
+	sk_misuse("%s: cache %s was destroyed (with objects remaining); it cannot allocate", call,
+		  ((const struct sk_cache *)s)->name);
+	return false;
+}
+
+/* The backend, with the retries sk_gfp_wait_policy allows.  NULL: reported, or a
+ * __GFP_NOFAIL that could not be met (the panic hook returned). */
+static void *cache_alloc_retrying(struct sk_cache *c, int node, gfp_t flags, const char *call,
+				  const void *site)
+{
+	enum sk_wait_policy policy = sk_gfp_wait_policy(flags, c->object_size);
+	void *obj;
+
+	for (unsigned attempt = 0;; attempt++) {
+		obj = node == SK_NODE_ANY ? sk_cache_alloc_slow(c, node, gfp_to_sk(flags), site)
+					  : sk_cache_alloc_node(c, node, gfp_to_sk(flags), site);
+		if (obj && (flags & __GFP_THISNODE) && sk_page_of(obj)->node != (unsigned)node) {
+			sk_cache_free(c, obj, sk_page_of(obj)); /* __GFP_THISNODE fails instead */
+			obj = NULL;
+		}
+		if (obj || !sk_wait_for_memory(attempt, policy))
+			break;
+	}
+	if (!obj) {
+		if (flags & __GFP_NOFAIL)
+			sk_misuse("%s(%s): __GFP_NOFAIL allocation failed after draining every cache",
+				  call, c->name);
+		else
+			alloc_failed(call, c->object_size, flags);
+	}
+	return obj;
 }
 
 /* Everything kmem_cache_alloc's fast path does not: a NULL cache, the
@@ -411,17 +508,11 @@ static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, 
 		return kmem_cache_alloc_node((struct kmem_cache *)c, flags, node);
 	}
 	if (!obj) {
-		if (!check_cache((struct kmem_cache *)c, "kmem_cache_alloc"))
+		if (!check_cache_alloc((struct kmem_cache *)c, "kmem_cache_alloc"))
 			return NULL;
-		for (unsigned attempt = 0;; attempt++) {
-			obj = sk_cache_alloc_slow(c, SK_NODE_ANY, gfp_to_sk(flags), site);
-			if (obj || !(flags & __GFP_NOFAIL) || !sk_wait_for_memory(attempt))
-				break;
-		}
-		if (!obj) {
-			alloc_failed("kmem_cache_alloc", c->object_size, flags);
+		obj = cache_alloc_retrying(c, SK_NODE_ANY, flags, "kmem_cache_alloc", site);
+		if (!obj)
 			return NULL;
-		}
 		sk_trace_alloc(SK_TRACE_API_KMEM_CACHE, obj, c->object_size, c->align);
 	}
 got:
@@ -457,22 +548,16 @@ SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int nod
 
 	if (node == NUMA_NO_NODE)
 		return kmem_cache_alloc_inline(s, flags);
-	if (!check_cache(s, "kmem_cache_alloc_node"))
+	if (!check_cache_alloc(s, "kmem_cache_alloc_node"))
 		return NULL;
 	if (node < 0 || (unsigned)node >= sk_state.nodes) {
 		sk_errorf("slabkit: kmem_cache_alloc_node(%s): node %d does not exist (%u nodes)", c->name,
 			  node, sk_state.nodes);
 		return NULL;
 	}
-	void *obj = sk_cache_alloc_node(c, node, gfp_to_sk(flags), SK_CALLER());
-	if (obj && (flags & __GFP_THISNODE) && sk_page_of(obj)->node != (unsigned)node) {
-		sk_cache_free(c, obj, sk_page_of(obj)); /* __GFP_THISNODE fails instead */
-		obj = NULL;
-	}
-	if (!obj) {
-		alloc_failed("kmem_cache_alloc_node", c->object_size, flags);
+	void *obj = cache_alloc_retrying(c, node, flags, "kmem_cache_alloc_node", SK_CALLER());
+	if (!obj)
 		return NULL;
-	}
 	sk_trace_alloc(SK_TRACE_API_KMEM_CACHE, obj, c->object_size, c->align);
 	if (flags & __GFP_ZERO)
 		memset(obj, 0, c->object_size);
@@ -531,11 +616,12 @@ SK_EXPORT int kmem_cache_alloc_bulk(struct kmem_cache *s, gfp_t flags, size_t si
 	struct sk_cache *c = (struct sk_cache *)s;
 	size_t i;
 
-	if (!check_cache(s, "kmem_cache_alloc_bulk") || (size && !p))
+	if (!check_cache_alloc(s, "kmem_cache_alloc_bulk") || (size && !p))
 		return 0;
 	for (i = 0; i < size; i++) {
-		p[i] = sk_cache_alloc(c, gfp_to_sk(flags));
-		if (sk_unlikely(!p[i]))
+		p[i] = sk_pcpu_pop(c);
+		if (!p[i] && !(p[i] = cache_alloc_retrying(c, SK_NODE_ANY, flags | __GFP_NOWARN,
+							 "kmem_cache_alloc_bulk", SK_CALLER())))
 			break;
 		if (flags & __GFP_ZERO)
 			memset(p[i], 0, c->object_size);
@@ -580,8 +666,13 @@ SK_EXPORT int kmem_cache_shrink(struct kmem_cache *s)
 
 SK_EXPORT void kmem_cache_destroy(struct kmem_cache *s)
 {
-	if (!s)
+	if (!s || !check_cache(s, "kmem_cache_destroy"))
 		return;
+	if (((struct sk_cache *)s)->dead) {
+		sk_misuse("kmem_cache_destroy: cache %s was already destroyed (with objects remaining)",
+			  ((struct sk_cache *)s)->name);
+		return;
+	}
 	sk_cache_destroy((struct sk_cache *)s, "kmem_cache_destroy");
 }
 

@@ -63,7 +63,7 @@ static void *vmalloc_pages(size_t size, gfp_t gfp, int node, const char *call)
 	void *p = NULL;
 	for (unsigned attempt = 0;; attempt++) {
 		p = sk_large_alloc(size, want == NUMA_NO_NODE ? SK_NODE_ANY : want, gfp_wait_flags(gfp));
-		if (p || !(gfp & __GFP_NOFAIL) || !sk_wait_for_memory(attempt))
+		if (p || !sk_wait_for_memory(attempt, sk_gfp_wait_policy(gfp, size)))
 			break;
 	}
 	if (!p) {

@@ -88,10 +88,41 @@ void sk_meta_free(void *p, size_t size)
 	pthread_mutex_unlock(&meta_lock);
 }
 
+/*
+ * Structs the user holds a handle to (caches, zones) are not reused at
+ * once after destruction: the last META_QUARANTINE of them wait here, so
+ * that a second destroy or an allocation through a stale handle finds the
+ * "destroyed" mark and is reported.  Older ones are really freed (a handle
+ * used long after its destruction is undefined, as in the kernel).
+ */
+#define META_QUARANTINE 64
+static struct {
+	void *p;
+	size_t size;
+} quarantine[META_QUARANTINE];
+static unsigned quarantine_next;
+
+void sk_meta_free_quarantined(void *p, size_t size)
+{
+	void *old;
+	size_t old_size;
+
+	pthread_mutex_lock(&meta_lock);
+	old = quarantine[quarantine_next].p;
+	old_size = quarantine[quarantine_next].size;
+	quarantine[quarantine_next].p = p;
+	quarantine[quarantine_next].size = size;
+	quarantine_next = (quarantine_next + 1) % META_QUARANTINE;
+	pthread_mutex_unlock(&meta_lock);
+	sk_meta_free(old, old_size);
+}
+
 /* Forget every carved page: slabkit_fini is about to unmap the arenas. */
 void sk_meta_reset(void)
 {
 	pthread_mutex_lock(&meta_lock);
 	memset(meta_free_list, 0, sizeof(meta_free_list));
+	memset(quarantine, 0, sizeof(quarantine));
+	quarantine_next = 0;
 	pthread_mutex_unlock(&meta_lock);
 }

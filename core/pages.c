@@ -65,7 +65,7 @@ static void *block_alloc(int nid, gfp_t gfp, unsigned order, size_t npages, bool
 			p = exact ? sk_pages_alloc_exact(SK_NODE_ANY, npages, SK_PAGE_LARGE,
 							 (void *)&sk_page_api_owner)
 				  : sk_pages_alloc(SK_NODE_ANY, order, SK_PAGE_LARGE, (void *)&sk_page_api_owner);
-		if (p || !(gfp & __GFP_NOFAIL) || !sk_wait_for_memory(attempt))
+		if (p || !sk_wait_for_memory(attempt, sk_gfp_wait_policy(gfp, npages << SK_PAGE_SHIFT)))
 			break;
 	}
 	if (!p) {

@@ -50,6 +50,7 @@ enum sk_front {
 /* Flags passed down to backend slow paths. */
 #define SK_ALLOC_WAIT   0x1u  /* the caller may wait (GFP with direct reclaim, M_WAITOK) */
 #define SK_ALLOC_NOFAIL 0x2u  /* __GFP_NOFAIL / M_WAITOK: core retries, never returns NULL */
+#define SK_ALLOC_MALLOC9 0x4u /* ops->kmalloc: the block is malloc(9)'s (heap_is_malloc9 says so) */
 
 /*
  * Counters core keeps besides the per-CPU slots.  Bumped with atomic adds on
@@ -96,9 +97,16 @@ struct sk_cache {
 	/* Registry: the list of live caches.  Synchronization: registry lock. */
 	struct sk_cache *next, *prev;
 	bool dead;                     /* destroyed with live objects: kept, reported */
+	/* SK_CACHE_LIVE from creation; SK_CACHE_DESTROYED once destroyed (the
+	 * struct then waits in the metadata quarantine, so that a second
+	 * destroy or an allocation from it is reported, not a crash). */
+	uint32_t magic;
 
 	void *front_data;              /* the front end's own record (a UMA zone) */
 };
+
+#define SK_CACHE_LIVE      0x5ca7e11eu
+#define SK_CACHE_DESTROYED 0xdeadca5eu
 
 /* How many objects are in use right now (exact, summed over CPUs). */
 uint64_t sk_cache_in_use(struct sk_cache *c);

@@ -59,6 +59,7 @@ struct sk_state {
 
 	struct sk_plain_counters large;           /* the page path */
 	struct sk_plain_counters heap;            /* ops->kmalloc (SLOB) */
+	uint64_t memory_waits;                    /* sk_wait_for_memory drains (ck_pr) */
 	struct sk_plain_counters pages;           /* the page allocator API (core/pages.c) */
 
 	/* Maintenance thread.  Synchronization: tick_lock. */
@@ -137,9 +138,31 @@ static sk_always_inline void sk_cache_free(struct sk_cache *c, void *obj, struct
 	sk_cache_free_slow(c, obj, pg);
 }
 
-/* Retry policy for callers that must not fail (M_WAITOK, __GFP_NOFAIL):
- * call between attempts; returns false once it has given up. */
-bool sk_wait_for_memory(unsigned attempt);
+/* What a failed allocation may do before it gives up (docs/api.md):
+ *   NONE     GFP_NOWAIT, GFP_ATOMIC, M_NOWAIT: fail at once.
+ *   BRIEF    __GFP_NORETRY (and __GFP_THISNODE): one immediate retry, one
+ *            after draining.
+ *   MAYFAIL  __GFP_RETRY_MAYFAIL, and blocking requests above
+ *            SK_COSTLY_SIZE (the kernel's costly order): a few retries
+ *            with draining, then NULL.
+ *   LONG     GFP_KERNEL up to SK_COSTLY_SIZE: retries with draining and
+ *            growing sleeps for about two seconds, then NULL (the kernel
+ *            would have OOM-killed something by then).
+ *   NOFAIL   __GFP_NOFAIL, M_WAITOK: as LONG, then the panic hook. */
+enum sk_wait_policy {
+	SK_WAIT_NONE,
+	SK_WAIT_BRIEF,
+	SK_WAIT_MAYFAIL,
+	SK_WAIT_LONG,
+	SK_WAIT_NOFAIL,
+};
+#define SK_COSTLY_SIZE ((size_t)32768) /* PAGE_ALLOC_COSTLY_ORDER 3 */
+
+/* The policy of a Linux gfp mask for a request of `size` bytes. */
+enum sk_wait_policy sk_gfp_wait_policy(unsigned int gfp, size_t size);
+
+/* Call between attempts; true: try again; false: the policy gives up. */
+bool sk_wait_for_memory(unsigned attempt, enum sk_wait_policy policy);
 
 /* --- large allocations (the page path) --- */
 void *sk_large_alloc(size_t size, int node, unsigned flags);

@@ -496,14 +496,50 @@ SK_EXPORT int slabkit_current_node(void)
 	return sk_numa_cpu_node(sk_pcpu_current_cpu());
 }
 
-/* Memory for callers that must not fail: drain caches, give pages back,
- * sleep a little longer each time; give up after about two seconds. */
-bool sk_wait_for_memory(unsigned attempt)
+/*
+ * The failure policy (docs/api.md, "When memory runs out"), as the kernels
+ * have it: a caller that may wait is not told "no" while draining caches
+ * can still make room.  Waiting is proportional to how long memory has been
+ * short: the first retry is immediate (a transient failure, such as one
+ * injected fault, costs nothing), the second drains every cache, later ones
+ * drain and sleep 50 us doubling to 20 ms.  The schedule sums to about two
+ * seconds over SK_WAIT_ATTEMPTS_LONG attempts.
+ *
+ * A thread that holds a slot lock (a callback of an allocation in progress
+ * that reached here) does not drain: draining would wait for its own lock.
+ */
+#define SK_WAIT_ATTEMPTS_LONG 110u
+#define SK_WAIT_ATTEMPTS_MAYFAIL 4u
+#define SK_WAIT_ATTEMPTS_BRIEF 2u
+
+static unsigned wait_attempts(enum sk_wait_policy policy)
 {
-	if (attempt >= 40)
+	switch (policy) {
+	case SK_WAIT_NONE: return 0;
+	case SK_WAIT_BRIEF: return SK_WAIT_ATTEMPTS_BRIEF;
+	case SK_WAIT_MAYFAIL: return SK_WAIT_ATTEMPTS_MAYFAIL;
+	case SK_WAIT_LONG:
+	case SK_WAIT_NOFAIL: return SK_WAIT_ATTEMPTS_LONG;
+	}
+	return 0;
+}
+
+bool sk_wait_for_memory(unsigned attempt, enum sk_wait_policy policy)
+{
+	if (attempt >= wait_attempts(policy))
 		return false;
-	sk_shrink_every_cache(SK_SHRINK_DRAIN_CPU);
-	struct timespec ts = { 0, (long)SK_MIN(attempt + 1, 10u) * 5000000L };
-	nanosleep(&ts, NULL);
+	if (attempt == 0)
+		return true;
+	ck_pr_inc_64(&sk_state.memory_waits);
+	if (!sk_pcpu_caller_holds_slot())
+		sk_shrink_every_cache(SK_SHRINK_DRAIN_CPU);
+	else
+		sk_pages_release_free();
+	if (attempt >= 2) {
+		unsigned shift = SK_MIN(attempt - 2, 9u);
+		long ns = SK_MIN(50000L << shift, 20000000L);
+		struct timespec ts = { 0, ns };
+		nanosleep(&ts, NULL);
+	}
 	return true;
 }

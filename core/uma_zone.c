@@ -8,10 +8,13 @@
  * ctor/dtor on every alloc/free, a failing ctor failing the allocation,
  * limits with M_NOWAIT failing and M_WAITOK waiting first in, first out.
  *
- * Counting items in use: a primary zone without a limit uses its keg's
- * exact per-CPU counts (no extra cost on the fast path).  A limited zone,
- * a secondary zone or a cache zone keeps its own count under zone->lock
- * (limited) or with atomics.
+ * Counting items in use: a primary zone uses its keg's exact per-CPU
+ * counts (no extra cost on the fast path), with or without a limit.  A
+ * secondary zone or a cache zone keeps its own count under zone->lock
+ * (limited) or with atomics.  A limit on a keg-counted zone checks the
+ * keg's count plus the items granted but not yet taken from the keg
+ * (limit_reserved): the keg counts every item, also those allocated on a
+ * fast path that had not yet seen the limit, so the figure never drifts.
  *
  * Lock order: zones_lock -> zone->lock; neither is held while allocating.
  */
@@ -19,6 +22,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <slabkit/freebsd/uma.h>
 
@@ -50,16 +54,21 @@ struct uma_zone {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	int64_t max_items;             /* 0: no limit */
+	uint64_t limit_reserved;       /* keg-counted zones: granted, not yet in the keg's count */
 	uint64_t ticket_next, ticket_serving; /* FIFO order of M_WAITOK sleepers */
 	uint64_t sleepers;
 
 	/* Counters.  Synchronization: ck_pr atomics. */
-	uint64_t cur_items;            /* when own_count or limited */
+	uint64_t cur_items;            /* when own_count */
 	uint64_t allocs, frees;        /* when own_count */
 	uint64_t fails, sleeps;
 
 	struct uma_zone *next;         /* zones list.  Sync: zones_lock */
+	uint32_t magic;                /* ZONE_LIVE, or ZONE_DESTROYED while in quarantine */
 };
+
+#define ZONE_LIVE      0x20ae11feu
+#define ZONE_DESTROYED 0xdead20aeu
 
 static pthread_mutex_t zones_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct uma_zone *zones_head;
@@ -92,6 +101,7 @@ static struct uma_zone *zone_new(const char *name)
 	pthread_mutex_init(&z->lock, NULL);
 	pthread_cond_init(&z->wake, NULL);
 	z->refs = 1;
+	z->magic = ZONE_LIVE;
 	return z;
 }
 
@@ -180,8 +190,7 @@ SK_EXPORT uma_zone_t uma_zsecond_create(const char *name, uma_ctor ctor, uma_dto
 	 * FreeBSD; items allocated concurrently with this call may be missed). */
 	pthread_mutex_lock(&primary->lock);
 	if (!primary->own_count) {
-		if (!primary->max_items)
-			sk_store(&primary->cur_items, sk_cache_in_use(primary->keg));
+		sk_store(&primary->cur_items, sk_cache_in_use(primary->keg) + primary->limit_reserved);
 		sk_store(&primary->allocs, sk_load(&primary->cur_items));
 		sk_store(&primary->own_count, true);
 		zone_update_plain(primary);
@@ -220,7 +229,7 @@ SK_EXPORT uma_zone_t uma_zcache_create(const char *name, int size, uma_ctor ctor
 
 static uint64_t zone_cur(struct uma_zone *z)
 {
-	if (z->own_count || z->max_items)
+	if (sk_load(&z->own_count))
 		return sk_load(&z->cur_items);
 	return sk_cache_in_use(z->keg);
 }
@@ -229,12 +238,26 @@ static void zone_free_storage(struct uma_zone *z)
 {
 	pthread_mutex_destroy(&z->lock);
 	pthread_cond_destroy(&z->wake);
-	sk_meta_free(z, sizeof(*z));
+	sk_store(&z->fast_keg, NULL);
+	z->magic = ZONE_DESTROYED;
+	sk_meta_free_quarantined(z, sizeof(*z));
+}
+
+/* A handle the caller may use; reports a destroyed zone otherwise. */
+static bool zone_ok(uma_zone_t z, const char *call)
+{
+	if (sk_likely(z->magic == ZONE_LIVE))
+		return true;
+	if (z->magic == ZONE_DESTROYED)
+		sk_misuse("%s: zone %p (%s) was already destroyed", call, (void *)z, z->name);
+	else
+		sk_misuse("%s: %p is not a zone (or one destroyed long ago)", call, (void *)z);
+	return false;
 }
 
 SK_EXPORT void uma_zdestroy(uma_zone_t z)
 {
-	if (!z)
+	if (!z || !zone_ok(z, "uma_zdestroy"))
 		return;
 	if (z->own_count && sk_load(&z->cur_items))
 		sk_errorf("uma_zdestroy %s: zone still has %llu items allocated", z->name,
@@ -260,38 +283,90 @@ SK_EXPORT void uma_zdestroy(uma_zone_t z)
 
 /* --- limits --- */
 
-/* Take one item of the limit.  false: M_NOWAIT at the limit. */
-static bool limit_take(struct uma_zone *z, int flags)
+/* Items out, as the limit sees them.  Caller holds z->lock. */
+static uint64_t limit_count(struct uma_zone *z)
 {
-	pthread_mutex_lock(&z->lock);
-	if (z->cur_items < (uint64_t)z->max_items && z->sleepers == 0) {
+	if (z->own_count)
+		return z->cur_items;
+	return sk_cache_in_use(z->keg) + z->limit_reserved;
+}
+
+/* How limit_take granted an item: limit_settle undoes or completes it. */
+enum limit_grant { LIMIT_REFUSED, LIMIT_OWN_COUNT, LIMIT_RESERVED };
+
+static enum limit_grant limit_grant_locked(struct uma_zone *z)
+{
+	if (z->own_count) {
 		ck_pr_inc_64(&z->cur_items);
+		return LIMIT_OWN_COUNT;
+	}
+	z->limit_reserved++;
+	return LIMIT_RESERVED;
+}
+
+/* Take one item of the limit.  LIMIT_REFUSED: M_NOWAIT at the limit. */
+static enum limit_grant limit_take(struct uma_zone *z, int flags)
+{
+	enum limit_grant g;
+
+	pthread_mutex_lock(&z->lock);
+	if (limit_count(z) < (uint64_t)z->max_items && z->sleepers == 0) {
+		g = limit_grant_locked(z);
 		pthread_mutex_unlock(&z->lock);
-		return true;
+		return g;
 	}
 	if (flags & M_NOWAIT) {
 		pthread_mutex_unlock(&z->lock);
-		return false;
+		return LIMIT_REFUSED;
 	}
-	/* Sleep in arrival order until a free makes room (never spin). */
+	/* Sleep in arrival order until a free makes room (never spin).  The
+	 * wait is timed: a free that took the keg's fast path before the
+	 * limit was set does not wake anyone. */
 	uint64_t ticket = z->ticket_next++;
 	z->sleepers++;
 	ck_pr_inc_64(&z->sleeps);
-	while (ticket != z->ticket_serving || z->cur_items >= (uint64_t)z->max_items)
-		pthread_cond_wait(&z->wake, &z->lock);
+	while (ticket != z->ticket_serving || (z->max_items && limit_count(z) >= (uint64_t)z->max_items)) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 20 * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&z->wake, &z->lock, &until);
+	}
 	z->ticket_serving++;
 	z->sleepers--;
-	ck_pr_inc_64(&z->cur_items);
+	g = limit_grant_locked(z);
 	if (z->sleepers)
 		pthread_cond_broadcast(&z->wake); /* the next ticket may fit too */
 	pthread_mutex_unlock(&z->lock);
-	return true;
+	return g;
 }
 
+/* After the item was taken from the keg (got) or not: a reservation ends
+ * either way (the keg counts the item now); an own count is given back
+ * only on failure. */
+static void limit_settle(struct uma_zone *z, enum limit_grant g, bool got)
+{
+	if (g == LIMIT_REFUSED || (g == LIMIT_OWN_COUNT && got))
+		return;
+	pthread_mutex_lock(&z->lock);
+	if (g == LIMIT_RESERVED)
+		z->limit_reserved--;
+	else
+		ck_pr_dec_64(&z->cur_items);
+	if (z->sleepers && !got)
+		pthread_cond_broadcast(&z->wake);
+	pthread_mutex_unlock(&z->lock);
+}
+
+/* An item of a limited zone went back (to the keg already, if keg-counted). */
 static void limit_give(struct uma_zone *z)
 {
 	pthread_mutex_lock(&z->lock);
-	ck_pr_dec_64(&z->cur_items);
+	if (z->own_count)
+		ck_pr_dec_64(&z->cur_items);
 	if (z->sleepers)
 		pthread_cond_broadcast(&z->wake);
 	pthread_mutex_unlock(&z->lock);
@@ -299,11 +374,16 @@ static void limit_give(struct uma_zone *z)
 
 SK_EXPORT int uma_zone_set_max(uma_zone_t z, int nitems)
 {
-	if (!z || nitems < 0)
+	if (!z) {
+		sk_errorf("slabkit: uma_zone_set_max: NULL zone");
 		return 0;
+	}
+	if (nitems < 0) {
+		sk_errorf("slabkit: uma_zone_set_max(%s, %d): a limit cannot be negative; "
+			  "the limit stays %lld", z->name, nitems, (long long)z->max_items);
+		return (int)z->max_items;
+	}
 	pthread_mutex_lock(&z->lock);
-	if (!z->max_items && !z->own_count) /* start counting here, from what is out now */
-		sk_store(&z->cur_items, sk_cache_in_use(z->keg));
 	z->max_items = nitems;
 	zone_update_plain(z);
 	if (z->sleepers)
@@ -335,6 +415,8 @@ static bool uma_flags_ok(uma_zone_t z, int flags, const char *call)
 		sk_misuse("%s: NULL zone", call);
 		return false;
 	}
+	if (!zone_ok(z, call))
+		return false;
 	if (sk_likely(((flags & M_NOWAIT) != 0) != ((flags & M_WAITOK) != 0)))
 		return true;
 	sk_misuse("%s(%s): flags 0x%x must include exactly one of M_WAITOK and M_NOWAIT", call, z->name, flags);
@@ -362,7 +444,7 @@ static void *item_get(uma_zone_t z, int domain, int flags, const void *site)
 		} else {
 			item = sk_cache_alloc_node(z->keg, domain, skf, site);
 		}
-		if (item || (flags & M_NOWAIT) || !sk_wait_for_memory(attempt))
+		if (item || !sk_wait_for_memory(attempt, (flags & M_WAITOK) ? SK_WAIT_NOFAIL : SK_WAIT_NONE))
 			break;
 	}
 	if (item && z->zinit && z->zinit(item, z->size, flags) != 0) {
@@ -389,20 +471,22 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 			  sk_state.nodes);
 		return NULL;
 	}
-	if (z->max_items && !limit_take(z, flags)) {
+	enum limit_grant grant = LIMIT_REFUSED;
+	if (sk_load(&z->max_items) && (grant = limit_take(z, flags)) == LIMIT_REFUSED) {
 		ck_pr_inc_64(&z->fails);
 		return NULL;
 	}
 	void *item = item_get(z, domain, flags, site);
 	bool out_of_memory = !item;
+	limit_settle(z, grant, item != NULL);
 	if (item && z->ctor && z->ctor(item, z->size, arg, flags) != 0) {
 		item_put(z, item); /* a failing ctor fails the allocation; no dtor */
 		item = NULL;
+		if (grant != LIMIT_REFUSED)
+			limit_give(z); /* gives back an own count; wakes sleepers */
 	}
 	if (!item) {
 		ck_pr_inc_64(&z->fails);
-		if (z->max_items)
-			limit_give(z);
 		if (out_of_memory && (flags & M_WAITOK))
 			sk_misuse("%s(%s): M_WAITOK allocation failed after draining every cache", call, z->name);
 		return NULL;
@@ -448,6 +532,8 @@ static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
 		sk_misuse("uma_zfree: NULL zone (item %p)", item);
 		return;
 	}
+	if (!zone_ok(z, "uma_zfree"))
+		return;
 	if (z->keg) {
 		struct sk_page *pg = sk_page_of(item);
 		if (!pg || (pg->owner != z->keg && pg->kind != SK_PAGE_HEAP)) {
@@ -475,7 +561,7 @@ static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
 		if (!z->max_items)
 			ck_pr_dec_64(&z->cur_items);
 	}
-	if (z->max_items)
+	if (sk_load(&z->max_items))
 		limit_give(z);
 }
 

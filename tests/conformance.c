@@ -404,6 +404,7 @@ int main(void)
 		&conformance_uma,     &conformance_misuse,     &conformance_threads,
 		&reports,             &fault,
 		&conformance_linux_extra, &conformance_pages, &conformance_freebsd_extra,
+		&conformance_robust,
 	};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)

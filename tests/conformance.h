@@ -52,5 +52,6 @@ extern const struct conformance_group conformance_threads;    /* conformance_thr
 extern const struct conformance_group conformance_linux_extra; /* conformance_linux_extra.c */
 extern const struct conformance_group conformance_pages;       /* conformance_pages.c */
 extern const struct conformance_group conformance_freebsd_extra; /* conformance_freebsd_extra.c */
+extern const struct conformance_group conformance_robust;     /* conformance_robust.c */
 
 #endif

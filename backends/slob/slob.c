@@ -67,6 +67,8 @@ static const char *slob_free_error(enum slob_free_result res)
 
 /* --- kmalloc and malloc(9) --- */
 
+static size_t slob_ksize(const void *p, struct sk_page *pg);
+
 static void *slob_kmalloc(size_t size, int node, unsigned flags)
 {
 	size_t bytes = SLOB_KMALLOC_HDR + SK_ALIGN_UP(size, SLOB_UNIT);
@@ -80,8 +82,15 @@ static void *slob_kmalloc(size_t size, int node, unsigned flags)
 	hdr = slob_pool_alloc(slob_kmalloc_pool(), bytes, align, SLOB_KMALLOC_HDR, node);
 	if (sk_unlikely(!hdr))
 		return NULL;
-	*hdr = (uint64_t)(bytes >> SLOB_UNIT_SHIFT) | (uint64_t)SLOB_MAGIC_KMALLOC << 32;
+	*hdr = (uint64_t)(bytes >> SLOB_UNIT_SHIFT) | (uint64_t)SLOB_MAGIC_KMALLOC << 32 |
+	       ((flags & SK_ALLOC_MALLOC9) ? SLOB_HDR_MALLOC9 : 0);
 	return hdr + 1;
+}
+
+/* The header's front bit; only meaningful for a block slob_ksize accepts. */
+static bool slob_heap_is_malloc9(const void *p, struct sk_page *pg)
+{
+	return slob_ksize(p, pg) && (*((const uint64_t *)p - 1) & SLOB_HDR_MALLOC9);
 }
 
 static void slob_kfree(void *p, struct sk_page *pg)
@@ -158,6 +167,7 @@ static int slob_cache_create(struct sk_cache *c)
 	c->free_offset = 0;
 	c->pcpu_extra = 0;
 	slob_pool_init(pool, SLOB_KIND_CACHE, c, slob_units(size));
+	pool->keep_empty = (c->flags & SK_CACHE_NOFREE) != 0;
 	c->backend = pool;
 	return 0;
 }
@@ -170,6 +180,7 @@ static void slob_cache_destroy(struct sk_cache *c)
 
 	if (!pool)
 		return;
+	slob_pool_release_kept(pool); /* NOFREE pages: held until now */
 	slob_pool_destroy(pool);
 	sk_meta_free(pool, sizeof(*pool));
 	c->backend = NULL;
@@ -178,7 +189,11 @@ static void slob_cache_destroy(struct sk_cache *c)
 /* Whole-page objects: one per 2^order pages of the cache. */
 static void *slob_page_object_alloc(struct sk_cache *c, int node)
 {
-	void *obj = sk_slab_pages_alloc(c, node, slob_pages_order(c));
+	void *obj;
+
+	if ((c->flags & SK_CACHE_NOFREE) && (obj = slob_pool_take_page_object(c->backend, node)))
+		return obj; /* still counted in the pool's pages */
+	obj = sk_slab_pages_alloc(c, node, slob_pages_order(c));
 
 	if (obj)
 		slob_pool_count_pages(c->backend, 1);
@@ -187,6 +202,10 @@ static void *slob_page_object_alloc(struct sk_cache *c, int node)
 
 static void slob_page_object_free(struct sk_cache *c, void *obj)
 {
+	if (c->flags & SK_CACHE_NOFREE) {
+		slob_pool_keep_page_object(c->backend, obj);
+		return;
+	}
 	slob_pool_count_pages(c->backend, -1);
 	sk_slab_pages_free(c, obj);
 }
@@ -254,7 +273,8 @@ static void slob_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
 static uint64_t slob_shrink(struct sk_cache *c, enum sk_shrink_level level)
 {
 	/* Nothing is cached: a page goes back the moment it empties, so the
-	 * pages left each hold a live object. */
+	 * pages left each hold a live object (a NOFREE cache keeps its empty
+	 * pages until it is destroyed, as UMA_ZONE_NOFREE asks). */
 	return slob_pool_pages(c->backend);
 }
 
@@ -285,4 +305,5 @@ const struct sk_backend_ops sk_slob_ops = {
 	.kmalloc = slob_kmalloc,
 	.kfree = slob_kfree,
 	.ksize = slob_ksize,
+	.heap_is_malloc9 = slob_heap_is_malloc9,
 };

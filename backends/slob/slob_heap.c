@@ -440,6 +440,63 @@ void slob_pool_destroy(struct slob_pool *pool)
 	pthread_mutex_unlock(&slob_heap.lock);
 }
 
+static void slob_pool_page_free(struct slob_pool *pool, void *addr);
+
+void slob_pool_release_kept(struct slob_pool *pool)
+{
+	for (;;) {
+		struct sk_page *pg = NULL;
+		void *obj;
+
+		pthread_mutex_lock(&slob_heap.lock);
+		if ((obj = pool->free_page_objects)) {
+			pool->free_page_objects = *(void **)obj;
+			pool->pages--;
+		} else {
+			for (int i = 0; i < SLOB_NR_LISTS && !pg; i++)
+				if (pool->list[i].count)
+					pg = slob_entry_page(pool->list[i].entry[0]);
+			if (pg) {
+				slob_list_del(pool, pg);
+				pool->pages--;
+				slob_heap.page_frees++;
+			}
+		}
+		pthread_mutex_unlock(&slob_heap.lock);
+		if (obj) {
+			sk_slab_pages_free(pool->cache, obj);
+			continue;
+		}
+		if (!pg)
+			return;
+		pg->bk[3] = 0;
+		slob_pool_page_free(pool, sk_page_addr(pg));
+	}
+}
+
+void slob_pool_keep_page_object(struct slob_pool *pool, void *obj)
+{
+	pthread_mutex_lock(&slob_heap.lock);
+	*(void **)obj = pool->free_page_objects;
+	pool->free_page_objects = obj;
+	pthread_mutex_unlock(&slob_heap.lock);
+}
+
+void *slob_pool_take_page_object(struct slob_pool *pool, int node)
+{
+	void **link, *obj = NULL;
+
+	pthread_mutex_lock(&slob_heap.lock);
+	for (link = &pool->free_page_objects; *link; link = (void **)*link)
+		if (node == SK_NODE_ANY || sk_page_of(*link)->node == (unsigned)node) {
+			obj = *link;
+			*link = *(void **)obj;
+			break;
+		}
+	pthread_mutex_unlock(&slob_heap.lock);
+	return obj;
+}
+
 void slob_pool_count_pages(struct slob_pool *pool, int64_t delta)
 {
 	pthread_mutex_lock(&slob_heap.lock);
@@ -615,7 +672,7 @@ static enum slob_free_result slob_pool_free_common(struct slob_pool *pool, struc
 		pthread_mutex_unlock(&slob_heap.lock);
 		return res;
 	}
-	empty = slob_state_get(pg).free_units == SLOB_PAGE_UNITS;
+	empty = slob_state_get(pg).free_units == SLOB_PAGE_UNITS && !pool->keep_empty;
 	if (empty) {
 		if (slob_state_get(pg).list != SLOB_LIST_NONE)
 			slob_list_del(pool, pg);

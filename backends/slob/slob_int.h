@@ -51,6 +51,9 @@
 /* Magic words in the upper half of a block's first unit. */
 #define SLOB_MAGIC_FREE    0x5f7ee5b1u
 #define SLOB_MAGIC_KMALLOC 0x6b3a11c5u
+/* Bit 16 of a kmalloc header: the block is malloc(9)'s (SK_ALLOC_MALLOC9).
+ * Bits 0-15 are the block's units, 32-63 the magic. */
+#define SLOB_HDR_MALLOC9 ((uint64_t)1 << 16)
 
 enum slob_list_id {
 	SLOB_LIST_NONE = 0, /* on no list: no free block the pool can use */
@@ -105,6 +108,11 @@ struct slob_pool {
 	enum slob_page_kind kind;
 	struct sk_cache *cache;   /* CACHE pools: the owner of their pages */
 	unsigned min_units;       /* the smallest block the pool ever carves */
+	bool keep_empty;          /* NOFREE: empty pages stay in the pool until destroy */
+
+	/* Synchronization: heap lock.  NOFREE caches of whole-page objects:
+	 * freed objects kept for reuse, linked through their first word. */
+	void *free_page_objects;
 
 	/* Synchronization: heap lock.  The three lists, by request size. */
 	struct slob_list list[SLOB_NR_LISTS];
@@ -123,6 +131,13 @@ void slob_pool_init(struct slob_pool *pool, enum slob_page_kind kind, struct sk_
 
 /* Give back a pool's list arrays; it must hold no page. */
 void slob_pool_destroy(struct slob_pool *pool);
+/* Free every page a NOFREE pool kept (all empty: the cache is being
+ * destroyed with nothing in use), whole-page objects included. */
+void slob_pool_release_kept(struct slob_pool *pool);
+/* NOFREE whole-page objects: keep a freed one / take one back (NULL: none
+ * on `node`, or SK_NODE_ANY for any). */
+void slob_pool_keep_page_object(struct slob_pool *pool, void *obj);
+void *slob_pool_take_page_object(struct slob_pool *pool, int node);
 
 /* Pages (heap pages, or whole-page objects) a pool holds, read under the
  * heap lock; and the count kept for whole-page objects, which bypass the
