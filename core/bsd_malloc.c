@@ -43,6 +43,11 @@ static bool type_listed_locked(const struct malloc_type *t)
 	return false;
 }
 
+void sk_malloc_types_fork_lock(bool lock)
+{
+	(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&types_lock);
+}
+
 SK_EXPORT void slabkit_malloc_type_register(struct malloc_type *type)
 {
 	pthread_mutex_lock(&types_lock);

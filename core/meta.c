@@ -102,6 +102,11 @@ static struct {
 } quarantine[META_QUARANTINE];
 static unsigned quarantine_next;
 
+void sk_meta_fork_lock(bool lock)
+{
+	(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&meta_lock);
+}
+
 void sk_meta_free_quarantined(void *p, size_t size)
 {
 	void *old;

@@ -215,6 +215,20 @@ void sk_pcpu_unlock(struct sk_pcpu_slot *slot)
 	slot_unlock(slot);
 }
 
+void sk_pcpu_fork_lock(struct sk_cache *c, bool lock)
+{
+	if (!c->pcpu_base)
+		return;
+	for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
+		struct sk_pcpu_slot *slot = sk_pcpu_slot(c, cpu);
+		if (!lock)
+			slot_unlock(slot);
+		else
+			while (!slot_trylock(slot))
+				sched_yield();
+	}
+}
+
 /* --- the counts kept in `top` (see sk_percpu.h) --- */
 
 static inline uint64_t top_state(enum sk_pcpu_kind kind, uint64_t w)

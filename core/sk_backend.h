@@ -124,7 +124,20 @@ struct sk_backend_ops {
 	 * malloc(9), not kmalloc)?  Lets core refuse kfree/krealloc of a
 	 * malloc(9) block and bsd_free of a kmalloc block. */
 	bool (*heap_is_malloc9)(const void *p, struct sk_page *pg);
+
+	/*
+	 * fork() safety (core/fork.c).  Take (lock true) or release every
+	 * backend lock of cache c at `level`, or the backend's global locks
+	 * when c is NULL.  Core calls level 0 for every cache before it takes
+	 * the slot locks, then levels 1 and 2 for every cache, then c = NULL
+	 * (level 1), so a backend maps its lock order onto the levels: a lock
+	 * taken before slot locks at 0, then at most two levels below them.
+	 * May be NULL when the backend has no lock of its own.
+	 */
+	void (*fork_lock)(struct sk_cache *c, unsigned level, bool lock);
 };
+
+#define SK_FORK_LEVELS 3
 
 /* --- What core gives backends --- */
 

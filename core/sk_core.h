@@ -240,6 +240,19 @@ void sk_meta_reset(void);
  * reports. */
 void sk_at_exit(void);
 
+/* fork() safety (core/fork.c): pthread_atfork handlers registered once, at
+ * the first init.  The pieces each file gives it: */
+void sk_fork_register(void);
+void sk_init_fork_lock(bool lock);
+void sk_fork_child_restart_tick(void);
+void sk_backends_fork_lock(bool lock);
+void sk_backends_fork_global(bool lock);
+void sk_track_fork_lock(bool lock);
+void sk_trace_fork_lock(bool lock);
+void sk_uma_fork_lock(bool lock, bool zone_locks);
+void sk_malloc_types_fork_lock(bool lock);
+void sk_meta_fork_lock(bool lock);
+
 #pragma GCC visibility pop
 
 #endif /* SLABKIT_CORE_H */

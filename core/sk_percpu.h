@@ -133,6 +133,11 @@ void sk_pcpu_unlock(struct sk_pcpu_slot *slot);
  * sk_pcpu_lock_cpu would wait for the caller itself.) */
 bool sk_pcpu_caller_holds_slot(void);
 
+/* fork(): take (waiting for holders) or release every slot lock of c.
+ * rseq fast paths commit with one store, so a slot is consistent at any
+ * instant once no lock holder is inside it. */
+void sk_pcpu_fork_lock(struct sk_cache *c, bool lock);
+
 /* --- the state half of `top` (any reader; setters for the lock holder) --- */
 
 /* LIST: the first object of the slot's free list (NULL: empty). */

@@ -167,6 +167,21 @@ int sk_backend_activate(const struct sk_backend_ops *ops)
 	return err;
 }
 
+/* fork(): backend_lock (early in the order: it is held around a backend's
+ * init only), or every active backend's global locks at `level` (after the
+ * caches' locks). */
+void sk_backends_fork_lock(bool lock)
+{
+	(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&backend_lock);
+}
+
+void sk_backends_fork_global(bool lock)
+{
+	for (unsigned i = 0; i < SK_ARRAY_SIZE(compiled_backends); i++)
+		if ((sk_state.backends_active & (1u << i)) && compiled_backends[i]->fork_lock)
+			compiled_backends[i]->fork_lock(NULL, 1, lock);
+}
+
 /* Tear down every backend that was set up (their caches are gone). */
 static void backends_fini(void)
 {
@@ -323,6 +338,24 @@ SK_EXPORT void slabkit_tick(void)
 	pthread_mutex_unlock(&sk_state.registry_lock);
 }
 
+void sk_init_fork_lock(bool lock)
+{
+	(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&init_lock);
+}
+
+/* The child of fork() has only the forking thread: the maintenance thread
+ * is gone.  Its lock and condition may have been held by it: make new ones
+ * and start the thread again. */
+void sk_fork_child_restart_tick(void)
+{
+	if (!sk_state.ready || !sk_state.tick_running)
+		return;
+	pthread_mutex_init(&sk_state.tick_lock, NULL);
+	pthread_cond_init(&sk_state.tick_cond, NULL);
+	sk_state.tick_stop = false;
+	sk_state.tick_running = pthread_create(&sk_state.tick_thread, NULL, tick_main, NULL) == 0;
+}
+
 /* --- init and fini --- */
 
 static int init_locked(const struct slabkit_config *cfg)
@@ -390,6 +423,7 @@ static int init_locked(const struct slabkit_config *cfg)
 	sk_state.tick_ms = tick_ms;
 	pthread_mutex_init(&sk_state.tick_lock, NULL);
 	pthread_cond_init(&sk_state.tick_cond, NULL);
+	sk_fork_register();
 	sk_store_release(&sk_state.ready, true);
 	static bool exit_hooked; /* under init_lock */
 	if (!exit_hooked)

@@ -38,6 +38,12 @@ static unsigned trace_used;
 static bool trace_write_failed;
 static struct sk_trace_record trace_buffer[TRACE_BUFFER_RECORDS];
 
+/* fork(): trace_lock is a leaf. */
+void sk_trace_fork_lock(bool lock)
+{
+	(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&trace_lock);
+}
+
 /* Thread numbers: 1, 2, ... in order of first record; 0 = none yet. */
 static uint32_t trace_next_thread; /* Synchronization: ck_pr atomics */
 static __thread uint16_t trace_thread __attribute__((tls_model("initial-exec")));

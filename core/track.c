@@ -50,6 +50,18 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t dropped;                /* ck_pr atomics */
 static uint64_t live_records;           /* ck_pr atomics: records in the table */
 
+/* fork(): table_lock, then every stripe (each a leaf elsewhere, so taking
+ * them all in index order cannot deadlock). */
+void sk_track_fork_lock(bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&table_lock);
+	for (unsigned i = 0; i < TRACK_STRIPES; i++)
+		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&stripes[i].lock);
+	if (!lock)
+		pthread_mutex_unlock(&table_lock);
+}
+
 static __thread pid_t tls_tid __attribute__((tls_model("initial-exec")));
 
 static pid_t current_tid(void)

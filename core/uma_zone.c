@@ -73,6 +73,17 @@ struct uma_zone {
 static pthread_mutex_t zones_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct uma_zone *zones_head;
 
+void sk_uma_fork_lock(bool lock, bool zone_locks)
+{
+	if (!zone_locks) {
+		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&zones_lock);
+		return;
+	}
+	/* Caller holds zones_lock: the list is stable. */
+	for (struct uma_zone *z = zones_head; z; z = z->next)
+		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&z->lock);
+}
+
 static void zones_add(struct uma_zone *z)
 {
 	pthread_mutex_lock(&zones_lock);

@@ -73,6 +73,14 @@ void sk_numa_msg(const char *fmt, ...)
 		fprintf(stderr, "%s\n", line);
 }
 
+/* fork(): every arena lock (never two held by anyone else at once, so
+ * any order is safe). */
+void sk_numa_fork_lock(bool lock)
+{
+	for (unsigned i = 0; i < prov.nodes; i++)
+		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&prov.arena[i].lock);
+}
+
 /* --- reservation --- */
 
 /* mmap len bytes of NORESERVE address space aligned to `align`. */

@@ -170,6 +170,11 @@ int sk_pages_set_attrs(void *addr, unsigned attrs);
 /* Return every free page of every node to the OS (madvise). */
 void sk_pages_release_free(void);
 
+/* fork() safety: take (true) or release every arena lock.  Core calls it
+ * last in its pthread_atfork prepare handler (the page provider's locks
+ * are the bottom of the lock order). */
+void sk_numa_fork_lock(bool lock);
+
 /* Fault injection for tests: every Nth allocation fails (0: off).  SK_PAGE_META
  * allocations are exempt, so slabkit's own setup stays testable under it. */
 void sk_pages_set_fail_every(unsigned n);

@@ -405,6 +405,7 @@ int main(void)
 		&reports,             &fault,
 		&conformance_linux_extra, &conformance_pages, &conformance_freebsd_extra,
 		&conformance_robust,
+		&conformance_fork,
 	};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)

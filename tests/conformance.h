@@ -53,5 +53,6 @@ extern const struct conformance_group conformance_linux_extra; /* conformance_li
 extern const struct conformance_group conformance_pages;       /* conformance_pages.c */
 extern const struct conformance_group conformance_freebsd_extra; /* conformance_freebsd_extra.c */
 extern const struct conformance_group conformance_robust;     /* conformance_robust.c */
+extern const struct conformance_group conformance_fork;       /* conformance_fork.c */
 
 #endif

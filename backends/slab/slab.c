@@ -22,6 +22,31 @@
  */
 #include "slab_int.h"
 
+/* fork(): the lock order above as levels: 0 tune_lock (before the slot
+ * locks), 1 every alien lock, 2 every node list_lock. */
+static void bslab_fork_lock(struct sk_cache *c, unsigned level, bool lock)
+{
+	struct slab_cache *sc = c ? slab_cache_of(c) : NULL;
+	int (*op)(pthread_mutex_t *) = lock ? pthread_mutex_lock : pthread_mutex_unlock;
+
+	if (!sc)
+		return;
+	if (level == 0)
+		op(&sc->tune_lock);
+	for (unsigned n = 0; n < sc->nr_nodes; n++) {
+		struct slab_node *node = sc->node[n];
+		if (!node)
+			continue;
+		if (level == 1) {
+			for (unsigned m = 0; m < sc->nr_nodes; m++)
+				if (node->alien[m])
+					op(&node->alien[m]->lock);
+		} else if (level == 2) {
+			op(&node->list_lock);
+		}
+	}
+}
+
 const struct sk_backend_ops sk_slab_ops = {
 	.name = "slab",
 	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES | SK_CAP_COLOUR,
@@ -36,4 +61,5 @@ const struct sk_backend_ops sk_slab_ops = {
 	.tick = bslab_tick,
 	.cache_info = bslab_cache_info,
 	.tune = bslab_tune,
+	.fork_lock = bslab_fork_lock,
 };

@@ -285,6 +285,13 @@ static void slob_cache_info(struct sk_cache *c, struct sk_backend_cache_info *ou
 	memset(out, 0, sizeof(*out));
 }
 
+/* fork(): the one heap lock covers every pool; caches have no lock. */
+static void slob_fork_lock(struct sk_cache *c, unsigned level, bool lock)
+{
+	if (!c && level == 1)
+		slob_heap_fork_lock(lock);
+}
+
 const struct sk_backend_ops sk_slob_ops = {
 	.name = "slob",
 	.caps = SK_CAP_HEAP_KMALLOC,
@@ -306,4 +313,5 @@ const struct sk_backend_ops sk_slob_ops = {
 	.kfree = slob_kfree,
 	.ksize = slob_ksize,
 	.heap_is_malloc9 = slob_heap_is_malloc9,
+	.fork_lock = slob_fork_lock,
 };

@@ -497,6 +497,14 @@ void *slob_pool_take_page_object(struct slob_pool *pool, int node)
 	return obj;
 }
 
+void slob_heap_fork_lock(bool lock)
+{
+	if (lock)
+		pthread_mutex_lock(&slob_heap.lock);
+	else
+		pthread_mutex_unlock(&slob_heap.lock);
+}
+
 void slob_pool_count_pages(struct slob_pool *pool, int64_t delta)
 {
 	pthread_mutex_lock(&slob_heap.lock);

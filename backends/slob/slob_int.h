@@ -129,6 +129,9 @@ struct slob_pool {
 void slob_pool_init(struct slob_pool *pool, enum slob_page_kind kind, struct sk_cache *cache,
 		    unsigned min_units);
 
+/* fork(): take or release the one heap lock. */
+void slob_heap_fork_lock(bool lock);
+
 /* Give back a pool's list arrays; it must hold no page. */
 void slob_pool_destroy(struct slob_pool *pool);
 /* Free every page a NOFREE pool kept (all empty: the cache is being

@@ -363,6 +363,17 @@ static int slub_tune(struct sk_cache *c, const char *key, long value)
 	return -EINVAL;
 }
 
+/* fork(): level 1 is every node's list_lock (below the slot locks). */
+static void slub_fork_lock(struct sk_cache *c, unsigned level, bool lock)
+{
+	struct slub_cache *s = c ? slub_of(c) : NULL;
+
+	if (!s || level != 1)
+		return;
+	for (unsigned i = 0; i < s->nr_nodes; i++)
+		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&s->node[i].list_lock);
+}
+
 const struct sk_backend_ops sk_slub_ops = {
 	.name = "slub",
 	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES,
@@ -375,4 +386,5 @@ const struct sk_backend_ops sk_slub_ops = {
 	.shrink = slub_shrink,
 	.cache_info = slub_cache_info,
 	.tune = slub_tune,
+	.fork_lock = slub_fork_lock,
 };

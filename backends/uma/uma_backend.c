@@ -210,6 +210,23 @@ static int uma_tune(struct sk_cache *c, const char *key, long value)
 	return -EINVAL;
 }
 
+/* fork(): level 1 every domain bucket-cache lock, level 2 every keg
+ * domain lock (uma_int.h's order below the slot locks). */
+static void uma_fork_lock(struct sk_cache *c, unsigned level, bool lock)
+{
+	struct uma_kz *kz = c ? c->backend : NULL;
+	int (*op)(pthread_mutex_t *) = lock ? pthread_mutex_lock : pthread_mutex_unlock;
+
+	if (!kz)
+		return;
+	if (level == 1)
+		for (unsigned d = 0; d < kz->kz_zone.uz_ndomains; d++)
+			op(&kz->kz_zone.uz_domain[d].uzd_lock);
+	else if (level == 2)
+		for (unsigned d = 0; d < kz->kz_keg.uk_ndomains; d++)
+			op(&kz->kz_keg.uk_domain[d].ukd_lock);
+}
+
 const struct sk_backend_ops sk_uma_ops = {
 	.name = "uma",
 	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES,
@@ -224,4 +241,5 @@ const struct sk_backend_ops sk_uma_ops = {
 	.tick = uma_tick,
 	.cache_info = uma_cache_info,
 	.tune = uma_tune,
+	.fork_lock = uma_fork_lock,
 };
