@@ -418,6 +418,7 @@ static const char *front_name(enum sk_front f)
 	case SK_FRONT_KMALLOC: return "kmalloc";
 	case SK_FRONT_MALLOC: return "malloc";
 	case SK_FRONT_UMA: return "uma";
+	case SK_FRONT_LIBC: return "libc";
 	}
 	return "?";
 }

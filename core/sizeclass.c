@@ -9,6 +9,14 @@ const uint32_t sk_bsd_class_size[SK_BSD_CLASSES] = {
 	16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536,
 };
 
+const uint32_t sk_libc_class_size[SK_LIBC_CLASSES] = {
+	16, 32, 48, 64, 80, 96, 112, 128,
+	160, 192, 224, 256, 320, 384, 448, 512,
+	640, 768, 896, 1024, 1280, 1536, 1792, 2048,
+	2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192,
+	10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
+};
+
 /* Entry i holds the class of sizes 8i+1 .. 8i+8. */
 const uint8_t sk_kmalloc_class_of[SK_KMALLOC_MAX_CACHE_SIZE / 8] = {
 	[0] = 0,              /* 1..8 */

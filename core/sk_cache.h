@@ -30,6 +30,7 @@ enum sk_front {
 	SK_FRONT_KMALLOC,     /* a kmalloc-N size class */
 	SK_FRONT_MALLOC,      /* a malloc(9) malloc-N size class */
 	SK_FRONT_UMA,         /* uma_zcreate's keg */
+	SK_FRONT_LIBC,        /* a libc malloc class (core/libc_malloc.c) */
 };
 
 /* Core's cache flags: each front end translates its own spelling to these. */

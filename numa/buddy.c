@@ -301,6 +301,46 @@ void sk_arena_free(struct sk_arena *a, size_t pfn, size_t npages, unsigned alloc
 	pthread_mutex_unlock(&a->lock);
 }
 
+/*
+ * Grow an allocation that ends at page `end` to end at `target` with the
+ * free blocks that follow it.  A free block holding page `end` must start
+ * there (the pages before it are allocated), and so must every following
+ * one: walk them, and only when they cover [end, target) take them and list
+ * the part beyond `target` again.  Its pieces cannot merge: each one's
+ * buddy overlaps the pages just taken.  [end, target) must lie in this
+ * arena (the caller checks).
+ */
+bool sk_arena_grow(struct sk_arena *a, size_t end, size_t target)
+{
+	size_t p = end;
+
+	pthread_mutex_lock(&a->lock);
+	while (p < target) {
+		struct sk_page *pg = desc_of(p);
+		if (!(pg->pflags & SK_PF_FREE_HEAD) || pg->kind != SK_PAGE_FREE) {
+			pthread_mutex_unlock(&a->lock);
+			return false;
+		}
+		p += order_pages(pg->order);
+	}
+	bool tail_clean = true;
+	for (p = end; p < target;) {
+		struct sk_page *pg = desc_of(p);
+		size_t next = p + order_pages(pg->order);
+		tail_clean = pg->pflags & SK_PF_CLEAN;
+		list_remove(a, pg);
+		p = next;
+	}
+	for (size_t q = target; q < p;) {
+		unsigned o = largest_block(q, p - q);
+		list_insert(a, q, o, tail_clean);
+		q += order_pages(o);
+	}
+	a->pages_in_use += target - end;
+	pthread_mutex_unlock(&a->lock);
+	return true;
+}
+
 void sk_arena_release_free(struct sk_arena *a)
 {
 	struct sk_inflight inflight;

@@ -85,6 +85,11 @@ size_t sk_arena_alloc(struct sk_arena *a, unsigned order, size_t npages, unsigne
  * >= SK_RELEASE_ORDER to the OS (madvise runs without the lock). */
 void sk_arena_free(struct sk_arena *a, size_t pfn, size_t npages, unsigned alloc_order);
 
+/* Extend an allocation ending at page `end` to end at `target` with the
+ * free pages that follow it; false (nothing changed) if any is in use.
+ * The caller writes the new pages' descriptors. */
+bool sk_arena_grow(struct sk_arena *a, size_t end, size_t target);
+
 /* madvise every free block not known clean. */
 void sk_arena_release_free(struct sk_arena *a);
 

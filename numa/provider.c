@@ -14,6 +14,7 @@
  * descriptors are written.  Both are MAP_NORESERVE: memory is committed by
  * the pages actually touched.
  */
+#define _GNU_SOURCE /* mremap */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -502,6 +503,78 @@ void sk_pages_free(void *addr)
 		head[i].head_delta = 0;
 	}
 	sk_arena_free(&prov.arena[node], pfn, npages, order);
+}
+
+/* --- resizing a page allocation (large blocks, realloc) --- */
+
+/* The live allocation starting at addr, or NULL (reported). */
+static struct sk_page *live_head(void *addr, const char *call)
+{
+	struct sk_page *head = sk_page_of_raw(addr);
+
+	if (sk_unlikely(!head || ((uintptr_t)addr & (SK_PAGE_SIZE - 1)) || head->head_delta != 0 ||
+			head->kind == SK_PAGE_FREE)) {
+		fprintf(stderr, "slabkit: numa: %s(%p): not the start of a page allocation; ignored\n",
+			call, addr);
+		return NULL;
+	}
+	return head;
+}
+
+bool sk_pages_grow(void *addr, size_t npages)
+{
+	struct sk_page *head = live_head(addr, "sk_pages_grow");
+
+	if (!head || npages > ((size_t)1 << SK_MAX_ORDER))
+		return false;
+	size_t old = head->npages;
+	if (npages <= old)
+		return npages == old;
+	size_t pfn = (size_t)(head - sk_page_map);
+	size_t arena_end = ((size_t)head->node + 1) * prov.arena_pages;
+	if (pfn + npages > arena_end ||
+	    !sk_arena_grow(&prov.arena[head->node], pfn + old, pfn + npages))
+		return false;
+	/* The new pages are ours now: describe them as tails of the block. */
+	for (size_t i = old; i < npages; i++) {
+		head[i].node = head->node;
+		head[i].head_delta = (uint32_t)i;
+		head[i].kind = head->kind;
+	}
+	head->npages = (uint32_t)npages;
+	return true;
+}
+
+void sk_pages_trim(void *addr, size_t npages)
+{
+	struct sk_page *head = live_head(addr, "sk_pages_trim");
+
+	if (!head || npages == 0 || npages >= head->npages)
+		return;
+	size_t old = head->npages;
+	head->npages = (uint32_t)npages;
+	for (size_t i = npages; i < old; i++) {
+		head[i].kind = SK_PAGE_FREE;
+		head[i].head_delta = 0;
+	}
+	sk_arena_free(&prov.arena[head->node], (size_t)(head - sk_page_map) + npages, old - npages);
+}
+
+int sk_pages_move(void *dst, void *src, size_t npages)
+{
+	size_t len = npages << SK_PAGE_SHIFT;
+
+	if (mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == MAP_FAILED)
+		return -errno;
+	/* src is a hole now: map fresh pages there so the arena stays whole
+	 * (and the buddy's "clean" notion holds: they are not resident). */
+	if (mmap(src, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+		 -1, 0) == MAP_FAILED) {
+		/* Without the hole filled the arena is broken: say so loudly. */
+		perror("slabkit: numa: cannot map pages back into the arena after mremap");
+		abort();
+	}
+	return 0;
 }
 
 void sk_pages_release_free(void)

@@ -167,6 +167,21 @@ void sk_pages_free(void *addr);
 #define SK_PAGES_EXEC   0x2u
 int sk_pages_set_attrs(void *addr, unsigned attrs);
 
+/*
+ * Resizing a page allocation in place (core's large blocks).
+ * sk_pages_grow: extend it to npages with the free pages that follow it;
+ * false (nothing changed) when one of them is in use or past its arena.
+ * sk_pages_trim: give back every page past the first npages.
+ * sk_pages_move: move the contents of npages pages from src to dst (both
+ * allocations of the caller) by remapping them, without copying; src reads
+ * as zero pages afterwards.  0 or -errno (then nothing moved).  Page
+ * binding of src's range is lost (the hole is mapped afresh), so moves are
+ * for single-node machines or memory the caller does not bind.
+ */
+bool sk_pages_grow(void *addr, size_t npages);
+void sk_pages_trim(void *addr, size_t npages);
+int sk_pages_move(void *dst, void *src, size_t npages);
+
 /* Return every free page of every node to the OS (madvise). */
 void sk_pages_release_free(void);
 

@@ -4,7 +4,8 @@
  * Linux kmalloc: 8 16 32 64 96 128 192 256 512 1k 2k 4k 8k, every size
  * 1..8192 to the smallest class that holds it (96 and 192 included), -1
  * above.  FreeBSD malloc(9): 16 32 64 128 256 384 512 1k .. 64k, 1..65536,
- * -1 above.
+ * -1 above.  libc (the malloc front end): 16..128 by 16, then four classes
+ * per power of two up to 32k, each a multiple of 16, waste under a fifth.
  */
 #include "core/sk_sizeclass.h"
 #include <slabkit/linux/slab.h>
@@ -103,6 +104,31 @@ static void test_bsd_index(void **state)
 	assert_int_equal(sk_bsd_index(SIZE_MAX), -1);
 }
 
+static void test_libc_index(void **state)
+{
+	(void)state;
+	unsigned used[SK_LIBC_CLASSES] = { 0 };
+	for (int i = 0; i < SK_LIBC_CLASSES; i++) {
+		assert_int_equal(sk_libc_class_size[i] % 16, 0);
+		if (i > 0)
+			assert_true(sk_libc_class_size[i] > sk_libc_class_size[i - 1]);
+	}
+	assert_int_equal(sk_libc_class_size[SK_LIBC_CLASSES - 1], SK_LIBC_MAX_CACHE_SIZE);
+	for (size_t n = 1; n <= SK_LIBC_MAX_CACHE_SIZE; n++) {
+		unsigned idx = sk_libc_index(n);
+		check_smallest("sk_libc_index", sk_libc_class_size, SK_LIBC_CLASSES, n, (int)idx);
+		used[idx]++;
+		/* The class wastes less than a fifth of itself above 128 B. */
+		if (n > 128)
+			assert_true((sk_libc_class_size[idx] - n) * 5 < sk_libc_class_size[idx]);
+	}
+	for (int i = 0; i < SK_LIBC_CLASSES; i++)
+		assert_true(used[i] > 0);
+	assert_int_equal(sk_libc_class_size[sk_libc_index(129)], 160);
+	assert_int_equal(sk_libc_class_size[sk_libc_index(257)], 320);
+	assert_int_equal(sk_libc_class_size[sk_libc_index(4097)], 5120);
+}
+
 int main(void)
 {
 	sk_apply_test_filter();
@@ -111,6 +137,7 @@ int main(void)
 		cmocka_unit_test(test_kmalloc_index),
 		cmocka_unit_test(test_public_kmalloc_class),
 		cmocka_unit_test(test_bsd_index),
+		cmocka_unit_test(test_libc_index),
 	};
 	return cmocka_run_group_tests_name("sizeclass", tests, NULL, NULL);
 }
