@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "sk_libc.h"
+#include "sk_trace.h"
 
 struct sk_libc_state sk_libc;
 
@@ -349,7 +350,8 @@ static sk_always_inline bool libc_ready(void)
 	return sk_likely(sk_load_acquire(&sk_libc.ready)) || libc_ready_slow();
 }
 
-void *sk_libc_alloc_slow(size_t size)
+/* The slow path of malloc without its trace record (realloc records once). */
+static void *alloc_untraced(size_t size)
 {
 	if (sk_unlikely(!libc_ready()))
 		return libc_initialising ? boot_alloc(size, 16) : enomem();
@@ -366,6 +368,30 @@ void *sk_libc_alloc_slow(size_t size)
 	return p;
 }
 
+void *sk_libc_alloc_slow(size_t size)
+{
+	void *p = alloc_untraced(size);
+	if (!libc_initialising) /* bootstrap blocks are not slabkit's to replay */
+		sk_trace_alloc(SK_TRACE_API_LIBC, p, size, 0);
+	return p;
+}
+
+/* malloc for realloc: the fast path, else the slow one, never recorded. */
+static sk_always_inline void *alloc_inner(size_t size)
+{
+	if (sk_likely(size - 1 < SK_LIBC_MAX_CACHE_SIZE)) {
+		struct sk_cache *c = sk_libc.classes[sk_libc_index(size)];
+		if (sk_likely(c != NULL)) {
+			void *p = sk_pcpu_pop(c);
+			if (sk_likely(p != NULL)) {
+				sk_pcpu_add_requested(c, size);
+				return p;
+			}
+		}
+	}
+	return alloc_untraced(size);
+}
+
 void *sk_libc_calloc(size_t n, size_t size)
 {
 	size_t bytes;
@@ -378,14 +404,14 @@ void *sk_libc_calloc(size_t n, size_t size)
 	return p;
 }
 
-void *sk_libc_memalign(size_t align, size_t size)
+static void *memalign_untraced(size_t align, size_t size)
 {
 	if (!SK_IS_POW2(align)) {
 		errno = EINVAL;
 		return NULL;
 	}
 	if (align <= 16)
-		return sk_libc_alloc(size);
+		return alloc_inner(size);
 	if (sk_unlikely(!libc_ready()))
 		return libc_initialising ? boot_alloc(size, align) : enomem();
 	if (size == 0)
@@ -405,9 +431,18 @@ void *sk_libc_memalign(size_t align, size_t size)
 	return p;
 }
 
+void *sk_libc_memalign(size_t align, size_t size)
+{
+	void *p = memalign_untraced(align, size);
+	if (!libc_initialising)
+		sk_trace_alloc(SK_TRACE_API_LIBC, p, size, align);
+	return p;
+}
+
 /* --- free --- */
 
-void sk_libc_free_slow(void *p)
+/* free's slow path; `trace`: record the free (realloc records its own). */
+static void free_slow(void *p, bool trace)
 {
 	if (!p)
 		return;
@@ -427,6 +462,8 @@ void sk_libc_free_slow(void *p)
 			sk_misuse("free: pointer %p belongs to cache %s, not to malloc", p, c->name);
 			return;
 		}
+		if (trace)
+			sk_trace_free(SK_TRACE_API_LIBC, p);
 		sk_cache_free_slow(c, p, pg); /* the CPU's slot did not take it */
 		return;
 	}
@@ -439,11 +476,31 @@ void sk_libc_free_slow(void *p)
 			sk_misuse("free: pointer %p was already freed (double free)", p);
 			return;
 		}
+		if (trace)
+			sk_trace_free(SK_TRACE_API_LIBC, p);
 		large_free(p, pg);
 		return;
 	default:
 		sk_misuse("free: pointer %p is not a block of malloc", p);
 	}
+}
+
+void sk_libc_free_slow(void *p)
+{
+	free_slow(p, true);
+}
+
+/* free for realloc: the fast path, else the slow one, never recorded. */
+static sk_always_inline void free_inner(void *p)
+{
+	if (sk_likely(sk_addr_in_arena(p))) {
+		struct sk_page *pg = sk_page_head(p);
+		if (sk_likely(pg->kind == SK_PAGE_SLAB) &&
+		    sk_likely(((struct sk_cache *)pg->owner)->front == SK_FRONT_LIBC) &&
+		    sk_likely(sk_pcpu_push(pg->owner, p, pg)))
+			return;
+	}
+	free_slow(p, false);
 }
 
 /* Usable size of a live malloc block; 0 (reported) for anything else. */
@@ -496,18 +553,12 @@ static void *large_realloc(void *p, struct sk_page *pg, size_t new_size)
 	return q;
 }
 
-void *sk_libc_realloc(void *p, size_t size)
+static void *realloc_untraced(void *p, size_t size)
 {
-	if (!p)
-		return sk_libc_alloc(size);
-	if (size == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
-		sk_libc_free(p);
-		return NULL;
-	}
 	if (size > SK_LIBC_MAX_SIZE)
 		return enomem();
 	if (sk_unlikely(in_boot_heap(p))) { /* out of the bootstrap heap, for good */
-		void *q = sk_libc_alloc(size);
+		void *q = alloc_inner(size);
 		if (q)
 			memcpy(q, p, SK_MIN(size, boot_size(p)));
 		return q;
@@ -522,11 +573,24 @@ void *sk_libc_realloc(void *p, size_t size)
 	 * of it; so does a large block asked to grow by nothing. */
 	if (size <= old && (size > old / 2 || old <= 16))
 		return p;
-	void *q = sk_libc_alloc(size);
+	void *q = alloc_inner(size);
 	if (!q)
 		return NULL; /* errno set; p untouched */
 	memcpy(q, p, SK_MIN(old, size));
-	sk_libc_free(p);
+	free_inner(p);
+	return q;
+}
+
+void *sk_libc_realloc(void *p, size_t size)
+{
+	if (!p)
+		return sk_libc_alloc(size);
+	if (size == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
+		sk_libc_free(p);
+		return NULL;
+	}
+	void *q = realloc_untraced(p, size);
+	sk_trace_realloc(SK_TRACE_API_LIBC, p, q, size);
 	return q;
 }
 
