@@ -480,8 +480,11 @@ static void free_slow(void *p, bool trace)
 			sk_trace_free(SK_TRACE_API_LIBC, p);
 		large_free(p, pg);
 		return;
+	case SK_PAGE_HEAP:
+		sk_misuse("free: pointer %p is in the backend's kmalloc heap, not a block of malloc", p);
+		return;
 	default:
-		sk_misuse("free: pointer %p is not a block of malloc", p);
+		sk_misuse("free: pointer %p is slabkit's metadata, not a block of malloc", p);
 	}
 }
 
@@ -601,4 +604,14 @@ int sk_libc_trim(void)
 	large_flush();
 	slabkit_shrink_all();
 	return 1;
+}
+
+void sk_libc_reset(void)
+{
+	large_flush();
+	pthread_mutex_lock(&libc_init_lock);
+	sk_store(&sk_libc.ready, false);
+	memset(sk_libc.classes, 0, sizeof(sk_libc.classes));
+	memset(sk_libc.aligned, 0, sizeof(sk_libc.aligned));
+	pthread_mutex_unlock(&libc_init_lock);
 }

@@ -218,6 +218,7 @@ struct sk_type_row {
 void sk_malloc_types_visit(void (*fn)(const struct sk_type_row *row, void *arg), void *arg);
 
 void sk_malloc_types_reset(void);
+void sk_libc_reset(void); /* slabkit_fini: forget the libc classes, release cached large blocks */
 void sk_uma_zones_reset(void);
 long sk_uma_keg_limit(const struct sk_cache *c);
 

@@ -482,6 +482,7 @@ SK_EXPORT void slabkit_fini(void)
 	}
 	sk_uma_zones_reset();
 	sk_malloc_types_reset();
+	sk_libc_reset();
 	/* Newest first: the caches a program made, then the size classes. */
 	while (sk_state.last) {
 		struct sk_cache *c = sk_state.last;
