@@ -6,6 +6,7 @@
  *
  * Lock order (the whole library's, sk_core.h; taken top to bottom here):
  *   init_lock
+ *   -> the libc front end's init lock (libc_malloc.c)
  *   -> zones_lock (reports hold it while reading caches)
  *   -> backend_lock (held around a backend's init)
  *   -> registry_lock
@@ -16,6 +17,7 @@
  *   -> every UMA zone's limit lock
  *   -> the malloc-type list lock
  *   -> the allocation tracker's table and stripe locks, the trace lock
+ *   -> the libc front end's large-block lock
  *   -> the metadata lock
  *   -> the page provider's arena locks
  * Each is held by others only while they take locks further down, never
@@ -41,6 +43,7 @@ static void fork_backend(bool lock, unsigned level)
 static void fork_prepare(void)
 {
 	sk_init_fork_lock(true);
+	sk_libc_fork_lock(true, false);
 	sk_uma_fork_lock(true, false);
 	sk_backends_fork_lock(true);
 	fork_had_state = sk_state.ready;
@@ -57,6 +60,7 @@ static void fork_prepare(void)
 	sk_malloc_types_fork_lock(true);
 	sk_track_fork_lock(true);
 	sk_trace_fork_lock(true);
+	sk_libc_fork_lock(true, true);
 	sk_meta_fork_lock(true);
 	if (fork_had_state)
 		sk_numa_fork_lock(true);
@@ -67,6 +71,7 @@ static void fork_release(void)
 	if (fork_had_state)
 		sk_numa_fork_lock(false);
 	sk_meta_fork_lock(false);
+	sk_libc_fork_lock(false, true);
 	sk_trace_fork_lock(false);
 	sk_track_fork_lock(false);
 	sk_malloc_types_fork_lock(false);
@@ -82,6 +87,7 @@ static void fork_release(void)
 	}
 	sk_backends_fork_lock(false);
 	sk_uma_fork_lock(false, false);
+	sk_libc_fork_lock(false, false);
 	sk_init_fork_lock(false);
 }
 

@@ -615,3 +615,15 @@ void sk_libc_reset(void)
 	memset(sk_libc.aligned, 0, sizeof(sk_libc.aligned));
 	pthread_mutex_unlock(&libc_init_lock);
 }
+
+/* fork (core/fork.c): the libc init lock right after init_lock (outer),
+ * the large-block lock before the metadata lock (inner). */
+void sk_libc_fork_lock(bool lock, bool inner)
+{
+	pthread_mutex_t *m = inner ? &large_lock : &libc_init_lock;
+
+	if (lock)
+		pthread_mutex_lock(m);
+	else
+		pthread_mutex_unlock(m);
+}

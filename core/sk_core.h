@@ -253,6 +253,7 @@ void sk_trace_fork_lock(bool lock);
 void sk_uma_fork_lock(bool lock, bool zone_locks);
 void sk_malloc_types_fork_lock(bool lock);
 void sk_meta_fork_lock(bool lock);
+void sk_libc_fork_lock(bool lock, bool inner); /* libc init lock (outer), large-block lock (inner) */
 
 #pragma GCC visibility pop
 
