@@ -289,7 +289,8 @@ void sk_arena_free(struct sk_arena *a, size_t pfn, size_t npages, unsigned alloc
 	inflight.n = 0; /* not `= { 0 }`: that would clear 1 KiB on every free */
 	pthread_mutex_lock(&a->lock);
 	a->pages_in_use -= npages;
-	a->nused[alloc_order]--;
+	if (alloc_order != SK_ARENA_PART)
+		a->nused[alloc_order]--;
 	/* An exact allocation is not a power of two: give it back as the
 	 * aligned blocks it is made of, largest first. */
 	for (size_t end = pfn + npages; pfn < end;) {

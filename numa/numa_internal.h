@@ -84,6 +84,9 @@ size_t sk_arena_alloc(struct sk_arena *a, unsigned order, size_t npages, unsigne
  * whose descriptors the caller has already marked SK_PAGE_FREE; coalesces and returns whole free blocks of order
  * >= SK_RELEASE_ORDER to the OS (madvise runs without the lock). */
 void sk_arena_free(struct sk_arena *a, size_t pfn, size_t npages, unsigned alloc_order);
+/* alloc_order for the tail of a live allocation (sk_pages_trim): the
+ * allocation itself stays counted. */
+#define SK_ARENA_PART (~0u)
 
 /* Extend an allocation ending at page `end` to end at `target` with the
  * free pages that follow it; false (nothing changed) if any is in use.

@@ -557,7 +557,8 @@ void sk_pages_trim(void *addr, size_t npages)
 		head[i].kind = SK_PAGE_FREE;
 		head[i].head_delta = 0;
 	}
-	sk_arena_free(&prov.arena[head->node], (size_t)(head - sk_page_map) + npages, old - npages);
+	sk_arena_free(&prov.arena[head->node], (size_t)(head - sk_page_map) + npages, old - npages,
+		      SK_ARENA_PART);
 }
 
 int sk_pages_move(void *dst, void *src, size_t npages)
