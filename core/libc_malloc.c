@@ -329,10 +329,7 @@ static void *class_alloc(struct sk_cache *c, size_t size)
 	void *p = sk_cache_alloc(c, 0);
 	if (sk_unlikely(!p))
 		return enomem();
-	if (sk_likely(c->pcpu_base != NULL))
-		sk_pcpu_add_requested(c, size);
-	else /* a backend without per-CPU slots (SLOB) */
-		ck_pr_add_64(&c->ctr.slow_bytes_requested, size);
+	sk_libc_count_requested(c, size);
 	return p;
 }
 
@@ -384,7 +381,7 @@ static sk_always_inline void *alloc_inner(size_t size)
 		if (sk_likely(c != NULL)) {
 			void *p = sk_pcpu_pop(c);
 			if (sk_likely(p != NULL)) {
-				sk_pcpu_add_requested(c, size);
+				sk_libc_count_requested(c, size);
 				return p;
 			}
 		}
