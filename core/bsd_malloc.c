@@ -3,10 +3,23 @@
  * over the kmemzones size classes (malloc-16 .. malloc-65536, with 384),
  * the backend's heap, or the page path above 64 KiB.
  *
- * Every block remembers its type so that bsd_free() with the wrong type is
- * caught: class and heap blocks keep the type pointer in their last word
- * (a request of n bytes takes the class of n + 8), large blocks in their
- * page descriptor.  malloc_usable_size() reports what is left for the caller.
+ * A request of n bytes takes the class of n, as FreeBSD's kmemzones do.
+ * Checking the type on free is a consistency check of the debug option
+ * (SLABKIT_DEBUG containing F, read at slabkit_init): then class and heap
+ * blocks keep the type pointer in their last word (a request of n bytes
+ * takes the class of n + 8) and bsd_free() with the wrong type is caught.
+ * Large blocks always keep their type in their page descriptor, which
+ * costs nothing, and are always checked.  malloc_usable_size() reports what
+ * is left for the caller.
+ *
+ * Statistics (FreeBSD's per-CPU malloc_type_stats): per CPU, one count of
+ * allocations and one of frees per size class, bumped by a restartable
+ * sequence (no locked instruction); bytes and the classes used follow from
+ * them.  Blocks outside the classes (the page path, a backend heap) are
+ * counted with atomic adds on their slow paths.
+ *
+ * bsd_malloc and bsd_free are leaves on their fast path, as kmalloc is: a
+ * class-sized pop or push on the CPU slot and one counter increment.
  *
  * Lock order: types_lock is a leaf (never held while allocating).
  */
@@ -20,16 +33,32 @@
 #include "sk_core.h"
 #include "sk_trace.h"
 
-#define TYPE_TRAILER sizeof(void *)
+#define TYPE_TRAILER sk_bsd_type_trailer
 #define LARGE_CLASS_BIT 63
 
-/* One cache line of counters per CPU; bytes are block sizes (the class
- * size, or whole pages), as FreeBSD counts them.  Synchronization: atomic adds on the
- * line of the CPU the caller runs on; readers sum all lines. */
+/* 8 while the type check is on (SLABKIT_DEBUG with F), else 0.  Set by
+ * slabkit_init, fixed while any block lives. */
+size_t sk_bsd_type_trailer;
+
+/* One CPU's counters of one type: class blocks allocated and freed, per
+ * class.  Synchronization: the CPU's restartable sequence (or atomic adds
+ * in lock mode); readers sum all CPUs with plain loads. */
 struct mt_cpu_stats {
-	uint64_t numallocs, numfrees, memalloced, memfreed, size_mask;
-	uint64_t memhigh; /* CPU 0's only: the type's MemUse high water, sampled on reads */
+	uint64_t allocs[SK_BSD_CLASSES];
+	uint64_t frees[SK_BSD_CLASSES];
 } __attribute__((aligned(64)));
+
+/* type->ks_handle. */
+struct mt_stats {
+	struct sk_pcpu_counters pcpu;  /* struct mt_cpu_stats per CPU */
+	/* Blocks outside the classes: bytes are their sizes (whole pages, or
+	 * what the heap gave).  Synchronization: ck_pr atomics. */
+	uint64_t other_allocs, other_frees, other_alloced, other_freed, other_mask;
+	uint64_t memhigh;  /* the type's MemUse high water, sampled on reads (ck_pr CAS) */
+};
+
+#define MT_ALLOC_OFFSET(idx) ((uint32_t)(offsetof(struct mt_cpu_stats, allocs) + (size_t)(idx) * 8))
+#define MT_FREE_OFFSET(idx) ((uint32_t)(offsetof(struct mt_cpu_stats, frees) + (size_t)(idx) * 8))
 
 /* Synchronization: types_lock guards the list and handle creation. */
 static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -58,48 +87,71 @@ SK_EXPORT void slabkit_malloc_type_register(struct malloc_type *type)
 	pthread_mutex_unlock(&types_lock);
 }
 
+/* The header, then 64-byte aligned per-CPU counters. */
 static size_t handle_bytes(void)
 {
-	return sizeof(struct mt_cpu_stats) * sk_pcpu_nr;
+	return SK_ALIGN_UP(sizeof(struct mt_stats), 64) + sizeof(struct mt_cpu_stats) * sk_pcpu_nr;
 }
 
-static struct mt_cpu_stats *type_stats(struct malloc_type *type)
+static sk_noinline struct mt_stats *type_stats_create(struct malloc_type *type)
 {
-	struct mt_cpu_stats *s = sk_load_acquire((struct mt_cpu_stats **)&type->ks_handle);
+	struct mt_stats *s;
 
-	if (sk_likely(s != NULL))
-		return s;
 	pthread_mutex_lock(&types_lock);
 	if (!type_listed_locked(type)) { /* used without MALLOC_DEFINE: register it now */
 		type->ks_next = types_head;
 		types_head = type;
 	}
-	if (!(s = type->ks_handle)) {
-		s = sk_meta_zalloc(handle_bytes());
+	if (!(s = type->ks_handle) && (s = sk_meta_zalloc(handle_bytes())) != NULL) {
+		s->pcpu.pcpu_base = (char *)s + SK_ALIGN_UP(sizeof(struct mt_stats), 64);
+		s->pcpu.pcpu_stride = sizeof(struct mt_cpu_stats);
 		sk_store_release(&type->ks_handle, (void *)s);
 	}
 	pthread_mutex_unlock(&types_lock);
 	return s;
 }
 
+static inline struct mt_stats *type_stats(struct malloc_type *type)
+{
+	struct mt_stats *s = sk_load_acquire((struct mt_stats **)&type->ks_handle);
+
+	return sk_likely(s != NULL) ? s : type_stats_create(type);
+}
+
+static inline struct mt_cpu_stats *mt_cpu(const struct mt_stats *s, unsigned cpu)
+{
+	return (struct mt_cpu_stats *)(void *)(s->pcpu.pcpu_base + (size_t)cpu * s->pcpu.pcpu_stride);
+}
+
 SK_EXPORT void slabkit_malloc_type_stats(const struct malloc_type *type, struct malloc_type_stats_sum *out)
 {
 	memset(out, 0, sizeof(*out));
-	const struct mt_cpu_stats *s = type ? sk_load_acquire((struct mt_cpu_stats **)&type->ks_handle) : NULL;
+	const struct mt_stats *s = type ? sk_load_acquire((struct mt_stats **)&type->ks_handle) : NULL;
 	if (!s || !sk_state.ready)
 		return;
-	for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
-		out->allocs += sk_load(&s[cpu].numallocs);
-		out->frees += sk_load(&s[cpu].numfrees);
-		out->memalloced += sk_load(&s[cpu].memalloced);
-		out->memfreed += sk_load(&s[cpu].memfreed);
-		out->size_mask |= sk_load(&s[cpu].size_mask);
+	for (int i = 0; i < SK_BSD_CLASSES; i++) {
+		uint64_t a = 0, f = 0;
+		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
+			a += sk_load(&mt_cpu(s, cpu)->allocs[i]);
+			f += sk_load(&mt_cpu(s, cpu)->frees[i]);
+		}
+		out->allocs += a;
+		out->frees += f;
+		out->memalloced += a * sk_bsd_class_size[i];
+		out->memfreed += f * sk_bsd_class_size[i];
+		if (a)
+			out->size_mask |= 1ull << i;
 	}
+	out->allocs += sk_load(&s->other_allocs);
+	out->frees += sk_load(&s->other_frees);
+	out->memalloced += sk_load(&s->other_alloced);
+	out->memfreed += sk_load(&s->other_freed);
+	out->size_mask |= sk_load(&s->other_mask);
 	/* HighUse: sampled at every read (reports, the live view's snapshots),
 	 * as a cache's high_water is at its slow paths and reads. */
 	uint64_t use = out->memalloced > out->memfreed ? out->memalloced - out->memfreed : 0;
-	uint64_t hw = sk_load(&((struct mt_cpu_stats *)s)[0].memhigh);
-	while (use > hw && !ck_pr_cas_64_value(&((struct mt_cpu_stats *)s)[0].memhigh, hw, use, &hw))
+	uint64_t hw = sk_load(&s->memhigh);
+	while (use > hw && !ck_pr_cas_64_value((uint64_t *)&s->memhigh, hw, use, &hw))
 		;
 	out->memhigh = SK_MAX(use, hw);
 }
@@ -175,7 +227,7 @@ static void *alloc_block(size_t size, struct malloc_type *type, int node, unsign
 			 int *class_bit, const void *site)
 {
 	const struct sk_backend_ops *heap = sk_state.bsd_heap;
-	size_t need = size + TYPE_TRAILER;
+	size_t need = SK_MAX(size + TYPE_TRAILER, (size_t)1); /* malloc(0): the smallest class */
 	int idx = sk_bsd_index(need);
 	void *p;
 
@@ -201,7 +253,8 @@ static void *alloc_block(size_t size, struct malloc_type *type, int node, unsign
 		*class_bit = LARGE_CLASS_BIT;
 		return p;
 	}
-	*trailer_of(p, *raw) = type;
+	if (TYPE_TRAILER)
+		*trailer_of(p, *raw) = type;
 	return p;
 }
 
@@ -235,7 +288,8 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 		   pg->kind == SK_PAGE_HEAP) {
 		bi->raw = sk_block_size(p, pg);
 		bi->usable = bi->raw - TYPE_TRAILER;
-		bi->type = *trailer_of((void *)p, bi->raw);
+		/* NULL: not recorded (the type check is off) */
+		bi->type = TYPE_TRAILER ? *trailer_of((void *)p, bi->raw) : NULL;
 	} else {
 		sk_misuse("%s: pointer %p was not allocated by malloc(9)%s%s", call, p,
 			  pg->kind == SK_PAGE_SLAB ? "; it belongs to cache " : "",
@@ -272,18 +326,26 @@ static bool flags_ok(int flags, const char *call, const struct malloc_type *type
 	return false;
 }
 
-/* Count a block of raw bytes (vmstat -m size bit class_bit, 63: large)
- * handed out for a request of size bytes. */
+/* Count a block outside the classes, of raw bytes (vmstat -m size bit
+ * class_bit, 63: large), handed out for a request of size bytes. */
 void sk_bsd_count_alloc(struct malloc_type *type, void *p, size_t size, size_t raw, int class_bit)
 {
-	struct mt_cpu_stats *s = type_stats(type);
+	struct mt_stats *s = type_stats(type);
 	if (s) {
-		s += sk_pcpu_current_cpu();
-		ck_pr_inc_64(&s->numallocs);
-		ck_pr_add_64(&s->memalloced, raw);
-		if (!(sk_load(&s->size_mask) & (1ull << class_bit)))
-			ck_pr_or_64(&s->size_mask, 1ull << class_bit);
+		ck_pr_inc_64(&s->other_allocs);
+		ck_pr_add_64(&s->other_alloced, raw);
+		if (!(sk_load(&s->other_mask) & (1ull << class_bit)))
+			ck_pr_or_64(&s->other_mask, 1ull << class_bit);
 	}
+	sk_trace_alloc(SK_TRACE_API_BSD_MALLOC, p, size, 0);
+}
+
+/* Count a block of class idx (from the class cache). */
+static void count_class_alloc(struct malloc_type *type, void *p, size_t size, int idx)
+{
+	struct mt_stats *s = type_stats(type);
+	if (s)
+		sk_pcpu_counter_inc(&s->pcpu, MT_ALLOC_OFFSET(idx));
 	sk_trace_alloc(SK_TRACE_API_BSD_MALLOC, p, size, 0);
 }
 
@@ -317,25 +379,53 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 				  call, type->ks_shortdesc, size);
 		return NULL;
 	}
-	/* Large blocks keep their type in the descriptor; the others in their last word. */
-	size_t usable = class_bit == LARGE_CLASS_BIT ? raw : raw - TYPE_TRAILER;
+	/* Large blocks keep their type in the descriptor; the others in their
+	 * last word while the type check is on. */
+	struct sk_page *pg = sk_page_of(p);
+	size_t usable = pg->kind == SK_PAGE_LARGE ? raw : raw - TYPE_TRAILER;
 	if (flags & M_ZERO)
 		memset(p, 0, usable);
 	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF)) {
 		/* Cache objects have their record (the class cache is tracked);
 		 * large and heap blocks get one here.  Either way it names the type. */
-		struct sk_page *pg = sk_page_of(p);
 		if (pg->kind != SK_PAGE_SLAB)
 			sk_track_alloc(p, NULL, pg->kind == SK_PAGE_LARGE ? SK_TRACK_LARGE : SK_TRACK_HEAP,
 				       raw, site);
 		sk_track_set_type(p, type);
 	}
-	sk_bsd_count_alloc(type, p, size, raw, class_bit);
+	if (pg->kind == SK_PAGE_SLAB)
+		count_class_alloc(type, p, size, class_bit);
+	else
+		sk_bsd_count_alloc(type, p, size, raw, class_bit);
 	return p;
+}
+
+/* The flags a fast path serves: exactly one of M_NOWAIT and M_WAITOK, and
+ * none of those that need more than a pop. */
+#define FAST_FLAGS_MASK (M_NOWAIT | M_WAITOK | M_ZERO | M_NODUMP | M_EXEC)
+static inline bool fast_flags(int flags)
+{
+	return (unsigned)(flags & FAST_FLAGS_MASK) - 1u < 2u; /* M_NOWAIT (1) or M_WAITOK (2) */
 }
 
 SK_EXPORT void *bsd_malloc(size_t size, struct malloc_type *type, int flags)
 {
+	struct mt_stats *s;
+	struct sk_cache *c;
+	unsigned idx;
+	void *p;
+
+	/* A class up to 1 KiB (one table load), this CPU's slot, one counter. */
+	if (sk_likely(size - 1 < SK_BSD_TABLE_MAX) && sk_likely(fast_flags(flags)) && sk_likely(type != NULL) &&
+	    sk_likely((s = sk_load((struct mt_stats **)&type->ks_handle)) != NULL) &&
+	    sk_likely(!TYPE_TRAILER) &&
+	    sk_likely((c = sk_state.bsd_caches[idx = sk_bsd_class_of[(size - 1) >> 4]]) != NULL) &&
+	    sk_likely((p = sk_pcpu_pop_rseq(c)) != NULL)) {
+		if (sk_unlikely(size != c->object_size))
+			sk_pcpu_add_slack(c, c->object_size - size);
+		sk_pcpu_counter_inc_rseq(&s->pcpu, MT_ALLOC_OFFSET(idx));
+		return p;
+	}
 	return malloc_common(size, type, SK_NODE_ANY, flags, "bsd_malloc", SK_CALLER());
 }
 
@@ -419,9 +509,13 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 		return;
 	if (!block_info(addr, call, &bi))
 		return;
-	if (sk_unlikely(bi.type != type)) {
+	if (sk_unlikely(!type)) {
+		sk_misuse("%s: NULL malloc type", call);
+		return;
+	}
+	if (sk_unlikely(bi.type != type) && (bi.type || bi.pg->kind == SK_PAGE_LARGE)) {
 		sk_misuse("%s: pointer %p was allocated with type %s, freed with type %s", call, addr,
-			  type_name(bi.type), type ? type->ks_shortdesc : "(null)");
+			  type_name(bi.type), type->ks_shortdesc);
 		return;
 	}
 	sk_trace_free(SK_TRACE_API_BSD_MALLOC, addr);
@@ -429,29 +523,44 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 		memset(addr, 0, bi.usable);
 		__asm__ volatile("" ::"r"(addr) : "memory");
 	}
-	struct mt_cpu_stats *s = type_stats(type);
-	if (s) {
-		s += sk_pcpu_current_cpu();
-		ck_pr_inc_64(&s->numfrees);
-		ck_pr_add_64(&s->memfreed, bi.raw);
-	}
+	struct mt_stats *s = type_stats(type);
 	struct sk_page *pg = bi.pg;
+	if (s && pg->kind == SK_PAGE_SLAB) {
+		sk_pcpu_counter_inc(&s->pcpu, MT_FREE_OFFSET(sk_bsd_index(bi.raw)));
+	} else if (s) {
+		ck_pr_inc_64(&s->other_frees);
+		ck_pr_add_64(&s->other_freed, bi.raw);
+	}
 	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF) && pg->kind != SK_PAGE_SLAB)
 		sk_track_free(addr); /* cache objects: the cache's slow path */
 	if (pg->kind == SK_PAGE_LARGE) {
 		pg->bk[0] = 0;
 		sk_large_free(addr, pg);
-	} else if (pg->kind == SK_PAGE_HEAP) {
-		*trailer_of(addr, bi.raw) = NULL;
-		sk_state.heap_ops->kfree(addr, pg);
 	} else {
-		*trailer_of(addr, bi.raw) = NULL; /* a second free no longer matches the type */
-		sk_cache_free(pg->owner, addr, pg);
+		if (TYPE_TRAILER) /* a second free no longer matches the type */
+			*trailer_of(addr, bi.raw) = NULL;
+		if (pg->kind == SK_PAGE_HEAP)
+			sk_state.heap_ops->kfree(addr, pg);
+		else
+			sk_cache_free(pg->owner, addr, pg);
 	}
 }
 
 SK_EXPORT void bsd_free(void *addr, struct malloc_type *type)
 {
+	/* A class block this CPU's slot takes back, and one counter.  Only the
+	 * pages of a live slab have an owner, and the front test keeps other
+	 * APIs' objects for free_common's report. */
+	if (sk_likely(sk_addr_in_arena(addr)) && sk_likely(type != NULL) && sk_likely(!TYPE_TRAILER)) {
+		struct sk_page *raw = sk_page_of_raw(addr);
+		struct sk_cache *c = raw->owner;
+		struct mt_stats *s = sk_load((struct mt_stats **)&type->ks_handle);
+		if (sk_likely(c != NULL) && sk_likely(c->front == SK_FRONT_MALLOC) && sk_likely(s != NULL) &&
+		    sk_likely(sk_pcpu_push_rseq_page(c, addr, raw))) {
+			sk_pcpu_counter_inc_rseq(&s->pcpu, MT_FREE_OFFSET(sk_bsd_index(c->object_size)));
+			return;
+		}
+	}
 	free_common(addr, type, "bsd_free", false);
 }
 
@@ -479,7 +588,7 @@ static void *realloc_common(void *addr, size_t size, struct malloc_type *type, i
 		return malloc_common(size, type, SK_NODE_ANY, flags, call, site);
 	if (!block_info(addr, call, &bi))
 		return NULL;
-	if (bi.type != type) {
+	if (bi.type != type && (bi.type || bi.pg->kind == SK_PAGE_LARGE)) {
 		sk_misuse("%s: pointer %p was allocated with type %s, reallocated with type %s", call, addr,
 			  type_name(bi.type), type->ks_shortdesc);
 		return NULL;

@@ -19,7 +19,7 @@
 #include "sk_core.h"
 
 #define LARGE_CLASS_BIT 63
-#define TYPE_TRAILER sizeof(void *)
+#define TYPE_TRAILER sk_bsd_type_trailer
 
 void *sk_bsd_malloc_pages(size_t size, size_t align, struct malloc_type *type, int node, int flags,
 			  const char *call, const void *site)
@@ -77,9 +77,9 @@ static bool flags_ok(int flags, const char *call, const struct malloc_type *type
 /*
  * The request size that makes malloc(9) hand out a block aligned to
  * `align` (FreeBSD rounds the size up to a power of two, since its zones
- * align items to their size).  Here the type trailer takes the last 8
- * bytes of a block, so the power of two must hold size + 8: the request is
- * that power of two minus 8, whose class (power-of-two classes are aligned
+ * align items to their size).  While the type check is on, the type
+ * trailer takes the last 8 bytes of a block, so the power of two must hold
+ * size + 8: the request is that power of two minus 8, whose class (power-of-two classes are aligned
  * to their size, up to a page) is aligned enough.  A backend heap (SLOB)
  * aligns blocks to 8 only: larger alignments take whole pages there.
  */
@@ -93,7 +93,7 @@ static size_t aligned_request(size_t size, size_t align)
 		return pow2 - TYPE_TRAILER;
 	const struct sk_backend_ops *heap = sk_state.bsd_heap;
 	if (align > 8 && heap && size + TYPE_TRAILER <= heap->kmalloc_max)
-		return heap->kmalloc_max; /* past the heap: the page path */
+		return heap->kmalloc_max + 1 - TYPE_TRAILER; /* past the heap: the page path */
 	return size;
 }
 

@@ -349,16 +349,9 @@ SK_EXPORT void kfree(const void *p)
 	if (sk_likely(sk_addr_in_arena(p))) {
 		struct sk_page *raw = sk_page_of_raw(p);
 		struct sk_cache *c = raw->owner;
-		if (sk_likely(c != NULL) && sk_likely(c->front <= SK_FRONT_KMALLOC)) {
-			unsigned fast = c->fast;
-			if (sk_likely(fast == SK_FAST_RSEQ_LIST_SLAB)) {
-				if (sk_likely(sk_pcpu_list_push_rseq(c, (void *)p, (uintptr_t)(raw - raw->head_delta))))
-					return;
-			} else if (sk_likely(fast == SK_FAST_RSEQ_ARRAY_NODE)) {
-				if (sk_likely(sk_pcpu_array_push_rseq(c, (void *)p, (uintptr_t)raw->node + 1)))
-					return;
-			}
-		}
+		if (sk_likely(c != NULL) && sk_likely(c->front <= SK_FRONT_KMALLOC) &&
+		    sk_likely(sk_pcpu_push_rseq_page(c, (void *)p, raw)))
+			return;
 	}
 	kfree_miss(p);
 }

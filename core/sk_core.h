@@ -190,6 +190,9 @@ void *sk_large_alloc_aligned(size_t size, size_t align, int node, unsigned flags
 struct malloc_type;
 void *sk_bsd_malloc_pages(size_t size, size_t align, struct malloc_type *type, int node, int flags,
 			  const char *call, const void *site);
+/* 8 while malloc(9)'s type check is on (SLABKIT_DEBUG with F): class and
+ * heap blocks then keep their type in their last 8 bytes; else 0. */
+extern size_t sk_bsd_type_trailer;
 /* Count a malloc(9) block in its type's statistics (core/bsd_malloc.c). */
 void sk_bsd_count_alloc(struct malloc_type *type, void *p, size_t size, size_t raw, int class_bit);
 

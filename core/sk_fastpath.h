@@ -27,6 +27,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <ck_pr.h>
+
 #include "sk_cache.h"
 #include "../common/sk_compiler.h"
 #include "sk_percpu.h"
@@ -68,6 +70,17 @@ static sk_always_inline uintptr_t sk_free_tag_of(const struct sk_cache *c, const
 		return (uintptr_t)pg->node + 1;
 	return 0;
 }
+
+/*
+ * Per-CPU counters outside the caches' slots (malloc(9)'s per-type
+ * statistics): the counters of CPU n at pcpu_base + n * pcpu_stride, the
+ * same two header fields a cache starts with, so that the restartable
+ * sequence reads them the same way.
+ */
+struct sk_pcpu_counters {
+	char *pcpu_base;       /* +0 */
+	uint32_t pcpu_stride;  /* +8 */
+};
 
 /* Lock-mode versions, out of line. */
 void *sk_pcpu_pop_locked(struct sk_cache *c);
@@ -249,6 +262,21 @@ miss:
 	sk_pcpu_add_locked(c, n);
 }
 
+/* Add one to the 8-byte counter at `offset` in this CPU's counters: the
+ * add is the commit. */
+static sk_always_inline void sk_pcpu_counter_inc_rseq(struct sk_pcpu_counters *h, uint32_t offset)
+{
+	uintptr_t slot, rs;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN
+		 "incq (%[cpu],%[off])\n\t"        /* commit */
+		 SK_RSEQ_CS_END
+		 : [cpu] "=&r"(slot), [rs] "=&r"(rs)
+		 : [c] "r"(h), [off] "r"((uintptr_t)offset)
+		 : "memory", "cc"
+		 : restart);
+}
+
 #else /* !SK_HAVE_RSEQ_ASM */
 
 static inline void *sk_pcpu_list_pop_rseq(struct sk_cache *c) { return sk_pcpu_pop_locked(c); }
@@ -262,6 +290,10 @@ static inline bool sk_pcpu_array_push_rseq(struct sk_cache *c, void *obj, uintpt
 	return sk_pcpu_push_locked(c, obj, tag);
 }
 static inline void sk_pcpu_add_rseq(struct sk_cache *c, uint64_t n) { sk_pcpu_add_locked(c, n); }
+static inline void sk_pcpu_counter_inc_rseq(struct sk_pcpu_counters *h, uint32_t offset)
+{
+	ck_pr_inc_64((uint64_t *)(void *)(h->pcpu_base + (size_t)sk_pcpu_current_cpu() * h->pcpu_stride + offset));
+}
 
 #endif /* SK_HAVE_RSEQ_ASM */
 
@@ -319,6 +351,31 @@ static sk_always_inline bool sk_pcpu_push_rseq(struct sk_cache *c, void *obj, co
 	if (sk_likely(fast == SK_FAST_RSEQ_ARRAY_NODE))
 		return sk_pcpu_array_push_rseq(c, obj, (uintptr_t)pg->node + 1);
 	return false;
+}
+
+/* The same for a free whose caller holds the object's own page descriptor
+ * (any page of its slab: each names the cache and the node) rather than
+ * its block's head: the head is loaded only for SLUB's slab tag. */
+static sk_always_inline bool sk_pcpu_push_rseq_page(struct sk_cache *c, void *obj, const struct sk_page *raw)
+{
+	unsigned fast = c->fast;
+
+	if (sk_likely(fast == SK_FAST_RSEQ_LIST_SLAB))
+		return sk_pcpu_list_push_rseq(c, obj, (uintptr_t)(raw - raw->head_delta));
+	if (sk_likely(fast == SK_FAST_RSEQ_ARRAY_NODE))
+		return sk_pcpu_array_push_rseq(c, obj, (uintptr_t)raw->node + 1);
+	return false;
+}
+
+/* Add one to a per-CPU counter: with no locked instruction in rseq mode,
+ * an atomic add on the current CPU's line otherwise. */
+static sk_always_inline void sk_pcpu_counter_inc(struct sk_pcpu_counters *h, uint32_t offset)
+{
+	if (sk_likely(sk_pcpu_use_rseq))
+		sk_pcpu_counter_inc_rseq(h, offset);
+	else
+		ck_pr_inc_64((uint64_t *)(void *)(h->pcpu_base + (size_t)sk_pcpu_current_cpu() * h->pcpu_stride +
+						 offset));
 }
 
 /* Add n to this CPU's bytes_slack. */

@@ -396,6 +396,11 @@ static int init_locked(const struct slabkit_config *cfg)
 		return err;
 	if ((err = sk_pcpu_init(env_or(cfg->percpu, "SLABKIT_PERCPU"))) != 0)
 		goto fail_numa;
+	/* SLABKIT_DEBUG with F (consistency checks, as slub_debug=F): malloc(9)
+	 * blocks record their type so that a free with another type is caught.
+	 * Fixed until slabkit_fini: blocks are laid out by it. */
+	const char *debug = getenv("SLABKIT_DEBUG");
+	sk_bsd_type_trailer = debug && strchr(debug, 'F') ? sizeof(void *) : 0;
 
 	pthread_mutex_init(&sk_state.registry_lock, NULL);
 	sk_state.ops = ops;

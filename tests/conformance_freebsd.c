@@ -322,14 +322,12 @@ static void test_bsd_unregister_leak(void **state)
 	/* The three blocks are leaked on purpose: the type is gone. */
 }
 
-/* bsd_free with the wrong type is reported and frees nothing. */
-static void test_bsd_free_wrong_type(void **state)
+/* bsd_free of a block with the wrong type: reported, nothing freed. */
+static void check_wrong_type_refused(size_t size)
 {
-	(void)state;
-	sk_expect_panics();
-	unsigned char *p = bsd_malloc(200, M_TEST, M_WAITOK);
+	unsigned char *p = bsd_malloc(size, M_TEST, M_WAITOK);
 	assert_non_null(p);
-	sk_fill(p, 200, 0xBEEF);
+	sk_fill(p, size, 0xBEEF);
 	struct malloc_type_stats_sum a0 = type_stats(M_TEST), b0 = type_stats(M_TEST2);
 	unsigned panics = sk_panic_count();
 	bsd_free(p, M_TEST2);
@@ -342,15 +340,43 @@ static void test_bsd_free_wrong_type(void **state)
 	/* Not freed: a new allocation cannot be handed this block. */
 	void *others[64];
 	for (int i = 0; i < 64; i++) {
-		others[i] = bsd_malloc(200, M_TEST, M_WAITOK);
+		others[i] = bsd_malloc(size, M_TEST, M_WAITOK);
 		assert_ptr_not_equal(others[i], p);
-		memset(others[i], 0, 200);
+		memset(others[i], 0, size);
 	}
-	assert_int_equal(sk_check(p, 200, 0xBEEF), SIZE_MAX);
+	assert_int_equal(sk_check(p, size, 0xBEEF), SIZE_MAX);
 	for (int i = 0; i < 64; i++)
 		bsd_free(others[i], M_TEST);
 	bsd_free(p, M_TEST);
 	assert_int_equal(type_stats(M_TEST).frees, a0.frees + 65);
+}
+
+/*
+ * The type check on free: always for large blocks (their type is in the
+ * page descriptor, free of charge); for class blocks only with the
+ * consistency checks of SLABKIT_DEBUG=F, which keep the type in the
+ * block's last 8 bytes (without it a request of n bytes takes exactly the
+ * class of n, as FreeBSD's does without INVARIANTS).
+ */
+static void test_bsd_free_wrong_type(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	check_wrong_type_refused(100000);
+
+	/* Without the option: a class block holds all its bytes. */
+	unsigned char *p = bsd_malloc(64, M_TEST, M_WAITOK);
+	assert_int_equal(bsd_malloc_usable_size(p), 64);
+	bsd_free(p, M_TEST);
+
+	setenv("SLABKIT_DEBUG", "F", 1);
+	assert_int_equal(sk_fresh_init(NULL), 0);
+	check_wrong_type_refused(200);
+	p = bsd_malloc(64, M_TEST, M_WAITOK);
+	assert_true(bsd_malloc_usable_size(p) >= 64);
+	bsd_free(p, M_TEST);
+	unsetenv("SLABKIT_DEBUG");
+	assert_int_equal(sk_fresh_init(NULL), 0);
 }
 
 /* ======================================================================
