@@ -2,9 +2,12 @@
 #   make run    install what is missing, build, run slabkit-bench: every backend,
 #               glibc and the installed peers (jemalloc, tcmalloc, mimalloc);
 #               writes slabkit-bench.{csv,json,html} here (BENCH_ARGS=--quick: < 60 s)
-#   make test   install what is missing, build, run the whole suite (ctest), then
-#               the sanitizer builds (ASan+UBSan, TSan); ctest's 'install' test
-#               installs into a scratch prefix and builds a program against it
+#   make test   install what is missing, build, run the whole suite (ctest), the
+#               NUMA guest test (make numa-vm), then the sanitizer builds
+#               (ASan+UBSan, TSan); ctest's 'install' test installs into a
+#               scratch prefix and builds a program against it
+#   make numa-vm  boot Debian's kernel under QEMU with 2 and 4 NUMA nodes and check
+#               slabkit's placement there with move_pages (tests/numa-vm.sh)
 #
 # As root on Debian, missing packages are installed with apt-get.  Everything
 # else is plain CMake: see README.md.
@@ -14,16 +17,18 @@ JOBS ?= $(shell nproc)
 DEBIAN_PACKAGES := build-essential cmake pkg-config libck-dev libhwloc-dev liburcu-dev libcmocka-dev python3
 # The other mallocs slabkit-bench compares with (LD_PRELOADed; skipped when absent).
 BENCH_PEER_PACKAGES := libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
+# make numa-vm only (the kernel itself is fetched with apt-get download, not installed)
+NUMA_VM_PACKAGES := qemu-system-x86 busybox-static cpio xz-utils
 BUILD ?= build
 
-.PHONY: run test deps bench-peers build check check-asan check-tsan clean
+.PHONY: run test deps bench-peers build check check-asan check-tsan numa-vm clean
 
 run: deps bench-peers
 	cmake -S . -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSLABKIT_BUILD_TESTS=OFF
 	cmake --build $(BUILD)-release -j$(JOBS) --target slabkit-bench
 	./$(BUILD)-release/tools/slabkit-bench $(BENCH_ARGS)
 
-test: deps check check-asan check-tsan
+test: deps check numa-vm check-asan check-tsan
 	@echo "make test: every suite passed"
 
 # $(call install_missing,packages,fatal): apt-get install what dpkg lacks.
@@ -56,6 +61,11 @@ build: deps
 
 check: build
 	ctest --test-dir $(BUILD) --output-on-failure -j2
+
+# tests/numa-vm.sh says "skipped: why" itself when a package cannot be had.
+numa-vm: build
+	$(call install_missing,$(NUMA_VM_PACKAGES),echo "tests/numa-vm.sh will say what it lacks")
+	bash tests/numa-vm.sh $(BUILD)
 
 check-asan: deps
 	cmake -S . -B $(BUILD)-asan -DSLABKIT_SANITIZE=address -DSLABKIT_BUILD_TOOLS=OFF

@@ -128,6 +128,10 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 	c->fini = p->fini;
 	c->front_data = p->front_data;
 	c->free_tag = (uint8_t)ops->free_tag;
+	if (sk_cache_numa_setup(c) != 0) {
+		sk_meta_free(c, sizeof(*c));
+		return NULL;
+	}
 	c->magic = SK_CACHE_LIVE;
 
 	if (sk_track_mode != SK_TRACK_OFF)
@@ -261,7 +265,15 @@ static void *alloc_untracked(struct sk_cache *c, int node, unsigned flags)
 	/* The fast path also misses when its count field is full. */
 	if (node == SK_NODE_ANY && sk_pcpu_fold_if_full(c) && (obj = slot_pop(c)))
 		return obj;
-	obj = c->ops->alloc(c, node, flags);
+	if (node == SK_NODE_ANY && sk_unlikely(c->numa_steer)) {
+		/* A preferred, bound or interleaved cache: the policy names the
+		 * node; only bind refuses to fall back to any other. */
+		obj = c->ops->alloc(c, sk_cache_steer_node(c), flags);
+		if (!obj && c->numa_policy.kind != SK_POLICY_BIND)
+			obj = c->ops->alloc(c, SK_NODE_ANY, flags);
+	} else {
+		obj = c->ops->alloc(c, node, flags);
+	}
 
 	if (sk_unlikely(!obj)) {
 		ck_pr_inc_64(&c->ctr.failures);
@@ -319,7 +331,7 @@ sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_pag
 
 void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order)
 {
-	void *addr = sk_pages_alloc(node, order, SK_PAGE_SLAB, c);
+	void *addr = sk_pages_alloc_policy(&c->numa_policy, node, order, SK_PAGE_SLAB, c);
 
 	if (addr) {
 		if (c->flags & SK_CACHE_ZINIT)

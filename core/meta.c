@@ -23,6 +23,10 @@ struct meta_free {
 	struct meta_free *next;
 };
 
+/* Metadata lives on the caller's node whatever the process's policy:
+ * slabkit's own structures are read by the CPUs that use them. */
+static struct sk_numa_policy meta_policy = { .kind = SK_POLICY_LOCAL };
+
 static pthread_mutex_t meta_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct meta_free *meta_free_list[META_CLASSES];
 
@@ -42,7 +46,7 @@ void *sk_meta_zalloc(size_t size)
 		size = 1;
 	if (size > ((size_t)1 << META_MAX_SHIFT)) {
 		size_t npages = (size + SK_PAGE_SIZE - 1) >> SK_PAGE_SHIFT;
-		p = sk_pages_alloc_exact(SK_NODE_ANY, npages, SK_PAGE_META, NULL);
+		p = sk_pages_alloc_exact_policy(&meta_policy, SK_NODE_ANY, npages, SK_PAGE_META, NULL);
 		if (p)
 			memset(p, 0, npages << SK_PAGE_SHIFT);
 		return p;
@@ -52,7 +56,7 @@ void *sk_meta_zalloc(size_t size)
 
 	pthread_mutex_lock(&meta_lock);
 	if (!meta_free_list[cls]) {
-		char *page = sk_pages_alloc(SK_NODE_ANY, 0, SK_PAGE_META, NULL);
+		char *page = sk_pages_alloc_policy(&meta_policy, SK_NODE_ANY, 0, SK_PAGE_META, NULL);
 		if (!page) {
 			pthread_mutex_unlock(&meta_lock);
 			return NULL;

@@ -71,6 +71,7 @@ struct sk_backend_cache_info {
 #define SK_CAP_TUNABLES     0x04u /* ops->tune does something */
 #define SK_CAP_HEAP_KMALLOC 0x08u /* kmalloc/malloc(9) go to ops->kmalloc, not size classes */
 #define SK_CAP_COLOUR       0x10u /* offsets slabs by cache-line colour */
+#define SK_CAP_ROUNDROBIN   0x20u /* spreads SK_CACHE_ROUNDROBIN caches over nodes itself (UMA) */
 
 struct sk_backend_ops {
 	const char *name;            /* "slab", "slub", "slob", "uma" */

@@ -16,6 +16,7 @@
 #include <slabkit/slabkit.h>
 
 #include "../common/sk_compiler.h"
+#include "../numa/sk_numa.h"
 #include "sk_percpu.h"
 
 /* Internal: never exported from the shared library (and reached without
@@ -92,6 +93,12 @@ struct sk_cache {
 	int (*init)(void *obj, int size, int flags);/* UMA init: same lifetime; may fail */
 	void (*fini)(void *obj, int size);          /* UMA fini: when the slab goes away */
 	char name[SLABKIT_NAME_MAX];
+	/* Where a request naming no node goes (core/numa_api.c): the kind is
+	 * resolved at creation (DEFAULT became the process's); `numa_steer`
+	 * says core's slow path turns such requests into node-directed ones.
+	 * The interleave cursor is a ck_pr atomic. */
+	struct sk_numa_policy numa_policy;
+	bool numa_steer;
 
 	struct sk_cache_counters ctr;
 

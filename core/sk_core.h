@@ -238,6 +238,15 @@ const struct sk_backend_ops *sk_tune_backend(const char *name);
 int sk_tune_check_backends(const char *tune);
 /* Apply the string's backend tunables for this cache (not `backend`). */
 void sk_apply_tunables(struct sk_cache *c);
+/* The cache's node policy, before ops->cache_create (core/numa_api.c):
+ * from the tunables ("name:policy=..."), the UMA flags, else the
+ * process's.  0, or -EINVAL with the reason reported. */
+int sk_cache_numa_setup(struct sk_cache *c);
+/* The node a slow-path request naming none is steered to (numa_steer). */
+static inline int sk_cache_steer_node(struct sk_cache *c)
+{
+	return sk_numa_policy_node(&c->numa_policy);
+}
 void sk_meta_reset(void);
 
 /* Registered with atexit at the first init: SLABKIT_STATS and SLABKIT_LEAKS

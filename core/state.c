@@ -391,6 +391,7 @@ static int init_locked(const struct slabkit_config *cfg)
 		fail_every = (unsigned)env_long("SLABKIT_FAIL_EVERY", 0);
 	struct sk_numa_config ncfg = {
 		.arena_bytes_per_node = arena, .fail_every = fail_every, .message = sk_message,
+		.policy = env_or(cfg->numa_policy, "SLABKIT_NUMA_POLICY"),
 	};
 	if ((err = sk_numa_init(&ncfg)) != 0)
 		return err;

@@ -121,6 +121,8 @@ static int apply_pair(const struct sk_tune_pair *p, void *arg)
 		return 0;
 	if (p->key_len == 7 && !strncmp(p->key, "backend", 7))
 		return 0; /* chose the backend before the cache was made */
+	if (p->key_len == 6 && !strncmp(p->key, "policy", 6))
+		return 0; /* the node policy: read at creation (sk_cache_numa_setup) */
 	char key[32], value[32], *end;
 	if (!p->value || p->key_len >= sizeof(key) || p->value_len >= sizeof(value)) {
 		sk_errorf("slabkit: bad tunable '%.*s' for cache %s", (int)p->key_len, p->key, c->name);

@@ -181,13 +181,10 @@ int sk_numa_init(const struct sk_numa_config *cfg)
 	sk_arena_size = prov.nodes * arena_bytes;
 	sk_pages_set_fail_every(cfg ? cfg->fail_every : 0);
 	prov.policy = (struct sk_numa_policy){ .kind = SK_POLICY_LOCAL };
-	if (cfg && cfg->policy.kind != SK_POLICY_DEFAULT) {
-		prov.policy = cfg->policy;
-		prov.policy.cursor = 0;
-		if ((cfg->policy.kind == SK_POLICY_PREFERRED || cfg->policy.kind == SK_POLICY_BIND) &&
-		    cfg->policy.node >= prov.nodes) {
-			sk_numa_msg("slabkit: numa: policy node %u does not exist (%u nodes)",
-				    cfg->policy.node, prov.nodes);
+	if (cfg && cfg->policy && *cfg->policy) {
+		const char *why;
+		if (sk_numa_policy_parse(cfg->policy, &prov.policy, &why) != 0) {
+			sk_numa_msg("slabkit: numa: policy '%s' %s", cfg->policy, why);
 			sk_numa_fini();
 			return -EINVAL;
 		}

@@ -92,7 +92,7 @@ struct sk_numa_config {
 	size_t arena_bytes_per_node; /* 0: the largest of 64 GiB and every node's memory */
 	unsigned fail_every;         /* every Nth allocation fails (0: never) */
 	sk_numa_message_fn message;  /* NULL: stderr */
-	struct sk_numa_policy policy;/* for SK_NODE_ANY; DEFAULT means LOCAL */
+	const char *policy;          /* for SK_NODE_ANY (sk_numa_policy_parse); NULL: local */
 };
 
 /* Load the topology, reserve and bind the arenas.  0 or -errno (printed). */

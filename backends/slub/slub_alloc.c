@@ -10,8 +10,10 @@
  *   2. a slab from this CPU's partial list;
  *   3. a slab from the node's partial list (refilling the CPU partial list
  *      up to half its limit on the way);
- *   4. the other nodes' partial lists (SK_NODE_ANY only);
- *   5. a new slab from the page provider.
+ *   4. a new slab from the page provider;
+ *   5. the other nodes' partial lists (SK_NODE_ANY only), when the page
+ *      provider has nothing: Linux's remote_node_defrag_ratio at 0, so a
+ *      request naming no node stays on the caller's node while memory lasts.
  *
  * If the slot is busy (another thread of this CPU is in a slow path, or a
  * drainer holds it), one object comes straight from a node partial slab or
@@ -116,8 +118,7 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 
 	slab = cpu_partial_take(slot, node);
 	if (!slab)
-		slab = get_partial(c, slot, node == SK_NODE_ANY ? slot_node : node,
-				   node == SK_NODE_ANY);
+		slab = get_partial(c, slot, node == SK_NODE_ANY ? slot_node : node, false);
 	if (slab) {
 		freelist = slub_take_freelist(slab);
 	} else {
@@ -126,12 +127,18 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 			return NULL;
 		}
 		slab = slub_new_slab(c, node, flags, &freelist);
+		if (!slab && node == SK_NODE_ANY &&
+		    (slab = get_partial(c, slot, slot_node, true)) != NULL) {
+			freelist = slub_take_freelist(slab);
+			goto have_slab;
+		}
 		if (!slab)
 			return NULL;
 		union slub_counters ctr = slub_counters(slab);
 		ctr.frozen = 1; /* inuse = objects: the whole freelist is the CPU's */
 		slub_store_word(&slab->bk[1], ctr.word);
 	}
+have_slab:
 	sk_store(&slot->tag, (uintptr_t)slab);
 	sk_stat_refill(c);
 
@@ -140,23 +147,14 @@ load_freelist:
 	return freelist;
 }
 
-/* One object without the per-CPU layer: node partial slabs, then a new
- * slab that goes on the node list with the rest of its objects.  Holds no
- * lock while the new slab's objects are constructed. */
-static void *alloc_single(struct sk_cache *c, int node, unsigned flags)
+/* One object off a partial slab of node `start`, or of the nodes after it
+ * (`tries` nodes in turn); NULL when they have none. */
+static void *pop_node_partial(struct sk_cache *c, unsigned start, unsigned tries)
 {
 	struct slub_cache *s = slub_of(c);
-	int start = node;
-	unsigned tries = 1;
 
-	if (node == SK_NODE_ANY) {
-		start = sk_numa_current_node();
-		if (start < 0 || (unsigned)start >= s->nr_nodes)
-			start = 0;
-		tries = s->nr_nodes;
-	}
 	for (unsigned i = 0; i < tries; i++) {
-		struct slub_node *n = &s->node[((unsigned)start + i) % s->nr_nodes];
+		struct slub_node *n = &s->node[(start + i) % s->nr_nodes];
 		if (!sk_load(&n->nr_partial))
 			continue;
 		pthread_mutex_lock(&n->list_lock);
@@ -165,11 +163,31 @@ static void *alloc_single(struct sk_cache *c, int node, unsigned flags)
 		if (obj)
 			return obj;
 	}
+	return NULL;
+}
 
-	void *obj;
+/* One object without the per-CPU layer: the node's partial slabs, then a
+ * new slab that goes on the node list with the rest of its objects, then
+ * (SK_NODE_ANY, no memory) the other nodes' partial slabs.  Holds no lock
+ * while the new slab's objects are constructed. */
+static void *alloc_single(struct sk_cache *c, int node, unsigned flags)
+{
+	struct slub_cache *s = slub_of(c);
+	int start = node;
+
+	if (node == SK_NODE_ANY) {
+		start = sk_numa_current_node();
+		if (start < 0 || (unsigned)start >= s->nr_nodes)
+			start = 0;
+	}
+	void *obj = pop_node_partial(c, (unsigned)start, 1);
+	if (obj)
+		return obj;
+
 	struct sk_page *slab = slub_new_slab(c, node, flags, &obj);
 	if (!slab)
-		return NULL;
+		return node == SK_NODE_ANY ? pop_node_partial(c, (unsigned)start + 1, s->nr_nodes - 1)
+					   : NULL;
 	void *rest = slub_get_next(c, obj);
 	union slub_counters ctr = slub_counters(slab);
 	ctr.inuse = 1;

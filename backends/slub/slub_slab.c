@@ -361,7 +361,11 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 {
 	struct slub_cache *s = slub_of(c);
 	struct slub_node *n = NULL;
-	const bool cpu_partial = slub_has_pcpu(c) && sk_load(&s->cpu_partial_slabs) != 0;
+	/* A slab of another node is never adopted by this CPU: it goes back
+	 * to its own node's partial list, so this CPU's allocations that name
+	 * no node stay on its node. */
+	const bool cpu_partial = slub_has_pcpu(c) && sk_load(&s->cpu_partial_slabs) != 0 &&
+				 (s->nr_nodes == 1 || slab->node == (unsigned)sk_numa_current_node());
 	bool was_frozen, on_node_partial = false;
 	void *prior;
 	union slub_counters old, new;

@@ -47,6 +47,14 @@ struct slabkit_config {
 	 * milliseconds.  0: $SLABKIT_TICK_MS, else 2000.  Negative: no thread;
 	 * slabkit_tick() still runs one pass by hand. */
 	int tick_ms;
+	/* Node policy for allocations that name no node: "local" (the calling
+	 * CPU's node, then the others), "preferred:N" (OS node N, then the
+	 * others), "interleave" (round robin over the nodes), "bind:N" (OS
+	 * node N only).  NULL: $SLABKIT_NUMA_POLICY, else "local".  A cache can
+	 * have its own with the tunable "name:policy=...", a UMA zone with
+	 * UMA_ZONE_FIRSTTOUCH / UMA_ZONE_ROUNDROBIN.  docs/numa.md says what
+	 * each backend does under each. */
+	const char *numa_policy;
 };
 
 /*
@@ -230,6 +238,12 @@ struct slabkit_node_stats {
 };
 /* 0 and *out filled, or -EINVAL for a node that does not exist. */
 int slabkit_node_stats(int node, struct slabkit_node_stats *out);
+
+/* The process's node policy as text ("local", "preferred:1", "interleave",
+ * "bind:0"; node numbers are the OS's), written into buf; returns buf. */
+const char *slabkit_numa_policy(char *buf, size_t len);
+/* The policy a live cache follows, the same way; 0 or -ENOENT. */
+int slabkit_cache_numa_policy(const char *cache_name, char *buf, size_t len);
 
 #ifdef __cplusplus
 }
