@@ -21,6 +21,7 @@
 
 const char sk_vmalloc_owner = 'v';
 const char sk_page_api_owner = 'p';
+const char sk_uma_pages_owner = 'u';
 
 const char *sk_large_owner_name(const struct sk_page *pg)
 {
@@ -28,6 +29,8 @@ const char *sk_large_owner_name(const struct sk_page *pg)
 		return "vmalloc";
 	if (pg->owner == &sk_page_api_owner)
 		return "the page allocator (alloc_pages)";
+	if (pg->owner == &sk_uma_pages_owner)
+		return "a per-CPU UMA zone";
 	return "kmalloc";
 }
 
@@ -37,6 +40,8 @@ const char *sk_large_owner_free(const struct sk_page *pg)
 		return "vfree or kvfree";
 	if (pg->owner == &sk_page_api_owner)
 		return "free_pages, __free_pages or free_pages_exact";
+	if (pg->owner == &sk_uma_pages_owner)
+		return "uma_zfree_pcpu";
 	return "kfree";
 }
 

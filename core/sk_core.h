@@ -174,9 +174,10 @@ static inline size_t sk_large_size(const struct sk_page *pg)
 
 /* Large blocks that are not kmalloc or malloc(9) blocks carry a non-NULL
  * owner in their head descriptor: &sk_vmalloc_owner (vmalloc) or
- * &sk_page_api_owner (alloc_pages).  These name the allocator and the call
+ * &sk_page_api_owner (alloc_pages), &sk_uma_pages_owner (a per-CPU UMA
+ * zone's slab, core/uma_skeg.c).  These name the allocator and the call
  * that frees such a block, for misuse reports (core/pages.c). */
-extern const char sk_vmalloc_owner, sk_page_api_owner;
+extern const char sk_vmalloc_owner, sk_page_api_owner, sk_uma_pages_owner;
 const char *sk_large_owner_name(const struct sk_page *pg);
 const char *sk_large_owner_free(const struct sk_page *pg);
 

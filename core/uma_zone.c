@@ -16,7 +16,15 @@
  * (limit_reserved): the keg counts every item, also those allocated on a
  * fast path that had not yet seen the limit, so the figure never drifts.
  *
- * Lock order: zones_lock -> zone->lock; neither is held while allocating.
+ * Zone-level cache (the stash): free items the zone keeps in the state its
+ * zinit left them, as FreeBSD's zone buckets do, so that a secondary or
+ * cache zone runs zinit/zfini only when an item enters or leaves the zone,
+ * not on every allocation.  Cache zones import items in batches into it.
+ * Every zone's reserve (uma_zone_reserve) lives there too.
+ *
+ * Lock order: zones_lock -> zone->lock; zone->stash_lock is a leaf; none is
+ * held while allocating or while a user callback runs (uma_reclaim drops
+ * zones_lock around each zone it drains, marking the zone busy).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +36,7 @@
 
 #include "sk_core.h"
 #include "sk_trace.h"
+#include "sk_uma.h"
 
 struct uma_zone {
 	/* Hot: what uma_zalloc/uma_zfree read on their fast paths. */
@@ -65,12 +74,40 @@ struct uma_zone {
 
 	struct uma_zone *next;         /* zones list.  Sync: zones_lock */
 	uint32_t magic;                /* ZONE_LIVE, or ZONE_DESTROYED while in quarantine */
+
+
+	/* Core's keg (core/uma_skeg.c): per-CPU zones and zones over allocf. */
+	struct sk_skeg *skeg;
+	bool pcpu;
+	uma_alloc allocf;              /* set before the first allocation */
+	uma_free freef;
+	uma_init keg_init;             /* uma_zcreate's, kept for a keg made again over allocf */
+	uma_fini keg_fini;
+	size_t align;
+
+	/* The stash.  Synchronization: stash_lock. */
+	pthread_mutex_t stash_lock;
+	void **stash;
+	uint32_t stash_n, stash_cap;
+	uint32_t reserve;              /* items only M_USE_RESERVE may take */
+
+	/* Limit reactions.  Written by the setters, read racily by allocations. */
+	char *warning;
+	uint64_t warned_at_ns;         /* last warning; sync: ck_pr cas */
+	uma_maxaction_t maxaction;
+	int64_t maxcache;              /* -1: none */
+	uint64_t maxcache_frees;       /* frees since the last check; atomics */
+	uint64_t reclaim_seen;         /* last uma_reclaim pass that drained it.  Sync: zones_lock */
+	unsigned reclaim_busy;         /* uma_reclaim passes draining it now.  Sync: zones_lock */
 };
 
 #define ZONE_LIVE      0x20ae11feu
 #define ZONE_DESTROYED 0xdead20aeu
+#define STASH_BATCH 32u /* cache zones import this many items at a time */
 
 static pthread_mutex_t zones_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t zones_idle = PTHREAD_COND_INITIALIZER; /* a reclaim pass let go of a zone */
+static uint64_t reclaim_gen;   /* uma_reclaim passes.  Sync: zones_lock */
 static struct uma_zone *zones_head;
 
 void sk_uma_fork_lock(bool lock, bool zone_locks)
@@ -79,9 +116,12 @@ void sk_uma_fork_lock(bool lock, bool zone_locks)
 		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&zones_lock);
 		return;
 	}
-	/* Caller holds zones_lock: the list is stable. */
-	for (struct uma_zone *z = zones_head; z; z = z->next)
+	/* Caller holds zones_lock: the list is stable.  Each zone's lock, then
+	 * its stash lock (a leaf). */
+	for (struct uma_zone *z = zones_head; z; z = z->next) {
 		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&z->lock);
+		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&z->stash_lock);
+	}
 }
 
 static void zones_add(struct uma_zone *z)
@@ -92,6 +132,7 @@ static void zones_add(struct uma_zone *z)
 	pthread_mutex_unlock(&zones_lock);
 }
 
+/* Off the list, then wait until no uma_reclaim pass still drains it. */
 static void zones_remove(struct uma_zone *z)
 {
 	pthread_mutex_lock(&zones_lock);
@@ -100,8 +141,16 @@ static void zones_remove(struct uma_zone *z)
 			*pp = z->next;
 			break;
 		}
+	while (z->reclaim_busy)
+		pthread_cond_wait(&zones_idle, &zones_lock);
 	pthread_mutex_unlock(&zones_lock);
 }
+
+static void zone_free_storage(struct uma_zone *z);
+static void stash_drain(struct uma_zone *z, uint32_t keep);
+static bool stash_size(struct uma_zone *z);
+static bool zone_full(struct uma_zone *z);
+static void limit_hit(struct uma_zone *z);
 
 static struct uma_zone *zone_new(const char *name)
 {
@@ -111,8 +160,10 @@ static struct uma_zone *zone_new(const char *name)
 	snprintf(z->name, sizeof(z->name), "%s", name ? name : "(unnamed)");
 	pthread_mutex_init(&z->lock, NULL);
 	pthread_cond_init(&z->wake, NULL);
+	pthread_mutex_init(&z->stash_lock, NULL);
 	z->refs = 1;
 	z->magic = ZONE_LIVE;
+	z->maxcache = -1;
 	return z;
 }
 
@@ -121,7 +172,7 @@ static struct uma_zone *zone_new(const char *name)
 static void zone_update_plain(struct uma_zone *z)
 {
 	bool plain = z->keg && !z->ctor && !z->dtor && !z->zinit && !z->zfini && !z->max_items &&
-		     !z->own_count;
+		     !z->own_count && !z->reserve && z->maxcache < 0;
 	sk_store(&z->fast_keg, plain ? z->keg : NULL);
 }
 
@@ -144,8 +195,13 @@ SK_EXPORT uma_zone_t uma_zcreate(const char *name, size_t size, uma_ctor ctor, u
 			  name ? name : "(null)");
 		return NULL;
 	}
-	if (flags & (UMA_ZONE_PCPU | UMA_ZONE_SMR)) {
-		sk_errorf("slabkit: uma_zcreate(%s): UMA_ZONE_PCPU and UMA_ZONE_SMR are not supported", name);
+	if (flags & UMA_ZONE_SMR) {
+		sk_errorf("slabkit: uma_zcreate(%s): UMA_ZONE_SMR is not supported", name);
+		return NULL;
+	}
+	if ((flags & UMA_ZONE_PCPU) && (size > UMA_PCPU_ALLOC_SIZE || uminit || fini)) {
+		sk_errorf("slabkit: uma_zcreate(%s): a UMA_ZONE_PCPU zone takes items of at most %d bytes and no "
+			  "init/fini", name, UMA_PCPU_ALLOC_SIZE);
 		return NULL;
 	}
 	size_t a = align == UMA_ALIGN_CACHE ? sk_state.cache_line : (size_t)align + 1;
@@ -160,6 +216,20 @@ SK_EXPORT uma_zone_t uma_zcreate(const char *name, size_t size, uma_ctor ctor, u
 	z->dtor = dtor;
 	z->size = (int)size;
 	z->flags = flags;
+	z->align = a;
+	z->keg_init = uminit;
+	z->keg_fini = fini;
+	if (flags & UMA_ZONE_PCPU) {
+		struct sk_skeg_params kp = { .name = z->name, .size = size, .align = a, .pcpu = true, .zone = z };
+		if (!(z->skeg = sk_skeg_create(&kp))) {
+			zone_free_storage(z);
+			return NULL;
+		}
+		z->pcpu = true;
+		z->own_count = true;
+		zones_add(z);
+		return z;
+	}
 	struct sk_cache_params p = {
 		.name = name, .object_size = size, .align = a, .front = SK_FRONT_UMA,
 		.init = uminit, .fini = fini, .flags = cache_flags_of(flags), .front_data = z,
@@ -207,6 +277,7 @@ SK_EXPORT uma_zone_t uma_zsecond_create(const char *name, uma_ctor ctor, uma_dto
 		zone_update_plain(primary);
 	}
 	pthread_mutex_unlock(&primary->lock);
+	stash_size(z); /* the zone-level cache (a failure leaves it empty) */
 	zones_add(z);
 	return z;
 }
@@ -234,6 +305,7 @@ SK_EXPORT uma_zone_t uma_zcache_create(const char *name, int size, uma_ctor ctor
 	z->size = size;
 	z->flags = (uint32_t)flags;
 	z->own_count = true;
+	stash_size(z); /* the zone-level cache (a failure leaves it empty) */
 	zones_add(z);
 	return z;
 }
@@ -249,6 +321,11 @@ static void zone_free_storage(struct uma_zone *z)
 {
 	pthread_mutex_destroy(&z->lock);
 	pthread_cond_destroy(&z->wake);
+	pthread_mutex_destroy(&z->stash_lock);
+	if (z->stash)
+		sk_meta_free(z->stash, z->stash_cap * sizeof(void *));
+	if (z->warning)
+		sk_meta_free(z->warning, strlen(z->warning) + 1);
 	sk_store(&z->fast_keg, NULL);
 	z->magic = ZONE_DESTROYED;
 	sk_meta_free_quarantined(z, sizeof(*z));
@@ -273,6 +350,7 @@ SK_EXPORT void uma_zdestroy(uma_zone_t z)
 	if (z->own_count && sk_load(&z->cur_items))
 		sk_errorf("uma_zdestroy %s: zone still has %llu items allocated", z->name,
 			  (unsigned long long)sk_load(&z->cur_items));
+	stash_drain(z, 0);
 	zones_remove(z);
 	pthread_mutex_lock(&zones_lock);
 	struct uma_zone *owner = z->primary ? z->primary : z;
@@ -289,6 +367,8 @@ SK_EXPORT void uma_zdestroy(uma_zone_t z)
 	}
 	if (z->keg && sk_cache_destroy(z->keg, "uma_zdestroy") != 0)
 		return; /* reported; the keg stays, and so does the zone it points to */
+	if (z->skeg && sk_skeg_destroy(z->skeg) != 0)
+		return; /* items still out (reported above): the keg stays */
 	zone_free_storage(z);
 }
 
@@ -438,38 +518,155 @@ static void item_release(uma_zone_t z, void *item)
 {
 	if (z->release)
 		z->release(z->arg, &item, 1);
+	else if (z->skeg)
+		sk_skeg_free(z->skeg, item);
 	else
 		sk_cache_free(z->keg, item, sk_page_of(item));
 }
 
-/* One item from the keg or the import callback, through zinit. */
+/* --- the stash: free items kept at zone level --- */
+
+/* Whether free items stay in the stash (with their zinit state) rather
+ * than going back to the keg: secondary and cache zones, as FreeBSD's
+ * zone buckets keep them. */
+static bool zone_keeps_items(const struct uma_zone *z)
+{
+	return z->primary || z->import;
+}
+
+/* How many items the stash may hold. */
+static uint32_t stash_limit(const struct uma_zone *z)
+{
+	uint64_t lim = z->reserve;
+	if (zone_keeps_items(z))
+		lim += z->maxcache >= 0 ? (uint64_t)z->maxcache : 2 * STASH_BATCH;
+	return (uint32_t)SK_MIN(lim, (uint64_t)UINT32_MAX / 2);
+}
+
+/* Make room for stash_limit(z) items.  false: no metadata memory. */
+static bool stash_size(struct uma_zone *z)
+{
+	uint32_t want = stash_limit(z);
+	pthread_mutex_lock(&z->stash_lock);
+	if (want > z->stash_cap) {
+		void **a = sk_meta_zalloc(want * sizeof(void *));
+		if (!a) {
+			pthread_mutex_unlock(&z->stash_lock);
+			return false;
+		}
+		if (z->stash) {
+			memcpy(a, z->stash, z->stash_n * sizeof(void *));
+			sk_meta_free(z->stash, z->stash_cap * sizeof(void *));
+		}
+		z->stash = a;
+		z->stash_cap = want;
+	}
+	pthread_mutex_unlock(&z->stash_lock);
+	return true;
+}
+
+/* An item from the stash if it holds more than `floor`; else NULL. */
+static void *stash_pop(struct uma_zone *z, uint32_t floor)
+{
+	void *item = NULL;
+	if (!sk_load(&z->stash_n))
+		return NULL;
+	pthread_mutex_lock(&z->stash_lock);
+	if (z->stash_n > floor)
+		item = z->stash[--z->stash_n];
+	pthread_mutex_unlock(&z->stash_lock);
+	return item;
+}
+
+/* Keep item if the stash holds fewer than `limit`. */
+static bool stash_push(struct uma_zone *z, void *item, uint32_t limit)
+{
+	bool kept = false;
+	pthread_mutex_lock(&z->stash_lock);
+	if (z->stash_n < SK_MIN(limit, z->stash_cap)) {
+		z->stash[z->stash_n++] = item;
+		kept = true;
+	}
+	pthread_mutex_unlock(&z->stash_lock);
+	return kept;
+}
+
+/* Give back (zfini, keg or release) every stashed item above `keep`. */
+static void stash_drain(struct uma_zone *z, uint32_t keep)
+{
+	void *item;
+	while ((item = stash_pop(z, keep))) {
+		if (z->zfini && zone_keeps_items(z))
+			z->zfini(item, z->size);
+		item_release(z, item);
+	}
+}
+
+/* A cache zone's import, a batch at a time: the first item for the
+ * caller, the others through zinit into the stash. */
+static void *import_batch(uma_zone_t z, int domain, int flags)
+{
+	void *store[STASH_BATCH];
+	uint32_t room = stash_limit(z) > sk_load(&z->stash_n) ? stash_limit(z) - sk_load(&z->stash_n) : 0;
+	int want = (int)SK_MIN(room + 1, STASH_BATCH);
+	int got = z->import(z->arg, store, want, domain, flags);
+	if (got <= 0)
+		return NULL;
+	for (int i = 1; i < SK_MIN(got, want); i++) {
+		if (z->zinit && z->zinit(store[i], z->size, flags) != 0) {
+			z->release(z->arg, &store[i], 1);
+			continue;
+		}
+		if (!stash_push(z, store[i], stash_limit(z))) {
+			if (z->zfini)
+				z->zfini(store[i], z->size);
+			z->release(z->arg, &store[i], 1);
+		}
+	}
+	return store[0];
+}
+
+/* One item: from the stash (already through zinit), else from the keg or
+ * the import callback through zinit; M_USE_RESERVE may take the reserve. */
 static void *item_get(uma_zone_t z, int domain, int flags, const void *site)
 {
 	unsigned skf = (flags & M_WAITOK) ? SK_ALLOC_WAIT : 0;
 	void *item = NULL;
 
+	if (zone_keeps_items(z) && domain == UMA_ANYDOMAIN &&
+	    (item = stash_pop(z, (flags & M_USE_RESERVE) ? 0 : z->reserve)))
+		return item;
 	for (unsigned attempt = 0;; attempt++) {
-		if (z->import) {
-			if (z->import(z->arg, &item, 1, domain, flags) != 1)
-				item = NULL;
-		} else {
+		if (z->import)
+			item = import_batch(z, domain, flags);
+		else if (z->skeg)
+			item = sk_skeg_alloc(z->skeg, domain, flags);
+		else
 			item = sk_cache_alloc_node(z->keg, domain, skf, site);
+		if (item && z->zinit && z->zinit(item, z->size, flags) != 0) {
+			item_release(z, item);
+			return NULL;
 		}
+		if (!item && (flags & M_USE_RESERVE) && (item = stash_pop(z, 0)))
+			return item; /* the reserve: for keg zones, keg-constructed items */
 		if (item || !sk_wait_for_memory(attempt, (flags & M_WAITOK) ? SK_WAIT_NOFAIL : SK_WAIT_NONE))
 			break;
-	}
-	if (item && z->zinit && z->zinit(item, z->size, flags) != 0) {
-		item_release(z, item);
-		item = NULL;
 	}
 	return item;
 }
 
+static void maxcache_check(uma_zone_t z);
+
 static void item_put(uma_zone_t z, void *item)
 {
+	if (zone_keeps_items(z) ? stash_push(z, item, stash_limit(z))
+				: (z->reserve && stash_push(z, item, z->reserve)))
+		return;
 	if (z->zfini)
 		z->zfini(item, z->size);
 	item_release(z, item);
+	if (z->maxcache >= 0 && z->keg)
+		maxcache_check(z);
 }
 
 static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int flags, const char *call,
@@ -482,6 +679,13 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 			  sk_state.nodes);
 		return NULL;
 	}
+	if (sk_unlikely(z->pcpu) && !(flags & SK_UMA_PCPU_CALL)) {
+		sk_misuse("%s(%s): a UMA_ZONE_PCPU zone: use uma_zalloc_pcpu", call, z->name);
+		return NULL;
+	}
+	flags &= ~SK_UMA_PCPU_CALL;
+	if (z->max_items && (z->warning || z->maxaction) && zone_full(z))
+		limit_hit(z);
 	enum limit_grant grant = LIMIT_REFUSED;
 	if (sk_load(&z->max_items) && (grant = limit_take(z, flags)) == LIMIT_REFUSED) {
 		ck_pr_inc_64(&z->fails);
@@ -535,7 +739,7 @@ SK_EXPORT void *uma_zalloc_domain(uma_zone_t z, void *arg, int domain, int flags
 	return zalloc_slow(z, arg, domain, flags, "uma_zalloc_domain", SK_CALLER());
 }
 
-static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
+static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool pcpu_call)
 {
 	if (!item)
 		return;
@@ -545,7 +749,17 @@ static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
 	}
 	if (!zone_ok(z, "uma_zfree"))
 		return;
-	if (z->keg) {
+	if (z->skeg) {
+		if (z->pcpu && !pcpu_call) {
+			sk_misuse("uma_zfree(%s): a UMA_ZONE_PCPU zone: use uma_zfree_pcpu", z->name);
+			return;
+		}
+		if (!sk_skeg_contains(z->skeg, item)) {
+			sk_misuse("uma_zfree(%s): %p is not an allocated item of this zone", z->name, item);
+			return;
+		}
+		sk_trace_free(SK_TRACE_API_UMA, item);
+	} else if (z->keg) {
 		struct sk_page *pg = sk_page_of(item);
 		if (!pg || (pg->owner != z->keg && pg->kind != SK_PAGE_HEAP)) {
 			if (!pg)
@@ -574,6 +788,11 @@ static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
 	}
 	if (sk_load(&z->max_items))
 		limit_give(z);
+}
+
+static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
+{
+	zfree_common(z, item, arg, false);
 }
 
 SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
@@ -619,16 +838,307 @@ SK_EXPORT void uma_reclaim(int req)
 		sk_errorf("slabkit: uma_reclaim: unknown request %d", req);
 		return;
 	}
+	/* Zone-level caches first (their items go back to the kegs), one zone
+	 * at a time with zones_lock dropped: zfini is a user callback.  A busy
+	 * mark keeps uma_zdestroy from freeing the zone meanwhile. */
+	pthread_mutex_lock(&zones_lock);
+	uint64_t gen = ++reclaim_gen;
+	for (;;) {
+		struct uma_zone *z = zones_head;
+		while (z && (z->reclaim_seen == gen || !sk_load(&z->stash_n)))
+			z = z->next;
+		if (!z)
+			break;
+		z->reclaim_seen = gen;
+		z->reclaim_busy++;
+		pthread_mutex_unlock(&zones_lock);
+		stash_drain(z, z->reserve);
+		pthread_mutex_lock(&zones_lock);
+		if (--z->reclaim_busy == 0)
+			pthread_cond_broadcast(&zones_idle);
+	}
+	pthread_mutex_unlock(&zones_lock);
 	sk_shrink_every_cache(level_of(req));
 }
 
 SK_EXPORT void uma_zone_reclaim(uma_zone_t z, int req)
 {
-	if (!z || !z->keg)
+	if (!z)
+		return;
+	if (req != UMA_RECLAIM_TRIM || zone_keeps_items(z))
+		stash_drain(z, z->reserve);
+	if (z->skeg)
+		sk_skeg_reclaim(z->skeg);
+	if (!z->keg)
 		return;
 	sk_cache_shrink(z->keg, level_of(req));
 	if (req != UMA_RECLAIM_TRIM)
 		sk_pages_release_free();
+}
+
+/* --- more of uma(9): limits' reactions, reserves, counters, page sources --- */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool zone_full(struct uma_zone *z)
+{
+	if (!sk_load(&z->max_items))
+		return false;
+	pthread_mutex_lock(&z->lock);
+	bool full = z->max_items && (limit_count(z) >= (uint64_t)z->max_items || z->sleepers);
+	pthread_mutex_unlock(&z->lock);
+	return full;
+}
+
+/* The limit stops (or delays) an allocation: FreeBSD's zone_log_warning
+ * (at most every five minutes) and maxaction.  No lock held. */
+static void limit_hit(struct uma_zone *z)
+{
+	const char *warning = sk_load(&z->warning);
+	if (warning) {
+		uint64_t now = now_ns(), last = sk_load(&z->warned_at_ns);
+		if ((!last || now - last >= 300ull * 1000000000ull) &&
+		    ck_pr_cas_64(&z->warned_at_ns, last, now ? now : 1))
+			sk_errorf("[zone: %s] %s", z->name, warning);
+	}
+	uma_maxaction_t fn = sk_load(&z->maxaction);
+	if (fn)
+		fn(z, 1);
+}
+
+SK_EXPORT void uma_zone_set_warning(uma_zone_t z, const char *warning)
+{
+	if (!z)
+		return;
+	char *copy = NULL;
+	if (warning && (copy = sk_meta_zalloc(strlen(warning) + 1)))
+		memcpy(copy, warning, strlen(warning) + 1);
+	pthread_mutex_lock(&z->lock);
+	char *old = z->warning;
+	sk_store(&z->warning, copy);
+	pthread_mutex_unlock(&z->lock);
+	(void)old; /* may still be read by a racing allocation: kept until fini */
+}
+
+SK_EXPORT void uma_zone_set_maxaction(uma_zone_t z, uma_maxaction_t fn)
+{
+	if (z)
+		sk_store(&z->maxaction, fn);
+}
+
+SK_EXPORT int uma_zone_exhausted(uma_zone_t z)
+{
+	return z && zone_full(z);
+}
+
+SK_EXPORT uint64_t uma_zone_get_allocs(uma_zone_t z)
+{
+	if (!z)
+		return 0;
+	if (z->own_count)
+		return sk_load(&z->allocs);
+	struct slabkit_cache_info info;
+	sk_cache_fill_info(z->keg, &info);
+	return info.allocs;
+}
+
+SK_EXPORT uint64_t uma_zone_get_frees(uma_zone_t z)
+{
+	if (!z)
+		return 0;
+	if (z->own_count)
+		return sk_load(&z->frees);
+	struct slabkit_cache_info info;
+	sk_cache_fill_info(z->keg, &info);
+	return info.frees;
+}
+
+SK_EXPORT void uma_zone_reserve(uma_zone_t z, int nitems)
+{
+	if (!z || nitems < 0)
+		return;
+	pthread_mutex_lock(&z->lock);
+	if (!z->own_count && z->keg) {
+		/* The reserve holds keg items the zone does not hand out: the
+		 * zone counts its own items from here on (as with secondaries). */
+		sk_store(&z->cur_items, sk_cache_in_use(z->keg) + z->limit_reserved);
+		sk_store(&z->allocs, sk_load(&z->cur_items));
+		sk_store(&z->own_count, true);
+	}
+	sk_store(&z->reserve, (uint32_t)nitems);
+	zone_update_plain(z);
+	pthread_mutex_unlock(&z->lock);
+	if (!stash_size(z))
+		sk_errorf("slabkit: uma_zone_reserve(%s): no memory for a reserve of %d items", z->name, nitems);
+	stash_drain(z, stash_limit(z)); /* a smaller reserve gives the rest back */
+}
+
+SK_EXPORT int uma_zone_reserve_kva(uma_zone_t z, int nitems)
+{
+	if (!z)
+		return 0;
+	uma_zone_set_max(z, nitems);
+	return 1;
+}
+
+SK_EXPORT void uma_prealloc(uma_zone_t z, int itemcnt)
+{
+	if (!z || itemcnt <= 0)
+		return;
+	void **items = sk_meta_zalloc((size_t)itemcnt * sizeof(void *));
+	if (!items) {
+		sk_errorf("slabkit: uma_prealloc(%s): no memory to track %d items", z->name, itemcnt);
+		return;
+	}
+	/* Straight from the keg (no ctor, no limit): the zone's reserve is
+	 * filled first, the rest go back to the keg, whose slabs now exist. */
+	int n = 0;
+	while (n < itemcnt && (items[n] = item_get(z, UMA_ANYDOMAIN, M_NOWAIT, SK_CALLER())))
+		n++;
+	if (n < itemcnt)
+		sk_errorf("slabkit: uma_prealloc(%s): %d of %d items (out of memory)", z->name, n, itemcnt);
+	while (n--) {
+		void *item = items[n];
+		if (stash_push(z, item, SK_MAX(z->reserve, zone_keeps_items(z) ? stash_limit(z) : 0)))
+			continue;
+		if (z->zfini && zone_keeps_items(z))
+			z->zfini(item, z->size);
+		item_release(z, item);
+	}
+	sk_meta_free(items, (size_t)itemcnt * sizeof(void *));
+}
+
+/* uma_zone_set_maxcache: at most maxcache free items stay cached.  The
+ * zone's stash holds at most that many; the keg's per-CPU and node caches
+ * are checked every maxcache/2 frees and drained when they hold more. */
+SK_EXPORT void uma_zone_set_maxcache(uma_zone_t z, int nitems)
+{
+	if (!z || nitems < 0)
+		return;
+	pthread_mutex_lock(&z->lock);
+	sk_store(&z->maxcache, (int64_t)nitems);
+	zone_update_plain(z);
+	pthread_mutex_unlock(&z->lock);
+	if (z->keg && z->keg->ops->tune) /* a backend with bucket caches sizes them to fit */
+		z->keg->ops->tune(z->keg, "bucket_cache_max", nitems);
+	stash_size(z);
+	stash_drain(z, stash_limit(z));
+	if (z->keg)
+		maxcache_check(z);
+}
+
+static void maxcache_check(uma_zone_t z)
+{
+	uint64_t every = SK_MAX((uint64_t)z->maxcache / 2, 1u);
+	if (ck_pr_faa_64(&z->maxcache_frees, 1) % every)
+		return;
+	struct sk_backend_cache_info b = { 0 };
+	z->keg->ops->cache_info(z->keg, &b);
+	if (b.cached_free > (uint64_t)z->maxcache)
+		sk_cache_shrink(z->keg, SK_SHRINK_DRAIN_CPU);
+}
+
+/* A zone over the caller's page source: its items move to core's keg,
+ * laid out by core, so that the backend's slabs (which must be the page
+ * provider's) are not involved.  Before the first allocation only. */
+static void zone_set_source(uma_zone_t z, uma_alloc allocf, uma_free freef, const char *call)
+{
+	if (!z)
+		return;
+	pthread_mutex_lock(&zones_lock);
+	bool shared = z->refs > 1 || z->primary || z->import || z->pcpu;
+	pthread_mutex_unlock(&zones_lock);
+	if (shared) {
+		sk_errorf("slabkit: %s(%s): only a plain primary zone without secondaries takes a page source", call,
+			  z->name);
+		return;
+	}
+	if (allocf)
+		z->allocf = allocf;
+	if (freef)
+		z->freef = freef;
+	if (z->skeg) { /* already over a source: the other half of the pair */
+		if (sk_skeg_set_source(z->skeg, z->allocf, z->freef) != 0)
+			sk_errorf("slabkit: %s(%s): the zone already has slabs from its old source", call, z->name);
+		return;
+	}
+	if (zone_cur(z) || uma_zone_get_allocs(z)) {
+		sk_errorf("slabkit: %s(%s): the zone has already allocated; set the page source before", call,
+			  z->name);
+		return;
+	}
+	struct sk_skeg_params kp = {
+		.name = z->name, .size = (size_t)z->size, .align = z->align, .allocf = z->allocf,
+		.freef = z->freef, .zone = z, .init = z->keg_init, .fini = z->keg_fini,
+	};
+	struct sk_skeg *k = sk_skeg_create(&kp);
+	if (!k) {
+		sk_errorf("slabkit: %s(%s): out of metadata memory", call, z->name);
+		return;
+	}
+	stash_drain(z, 0);
+	pthread_mutex_lock(&z->lock);
+	struct sk_cache *keg = z->keg;
+	z->keg = NULL;
+	z->skeg = k;
+	z->own_count = true;
+	zone_update_plain(z);
+	pthread_mutex_unlock(&z->lock);
+	if (keg) {
+		keg->front_data = NULL;
+		sk_cache_destroy(keg, call);
+	}
+}
+
+SK_EXPORT void uma_zone_set_allocf(uma_zone_t z, uma_alloc allocf)
+{
+	zone_set_source(z, allocf, NULL, "uma_zone_set_allocf");
+}
+
+SK_EXPORT void uma_zone_set_freef(uma_zone_t z, uma_free freef)
+{
+	zone_set_source(z, NULL, freef, "uma_zone_set_freef");
+}
+
+/* --- per-CPU zones --- */
+
+SK_EXPORT unsigned slabkit_curcpu(void)
+{
+	return sk_pcpu_current_cpu();
+}
+
+SK_EXPORT unsigned slabkit_cpu_ids(void)
+{
+	sk_ensure_init();
+	return sk_pcpu_nr;
+}
+
+SK_EXPORT void *uma_zalloc_pcpu_arg(uma_zone_t z, void *arg, int flags)
+{
+	if (z && !z->pcpu) {
+		sk_misuse("uma_zalloc_pcpu(%s): not a UMA_ZONE_PCPU zone", z->name);
+		return NULL;
+	}
+	void *item = zalloc_slow(z, arg, UMA_ANYDOMAIN, (flags & ~M_ZERO) | SK_UMA_PCPU_CALL,
+				 "uma_zalloc_pcpu", SK_CALLER());
+	if (item && (flags & M_ZERO))
+		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++)
+			memset((char *)item + (size_t)cpu * UMA_PCPU_ALLOC_SIZE, 0, (size_t)z->size);
+	return item;
+}
+
+SK_EXPORT void uma_zfree_pcpu_arg(uma_zone_t z, void *item, void *arg)
+{
+	if (z && !z->pcpu) {
+		sk_misuse("uma_zfree_pcpu(%s): not a UMA_ZONE_PCPU zone", z->name);
+		return;
+	}
+	zfree_common(z, item, arg, true);
 }
 
 /* --- reports and teardown --- */
@@ -662,6 +1172,12 @@ void sk_uma_zones_visit(void (*fn)(const struct sk_zone_row *row, void *arg), vo
 		} else if (z->keg) {
 			row.xdomain = binfo.xdomain_counted ? 0 : -1;
 		}
+		row.free += sk_load(&z->stash_n);
+		if (z->skeg) {
+			uint64_t in_use, skeg_free, slabs;
+			sk_skeg_info(z->skeg, &in_use, &skeg_free, &slabs);
+			row.free += skeg_free;
+		}
 		fn(&row, arg);
 	}
 	pthread_mutex_unlock(&zones_lock);
@@ -678,6 +1194,7 @@ void sk_uma_zones_reset(void)
 			z->keg->front_data = NULL;
 		pthread_mutex_destroy(&z->lock);
 		pthread_cond_destroy(&z->wake);
+		pthread_mutex_destroy(&z->stash_lock);
 	}
 	pthread_mutex_unlock(&zones_lock);
 }
