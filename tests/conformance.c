@@ -406,6 +406,7 @@ int main(void)
 		&conformance_linux_extra, &conformance_pages, &conformance_freebsd_extra,
 		&conformance_robust,
 		&conformance_fork,
+		&conformance_uma_extra,
 	};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
