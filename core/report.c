@@ -381,6 +381,7 @@ static void stats_at_exit(void)
 
 void sk_at_exit(void)
 {
+	sk_publish_stop(true);
 	stats_at_exit();
 	sk_track_report_at_exit();
 }

@@ -268,6 +268,12 @@ void sk_malloc_types_fork_lock(bool lock);
 void sk_meta_fork_lock(bool lock);
 void sk_libc_fork_lock(bool lock, bool inner); /* libc init lock (outer), large-block lock (inner) */
 
+/* The live view's snapshot (core/publish.c): the maintenance thread calls
+ * sk_publish_tick after each pass; sk_publish_stop removes the file
+ * (for_good: at exit, never publish again). */
+void sk_publish_tick(void);
+void sk_publish_stop(bool for_good);
+
 #pragma GCC visibility pop
 
 #endif /* SLABKIT_CORE_H */

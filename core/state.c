@@ -320,6 +320,7 @@ static void *tick_main(void *arg)
 		    !sk_state.tick_stop) {
 			pthread_mutex_unlock(&sk_state.tick_lock);
 			slabkit_tick();
+			sk_publish_tick(); /* the live view's snapshot, rate-limited */
 			pthread_mutex_lock(&sk_state.tick_lock);
 		}
 	}
@@ -486,6 +487,7 @@ SK_EXPORT void slabkit_fini(void)
 		pthread_mutex_unlock(&sk_state.tick_lock);
 		pthread_join(sk_state.tick_thread, NULL);
 	}
+	sk_publish_stop(false);
 	sk_uma_zones_reset();
 	sk_malloc_types_reset();
 	sk_libc_reset();

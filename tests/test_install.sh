@@ -23,6 +23,8 @@ for f in include/slabkit/slabkit.h include/slabkit/linux/slab.h \
 	include/slabkit/freebsd/malloc.h include/slabkit/freebsd/uma.h; do
 	[ -f "$prefix/$f" ] || { echo "install: $f missing" >&2; exit 1; }
 done
+# The live view is installed with the library.
+[ -x "$prefix/bin/slabkit-stat" ] || { echo "install: bin/slabkit-stat missing" >&2; exit 1; }
 libdir=$(dirname "$(find "$prefix" -name slabkit.pc | head -n 1)")
 libdir=$(dirname "$libdir")
 [ -f "$libdir/libslabkit.a" ] || { echo "install: libslabkit.a missing" >&2; exit 1; }
