@@ -6,6 +6,7 @@
  *
  * Lock order (the whole library's, sk_core.h; taken top to bottom here):
  *   init_lock
+ *   -> publish_lock (the live view's snapshot writer)
  *   -> the libc front end's init lock (libc_malloc.c)
  *   -> zones_lock (reports hold it while reading caches)
  *   -> backend_lock (held around a backend's init)
@@ -43,6 +44,7 @@ static void fork_backend(bool lock, unsigned level)
 static void fork_prepare(void)
 {
 	sk_init_fork_lock(true);
+	sk_publish_fork(true, false);
 	sk_libc_fork_lock(true, false);
 	sk_uma_fork_lock(true, false);
 	sk_backends_fork_lock(true);
@@ -66,7 +68,7 @@ static void fork_prepare(void)
 		sk_numa_fork_lock(true);
 }
 
-static void fork_release(void)
+static void fork_release(bool child)
 {
 	if (fork_had_state)
 		sk_numa_fork_lock(false);
@@ -88,17 +90,18 @@ static void fork_release(void)
 	sk_backends_fork_lock(false);
 	sk_uma_fork_lock(false, false);
 	sk_libc_fork_lock(false, false);
+	sk_publish_fork(false, child);
 	sk_init_fork_lock(false);
 }
 
 static void fork_parent(void)
 {
-	fork_release();
+	fork_release(false);
 }
 
 static void fork_child(void)
 {
-	fork_release();
+	fork_release(true);
 	sk_fork_child_restart_tick();
 }
 

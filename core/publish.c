@@ -13,7 +13,8 @@
  * The allocation paths never see any of this: the snapshot is made with
  * the same racy, lock-free reads as every report.
  *
- * Lock order: publish_lock -> registry_lock (the reports).
+ * Lock order: init_lock (slabkit_fini) -> publish_lock -> registry_lock,
+ * zones_lock, types_lock (the reports).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -114,6 +115,19 @@ void sk_publish_tick(void)
 		disabled = true;
 	}
 out:
+	pthread_mutex_unlock(&publish_lock);
+}
+
+void sk_publish_fork(bool lock, bool child)
+{
+	if (lock) {
+		pthread_mutex_lock(&publish_lock);
+		return;
+	}
+	if (child) { /* its own pid, its own file: configure again */
+		configured = false;
+		last_ns = 0;
+	}
 	pthread_mutex_unlock(&publish_lock);
 }
 

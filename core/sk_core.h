@@ -273,6 +273,9 @@ void sk_libc_fork_lock(bool lock, bool inner); /* libc init lock (outer), large-
  * (for_good: at exit, never publish again). */
 void sk_publish_tick(void);
 void sk_publish_stop(bool for_good);
+/* fork(): lock before (right after init_lock), unlock after; the child
+ * publishes to a file of its own pid. */
+void sk_publish_fork(bool lock, bool child);
 
 #pragma GCC visibility pop
 
