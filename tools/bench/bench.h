@@ -138,6 +138,7 @@ struct options {
 	const char *threads;    /* thread counts for scaling, e.g. "1,2,4" */
 	const char *replay;     /* --replay FILE */
 	const char *out_prefix; /* where csv/json/html go: <prefix>.csv ... */
+	const char *charts_dir; /* --charts DIR: every chart also as DIR/<id>.svg */
 	int rounds, reps;
 	int max_retries;
 	double rep_ms, calib_ms;

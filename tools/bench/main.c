@@ -49,6 +49,7 @@ static void usage(FILE *out)
 		"                    twice the CPUs)\n"
 		"  --replay FILE     replay an allocation trace (docs/trace-format.md) over every allocator\n"
 		"  --out PREFIX      write PREFIX.csv, PREFIX.json, PREFIX.html (default: slabkit-bench)\n"
+		"  --charts DIR      also write every chart of the report as DIR/<section>.svg\n"
 		"  --no-report       only the terminal table\n"
 		"  --no-peers        do not measure jemalloc, tcmalloc, mimalloc even if installed\n"
 		"  --rounds N        rounds over all allocators (default 5; quick 1)\n"
@@ -107,6 +108,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->replay = val, i++;
 		else if (val && !strcmp(a, "--out"))
 			o->out_prefix = val, i++;
+		else if (val && !strcmp(a, "--charts"))
+			o->charts_dir = val, i++;
 		else if (val && !strcmp(a, "--rounds"))
 			target = &rounds, hi = 20;
 		else if (val && !strcmp(a, "--reps"))

@@ -558,19 +558,26 @@ static void chart_speed(FILE *f, const struct run *run, bool (*pick)(const struc
 	int groups = 0;
 	for (int w = 0; w < run->nworkloads; w++)
 		groups += pick(&run->workloads[w]);
-	double height = 60 + rows * bar + groups * 8;
-	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\">\n",
+	double height = 74 + rows * bar + groups * 8;
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\" font-family=\"sans-serif\" style=\"background:#fff\">\n",
 		label_w + plot_w + 80, height);
 	svg_legend(f, run, 10, 6);
 	double x0 = label_w + plot_w * (0 - lo) / (hi - lo);
 	for (int k = (int)lo; k <= (int)hi; k++) {
 		double x = label_w + plot_w * (k - lo) / (hi - lo);
 
-		fprintf(f, "<line x1=\"%.1f\" y1=\"28\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"%s\"/>", x, x, height - 14,
+		fprintf(f, "<line x1=\"%.1f\" y1=\"28\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"%s\"/>", x, x, height - 28,
 			k == 0 ? "#000" : "#ddd");
-		fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%s%gx</text>", x,
-			height - 2, "", pow(2, k));
+		if (k < 0)
+			fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">1/%gx</text>",
+				x, height - 16, pow(2, -k));
+		else
+			fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%gx</text>", x,
+				height - 16, pow(2, k));
 	}
+	fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">speed relative to glibc "
+		   "(glibc's time / this allocator's time): right is faster</text>\n",
+		x0, height - 3);
 	y = 32;
 	for (int w = 0; w < run->nworkloads; w++) {
 		if (!pick(&run->workloads[w]))
@@ -613,7 +620,7 @@ static void chart_lines(FILE *f, const struct run *run, const int *wl, const dou
 				ymax = BENCH_MAX(ymax, mops ? 1000.0 / run->cells[wl[i]][a].median : run->cells[wl[i]][a].median);
 	if (ymax <= 0)
 		ymax = 1;
-	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\">\n", W,
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\" font-family=\"sans-serif\" style=\"background:#fff\">\n", W,
 		H + 20);
 	svg_legend(f, run, 10, 4);
 	fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#000\"/>", L, H - B, W - R, H - B);
@@ -673,7 +680,7 @@ static void chart_memory(FILE *f, const struct run *run, int w)
 			live_from = a;
 	}
 	ymax = ymax > 0 ? ymax / 1048576.0 : 1;
-	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\">\n", W,
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\" font-family=\"sans-serif\" style=\"background:#fff\">\n", W,
 		H + 20);
 	svg_legend(f, run, 10, 4);
 	fprintf(f, "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" stroke=\"#000\"/>", L, H - B, W - R, H - B);
@@ -715,7 +722,7 @@ static void chart_footprint(FILE *f, const struct run *run, const int *wl, int n
 		for (int a = 0; a < run->nallocs; a++)
 			ymax = BENCH_MAX(ymax, held_per_live(&run->cells[wl[i]][a]));
 	ymax = ceil(ymax * 2) / 2;
-	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\">\n", W,
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\" font-family=\"sans-serif\" style=\"background:#fff\">\n", W,
 		H + 20);
 	svg_legend(f, run, 10, 4);
 	for (double k = 0; k <= ymax + 1e-9; k += 0.5) {
@@ -752,9 +759,9 @@ static void chart_footprint(FILE *f, const struct run *run, const int *wl, int n
 /* Each target's worst ratio over its limit: the 1.0 line is the limit. */
 static void chart_targets(FILE *f, const struct targets *ts)
 {
-	double label_w = 330, plot_w = 400, bar = 14, H = 40 + ts->n * (bar + 3), xmax = 2.0;
+	double label_w = 470, plot_w = 360, bar = 14, H = 40 + ts->n * (bar + 3), xmax = 2.0;
 
-	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\">\n",
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" role=\"img\" font-family=\"sans-serif\" style=\"background:#fff\">\n",
 		label_w + plot_w + 90, H);
 	for (double k = 0; k <= xmax + 1e-9; k += 0.5) {
 		double x = label_w + plot_w * k / xmax;
@@ -840,6 +847,44 @@ static void html_table(FILE *f, const struct run *run, const char *section)
 	fputs("</table>\n", f);
 }
 
+/* A chart is drawn into memory, then written into the page and, with
+ * --charts DIR, to DIR/<id>.svg as well (for docs). */
+static FILE *chart_open(char **buf, size_t *len)
+{
+	FILE *m = open_memstream(buf, len);
+
+	if (!m)
+		bench_die("open_memstream failed");
+	return m;
+}
+
+static int chart_close(FILE *m, char **buf, FILE *page, const struct run *run, const char *id)
+{
+	int bad = 0;
+
+	fclose(m);
+	fputs(*buf, page);
+	if (run->opt.charts_dir) {
+		char path[4096];
+		FILE *svg;
+
+		snprintf(path, sizeof(path), "%s/%s.svg", run->opt.charts_dir, id);
+		svg = fopen(path, "w");
+		if (!svg) {
+			perror(path);
+			bad = 1;
+		} else {
+			fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", svg);
+			/* a standalone file needs a background and a font */
+			fputs(*buf, svg);
+			bad |= fclose(svg) != 0;
+		}
+	}
+	free(*buf);
+	*buf = NULL;
+	return bad;
+}
+
 static void section_begin(FILE *f, const char *id, const char *title, const char *text)
 {
 	fprintf(f, "<section id=\"%s\">\n<h2>", id);
@@ -855,8 +900,11 @@ int report_html(const struct run *run, const char *path)
 	char machine[512], date[64];
 	time_t now = time(NULL);
 	struct targets ts;
-	int wl[BENCH_MAX_WORKLOADS], n;
+	int wl[BENCH_MAX_WORKLOADS], n, bad = 0;
 	double xs[BENCH_MAX_WORKLOADS];
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m;
 
 	if (!f) {
 		perror(path);
@@ -883,7 +931,9 @@ int report_html(const struct run *run, const char *path)
 	if (!run->opt.replay && ts.n) {
 		section_begin(f, "targets", "Targets",
 			      "Issue 8's targets, each computed from this run: the worst measured ratio over its limit.");
-		chart_targets(f, &ts);
+		m = chart_open(&buf, &len);
+		chart_targets(m, &ts);
+		bad |= chart_close(m, &buf, f, run, "targets");
 		fputs("<table><tr><th>id</th><th>target</th><th>allocator</th><th>verdict</th><th>measured</th></tr>\n", f);
 		for (int i = 0; i < ts.n; i++) {
 			fprintf(f, "<tr><td>%s</td><td>", ts.t[i].id);
@@ -903,7 +953,9 @@ int report_html(const struct run *run, const char *path)
 		section_begin(f, "throughput", run->opt.replay ? "Replay throughput" : "Throughput per backend per workload",
 			      "Speed relative to glibc in the same run, log scale: a bar right of the black line is "
 			      "faster than glibc, left is slower. Hover a bar for ns per operation.");
-		chart_speed(f, run, pick_throughput);
+		m = chart_open(&buf, &len);
+		chart_speed(m, run, pick_throughput);
+		bad |= chart_close(m, &buf, f, run, run->opt.replay ? "replay-throughput" : "throughput");
 		html_table(f, run, NULL);
 		fputs("</section>\n", f);
 	}
@@ -918,7 +970,9 @@ int report_html(const struct run *run, const char *path)
 		section_begin(f, run->workloads[w].kind == WK_REPLAY ? "replay-memory" : "memory",
 			      run->workloads[w].kind == WK_REPLAY ? "Replay: memory over time" : "Memory over time",
 			      run->workloads[w].what);
-		chart_memory(f, run, w);
+		m = chart_open(&buf, &len);
+		chart_memory(m, run, w);
+		bad |= chart_close(m, &buf, f, run, run->workloads[w].kind == WK_REPLAY ? "replay-memory" : "memory");
 		fputs("</section>\n", f);
 	}
 
@@ -930,7 +984,9 @@ int report_html(const struct run *run, const char *path)
 		section_begin(f, "fragmentation", "Fragmentation and footprint",
 			      "Resident memory growth (from before the allocator was set up) over the bytes the "
 			      "program holds, everything still live; 1.0x would be perfect.");
-		chart_footprint(f, run, wl, n);
+		m = chart_open(&buf, &len);
+		chart_footprint(m, run, wl, n);
+		bad |= chart_close(m, &buf, f, run, "fragmentation");
 		html_table(f, run, "memory");
 		fputs("</section>\n", f);
 	}
@@ -943,7 +999,9 @@ int report_html(const struct run *run, const char *path)
 		section_begin(f, "threads", "Thread scaling",
 			      "Every thread does the 64 B pair on one shared cache (glibc: malloc(64)); aggregate "
 			      "millions of pairs per second.");
-		chart_lines(f, run, wl, xs, n, false, true, "threads", "Mops/s (all threads)");
+		m = chart_open(&buf, &len);
+		chart_lines(m, run, wl, xs, n, false, true, "threads", "Mops/s (all threads)");
+		bad |= chart_close(m, &buf, f, run, "threads");
 		html_table(f, run, "thread scaling");
 		fputs("</section>\n", f);
 	}
@@ -956,10 +1014,12 @@ int report_html(const struct run *run, const char *path)
 		section_begin(f, "live-set", "Live-set scaling",
 			      "The random-window pair (a random live object freed, a new one allocated) as the live "
 			      "set grows: ns per pair, lower is better.");
-		chart_lines(f, run, wl, xs, n, true, false, "live objects (64 B each)", "ns per pair");
+		m = chart_open(&buf, &len);
+		chart_lines(m, run, wl, xs, n, true, false, "live objects (64 B each)", "ns per pair");
+		bad |= chart_close(m, &buf, f, run, "live-set");
 		html_table(f, run, "live-set scaling");
 		fputs("</section>\n", f);
 	}
 	fputs("</body>\n</html>\n", f);
-	return fclose(f) != 0;
+	return (fclose(f) != 0) | bad;
 }

@@ -80,7 +80,7 @@ static const char *count_name(uint64_t n, char *buf, size_t size)
 void workload_define_all(struct run *run)
 {
 	const struct options *o = &run->opt;
-	char name[BENCH_NAME], what[160], num[24];
+	char name[BENCH_NAME + 32], what[160], num[24];
 	struct workload *w;
 	uint64_t big_window = o->tiny ? 20000 : 1000000;
 	uint64_t footprint_objects = o->tiny ? 20000 : o->quick ? 100000 : 300000;
