@@ -54,7 +54,7 @@ static struct workload *add(struct run *run, const char *name, const char *secti
 		bench_die("too many workloads");
 	w = &run->workloads[run->nworkloads++];
 	memset(w, 0, sizeof(*w));
-	snprintf(w->name, sizeof(w->name), "%s", name);
+	snprintf(w->name, sizeof(w->name), "%.*s", BENCH_NAME - 1, name);
 	w->section = section;
 	snprintf(w->what, sizeof(w->what), "%s", what);
 	w->kind = kind;
