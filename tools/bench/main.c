@@ -52,7 +52,7 @@ static void usage(FILE *out)
 		"  --charts DIR      also write every chart of the report as DIR/<section>.svg\n"
 		"  --no-report       only the terminal table\n"
 		"  --no-peers        do not measure jemalloc, tcmalloc, mimalloc even if installed\n"
-		"  --rounds N        rounds over all allocators (default 5; quick 1)\n"
+		"  --rounds N        rounds over all allocators (default 3; quick 1)\n"
 		"  --reps N          repetitions per round (default 3)\n"
 		"  --rep-ms MS       duration of one repetition (default 20; quick 4)\n"
 		"  --timeout S       seconds a cell may take before it is killed (default 300; quick 60)\n"
@@ -131,7 +131,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			i++;
 		}
 	}
-	o->rounds = rounds > 0 ? (int)rounds : (o->quick ? 1 : 5);
+	o->rounds = rounds > 0 ? (int)rounds : (o->quick ? 1 : 3);
 	o->reps = reps > 0 ? (int)reps : (o->tiny ? 2 : 3);
 	o->rep_ms = rep_ms > 0 ? (double)rep_ms : (o->tiny ? 1.0 : o->quick ? 4.0 : 20.0);
 	o->calib_ms = o->tiny ? 0.5 : o->quick ? 1.0 : 3.0;
