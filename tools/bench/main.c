@@ -319,6 +319,8 @@ static int select_workloads(struct run *run)
 
 /* --- running one cell in a child -------------------------------------------------- */
 
+static bool once(const struct workload *w);
+
 /* Parses the child's output into the cell. */
 static void parse_child_output(struct cell *c, char *text, bool first_round)
 {
@@ -419,7 +421,7 @@ static void run_cell(struct run *run, int wi, int ai, int round)
 	if (!out)
 		bench_die("out of memory");
 	snprintf(ops, sizeof(ops), "%llu", (unsigned long long)c->ops_per_rep);
-	snprintf(reps, sizeof(reps), "%d", run->opt.reps);
+	snprintf(reps, sizeof(reps), "%d", once(w) ? run->opt.reps * run->opt.rounds : run->opt.reps);
 	snprintf(retries, sizeof(retries), "%d", run->opt.max_retries);
 	snprintf(rep_ms, sizeof(rep_ms), "%g", run->opt.rep_ms);
 	snprintf(calib_ms, sizeof(calib_ms), "%g", run->opt.calib_ms);
@@ -519,15 +521,23 @@ __attribute__((format(printf, 2, 3))) static void progress(const struct run *run
 	va_end(ap);
 }
 
+/* Cells run in the first round only: memory workloads (bytes do not move
+ * with load), and windows of a million objects or more, whose set-up takes
+ * seconds (they run all the rounds' repetitions at once). */
+static bool once(const struct workload *w)
+{
+	return !w->timed || (w->kind == WK_WINDOW && w->live >= 1000000);
+}
+
 static void run_all(struct run *run)
 {
 	int total = 0, done = 0;
 
 	for (int w = 0; w < run->nworkloads; w++)
-		total += (run->workloads[w].timed ? run->opt.rounds : 1) * run->nallocs;
+		total += (once(&run->workloads[w]) ? 1 : run->opt.rounds) * run->nallocs;
 	for (int round = 1; round <= run->opt.rounds; round++) {
 		for (int w = 0; w < run->nworkloads; w++) {
-			if (!run->workloads[w].timed && round > 1)
+			if (once(&run->workloads[w]) && round > 1)
 				continue;
 			for (int a = 0; a < run->nallocs; a++) {
 				if (run->cells[w][a].failed)
