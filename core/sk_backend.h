@@ -187,7 +187,12 @@ static inline void sk_stat_flush(struct sk_cache *c)
 /* Small metadata (per-cache and per-node structs): zeroed, from the page
  * provider, never from malloc.  Give the same size back. */
 void *sk_meta_zalloc(size_t size);
+/* The same on `node` (a per-node structure: put it where it is used);
+ * SK_NODE_ANY or a node that does not exist: the caller's node. */
+void *sk_meta_zalloc_node(size_t size, int node);
 void sk_meta_free(void *p, size_t size);
+/* Pages a node's metadata pool holds (carved pages, the kept spares too). */
+uint64_t sk_meta_pages(int node);
 /* Free a struct a user holds a handle to: reused only after 64 more such
  * frees (a stale handle meanwhile still shows its "destroyed" mark). */
 void sk_meta_free_quarantined(void *p, size_t size);

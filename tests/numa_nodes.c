@@ -411,6 +411,74 @@ static void test_node_stats_exact(void **state)
 	printf("numa_nodes: backend=%s nodes=%u node-stats exact\n", slabkit_backend(), nodes);
 }
 
+/* Metadata: a cache made by a thread on node n's CPU has its struct on
+ * node n (core/meta.c's per-node pools). */
+struct make_cache_job {
+	struct kmem_cache *s;
+};
+
+static void make_cache_run(void *arg)
+{
+	struct make_cache_job *job = arg;
+	job->s = kmem_cache_create("numa_nodes_meta", 200, 0, 0, NULL);
+}
+
+static void test_metadata_on_its_node(void **state)
+{
+	(void)state;
+	unsigned checked = 0;
+	for (unsigned n = 0; n < nodes; n++) {
+		if (node_cpu[n] < 0)
+			continue;
+		struct make_cache_job job = { NULL };
+		run_on_cpu(node_cpu[n], make_cache_run, &job);
+		assert_non_null(job.s);
+		/* The handle is slabkit's cache struct itself. */
+		assert_int_equal(slabkit_ptr_node(job.s), (int)n);
+		kmem_cache_destroy(job.s);
+		checked++;
+	}
+	printf("numa_nodes: backend=%s nodes=%u cache structs on their creator's node: %u nodes\n",
+	       slabkit_backend(), nodes, checked);
+}
+
+/* Freed metadata goes back to the page provider during the run, not only
+ * at slabkit_fini: 300 caches made and destroyed leave at most what the
+ * destroy quarantine (64 structs) and one spare page per class hold. */
+static void test_metadata_returned(void **state)
+{
+	(void)state;
+	enum { NCACHES = 300 };
+	struct kmem_cache *caches[NCACHES];
+	struct slabkit_stats st;
+	char name[32];
+
+	slabkit_shrink_all();
+	slabkit_stats(&st);
+	uint64_t before = st.pages_in_use;
+	for (int i = 0; i < NCACHES; i++) {
+		snprintf(name, sizeof(name), "numa_meta_%d", i);
+		caches[i] = kmem_cache_create(name, 64 + 8 * (size_t)(i % 32), 0, 0, NULL);
+		assert_non_null(caches[i]);
+	}
+	slabkit_stats(&st);
+	uint64_t peak = st.pages_in_use;
+	for (int i = 0; i < NCACHES; i++)
+		kmem_cache_destroy(caches[i]);
+	slabkit_shrink_all();
+	slabkit_stats(&st);
+	uint64_t after = st.pages_in_use;
+	printf("numa_nodes: backend=%s metadata pages: %llu before, %llu with %d caches, %llu after "
+	       "destroying them\n",
+	       slabkit_backend(), (unsigned long long)before, (unsigned long long)peak, NCACHES,
+	       (unsigned long long)after);
+	assert_true(peak > before);
+	/* What 64 quarantined structs and the spares can hold, at most. */
+	if (after > before + (peak - before) / 3)
+		fail_msg("%llu of the %llu pages the caches took are still in use",
+			 (unsigned long long)(after - before), (unsigned long long)(peak - before));
+}
+
 static int group_setup(void **state)
 {
 	if (sk_group_setup(state))
@@ -445,6 +513,8 @@ int main(void)
 		SK_TEST(test_uma_zalloc_domain),
 		SK_TEST(test_malloc_domainset),
 		SK_TEST(test_directed_from_every_cpu),
+		SK_TEST(test_metadata_on_its_node),
+		SK_TEST(test_metadata_returned),
 	};
 	return cmocka_run_group_tests_name("numa_nodes", tests, group_setup, group_teardown);
 }

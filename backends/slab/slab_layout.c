@@ -137,7 +137,8 @@ static size_t slab_alien_bytes(void)
 
 static struct slab_node *slab_node_create(struct slab_cache *sc, int id)
 {
-	struct slab_node *n = sk_meta_zalloc(slab_node_bytes(sc));
+	/* On its own node: that node's CPUs take its list_lock. */
+	struct slab_node *n = sk_meta_zalloc_node(slab_node_bytes(sc), id);
 
 	if (!n)
 		return NULL;
@@ -165,7 +166,7 @@ static int slab_node_populate(struct slab_cache *sc, struct slab_node *n)
 
 		if ((int)m == n->id)
 			continue;
-		al = sk_meta_zalloc(slab_alien_bytes());
+		al = sk_meta_zalloc_node(slab_alien_bytes(), n->id); /* filled by n's CPUs */
 		if (!al)
 			return -ENOMEM;
 		pthread_mutex_init(&al->lock, NULL);
