@@ -275,7 +275,7 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 		sk_misuse("%s: pointer %p was not allocated by slabkit (or was already freed)", call, p);
 		return false;
 	}
-	if ((pg->kind == SK_PAGE_LARGE && !pg->owner && !pg->bk[0]) ||
+	if ((pg->kind == SK_PAGE_LARGE && (sk_large_origin(pg) != SK_LARGE_MALLOC || !pg->bk[0])) ||
 	    (pg->kind == SK_PAGE_HEAP && !sk_state.heap_ops->heap_is_malloc9(p, pg))) {
 		sk_misuse("%s: pointer %p was not allocated by malloc(9) (a kmalloc block, or not a live "
 			  "block); nothing was done", call, p);

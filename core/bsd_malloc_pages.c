@@ -158,7 +158,8 @@ SK_EXPORT void bsd_contigfree(void *addr, unsigned long size, struct malloc_type
 	if (!addr)
 		return;
 	struct sk_page *pg = sk_page_of(addr);
-	if (pg && pg->kind == SK_PAGE_LARGE && !pg->owner && addr == sk_page_addr(pg) &&
+	if (pg && pg->kind == SK_PAGE_LARGE && sk_large_origin(pg) == SK_LARGE_MALLOC &&
+	    addr == sk_page_addr(pg) &&
 	    SK_ALIGN_UP((size_t)size, SK_PAGE_SIZE) > sk_large_size(pg)) {
 		sk_misuse("contigfree(%s): block %p holds %zu bytes, freed with size %lu",
 			  type ? type->ks_shortdesc : "(null)", addr, sk_large_size(pg), size);

@@ -262,7 +262,7 @@ static bool linux_block_ok(const void *p, struct sk_page *pg, const char *call, 
 		return true;
 	}
 	case SK_PAGE_LARGE:
-		if (sk_unlikely(pg->owner != NULL)) { /* vmalloc or the page allocator */
+		if (sk_unlikely(sk_large_origin(pg) != SK_LARGE_MALLOC)) { /* vmalloc, alloc_pages */
 			sk_misuse("%s: pointer %p was allocated by %s; free it with %s", call, p,
 				  sk_large_owner_name(pg), sk_large_owner_free(pg));
 			return false;

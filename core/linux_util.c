@@ -4,8 +4,8 @@
  *
  *   - vmalloc / vzalloc / vfree (<slabkit/linux/vmalloc.h>): whole pages,
  *     virtually contiguous, from the page provider.  A vmalloc block is a
- *     large allocation whose head descriptor's owner is &sk_vmalloc_owner,
- *     so vfree can tell it from a kmalloc block and kfree refuses it.
+ *     large allocation whose origin is SK_LARGE_VMALLOC (sk_core.h), so
+ *     vfree can tell it from a kmalloc block and kfree refuses it.
  *   - kvmalloc and friends (<slabkit/linux/slab.h>): kmalloc first, then
  *     vmalloc, as the kernel does; kvfree frees either.
  *   - kmemdup, kstrdup and friends (<slabkit/linux/string.h>).
@@ -75,7 +75,7 @@ static void *vmalloc_pages(size_t size, gfp_t gfp, int node, const char *call)
 		return NULL;
 	}
 	struct sk_page *pg = sk_page_of(p);
-	pg->owner = (void *)&sk_vmalloc_owner;
+	sk_large_set_origin(pg, SK_LARGE_VMALLOC);
 	if (gfp & __GFP_ZERO)
 		memset(p, 0, sk_large_size(pg));
 	return p;
@@ -125,7 +125,8 @@ SK_EXPORT void *vcalloc(size_t n, size_t size)
 static struct sk_page *vmalloc_head(const void *p)
 {
 	struct sk_page *pg = sk_page_of(p);
-	if (pg && pg->kind == SK_PAGE_LARGE && pg->owner == &sk_vmalloc_owner && p == sk_page_addr(pg))
+	if (pg && pg->kind == SK_PAGE_LARGE && sk_large_origin(pg) == SK_LARGE_VMALLOC &&
+	    p == sk_page_addr(pg))
 		return pg;
 	return NULL;
 }
@@ -133,7 +134,7 @@ static struct sk_page *vmalloc_head(const void *p)
 SK_EXPORT bool is_vmalloc_addr(const void *p)
 {
 	struct sk_page *pg = sk_page_of(p);
-	return pg && pg->kind == SK_PAGE_LARGE && pg->owner == &sk_vmalloc_owner;
+	return pg && pg->kind == SK_PAGE_LARGE && sk_large_origin(pg) == SK_LARGE_VMALLOC;
 }
 
 SK_EXPORT void vfree(const void *p)
@@ -146,7 +147,7 @@ SK_EXPORT void vfree(const void *p)
 			  sk_page_of(p) ? " (kmalloc memory is freed with kfree or kvfree)" : "");
 		return;
 	}
-	pg->owner = NULL;
+	sk_large_set_origin(pg, SK_LARGE_MALLOC);
 	sk_large_free((void *)p, pg);
 }
 

@@ -1,12 +1,12 @@
 /*
  * The Linux page allocator API (<slabkit/linux/gfp.h>) over the page
- * provider's buddy allocators, and the owners of large blocks that are not
- * kmalloc or malloc(9) blocks.
+ * provider's buddy allocators, and the names of the APIs that make large
+ * blocks (sk_large_origin, sk_core.h).
  *
  * A page-allocator block is a provider block of kind SK_PAGE_LARGE whose
- * head descriptor's owner is &sk_page_api_owner: kfree and bsd_free refuse
- * it, __free_pages checks its order.  struct page * is the descriptor of a
- * page (sk_numa.h), so page_address and virt_to_page are arithmetic.
+ * origin is SK_LARGE_PAGES: kfree and bsd_free refuse it, __free_pages
+ * checks its order.  struct page * is the descriptor of a page (sk_numa.h),
+ * so page_address and virt_to_page are arithmetic.
  *
  * Counted in sk_state.pages (ck_pr atomics): blocks, pages, failures; they
  * appear in slabkit_stats as page_blocks and page_block_pages.  No lock of
@@ -19,30 +19,24 @@
 
 #include "sk_core.h"
 
-const char sk_vmalloc_owner = 'v';
-const char sk_page_api_owner = 'p';
-const char sk_uma_pages_owner = 'u';
-
 const char *sk_large_owner_name(const struct sk_page *pg)
 {
-	if (pg->owner == &sk_vmalloc_owner)
-		return "vmalloc";
-	if (pg->owner == &sk_page_api_owner)
-		return "the page allocator (alloc_pages)";
-	if (pg->owner == &sk_uma_pages_owner)
-		return "a per-CPU UMA zone";
-	return "kmalloc";
+	switch (sk_large_origin(pg)) {
+	case SK_LARGE_VMALLOC: return "vmalloc";
+	case SK_LARGE_PAGES: return "the page allocator (alloc_pages)";
+	case SK_LARGE_UMA_SKEG: return "a per-CPU UMA zone";
+	default: return "kmalloc";
+	}
 }
 
 const char *sk_large_owner_free(const struct sk_page *pg)
 {
-	if (pg->owner == &sk_vmalloc_owner)
-		return "vfree or kvfree";
-	if (pg->owner == &sk_page_api_owner)
-		return "free_pages, __free_pages or free_pages_exact";
-	if (pg->owner == &sk_uma_pages_owner)
-		return "uma_zfree_pcpu";
-	return "kfree";
+	switch (sk_large_origin(pg)) {
+	case SK_LARGE_VMALLOC: return "vfree or kvfree";
+	case SK_LARGE_PAGES: return "free_pages, __free_pages or free_pages_exact";
+	case SK_LARGE_UMA_SKEG: return "uma_zfree_pcpu";
+	default: return "kfree";
+	}
 }
 
 /* npages pages (a whole 2^order block when exact is false) on nid, or
@@ -64,12 +58,11 @@ static void *block_alloc(int nid, gfp_t gfp, unsigned order, size_t npages, bool
 	void *p = NULL;
 	for (unsigned attempt = 0;; attempt++) {
 		int node = first == NUMA_NO_NODE ? SK_NODE_ANY : first;
-		p = exact ? sk_pages_alloc_exact(node, npages, SK_PAGE_LARGE, (void *)&sk_page_api_owner)
-			  : sk_pages_alloc(node, order, SK_PAGE_LARGE, (void *)&sk_page_api_owner);
+		p = exact ? sk_pages_alloc_exact(node, npages, SK_PAGE_LARGE, NULL)
+			  : sk_pages_alloc(node, order, SK_PAGE_LARGE, NULL);
 		if (!p && first != NUMA_NO_NODE && !(gfp & __GFP_THISNODE)) /* then any node */
-			p = exact ? sk_pages_alloc_exact(SK_NODE_ANY, npages, SK_PAGE_LARGE,
-							 (void *)&sk_page_api_owner)
-				  : sk_pages_alloc(SK_NODE_ANY, order, SK_PAGE_LARGE, (void *)&sk_page_api_owner);
+			p = exact ? sk_pages_alloc_exact(SK_NODE_ANY, npages, SK_PAGE_LARGE, NULL)
+				  : sk_pages_alloc(SK_NODE_ANY, order, SK_PAGE_LARGE, NULL);
 		if (p || !sk_wait_for_memory(attempt, sk_gfp_wait_policy(gfp, npages << SK_PAGE_SHIFT)))
 			break;
 	}
@@ -83,6 +76,7 @@ static void *block_alloc(int nid, gfp_t gfp, unsigned order, size_t npages, bool
 				  npages, order, gfp);
 		return NULL;
 	}
+	sk_large_set_origin(sk_page_of(p), SK_LARGE_PAGES);
 	ck_pr_inc_64(&sk_state.pages.allocs);
 	ck_pr_add_64(&sk_state.pages.pages, npages);
 	ck_pr_add_64(&sk_state.pages.bytes_allocated, npages << SK_PAGE_SHIFT);
@@ -101,7 +95,7 @@ static struct sk_page *block_head(const void *addr, const char *call)
 		sk_misuse("%s: address %p was not allocated by slabkit (or was already freed)", call, addr);
 		return NULL;
 	}
-	if (pg->kind != SK_PAGE_LARGE || pg->owner != &sk_page_api_owner) {
+	if (pg->kind != SK_PAGE_LARGE || sk_large_origin(pg) != SK_LARGE_PAGES) {
 		sk_misuse("%s: address %p was not allocated by the page allocator", call, addr);
 		return NULL;
 	}
@@ -120,7 +114,7 @@ static void block_free(struct sk_page *pg)
 	ck_pr_inc_64(&sk_state.pages.frees);
 	ck_pr_sub_64(&sk_state.pages.pages, npages);
 	ck_pr_add_64(&sk_state.pages.bytes_freed, npages << SK_PAGE_SHIFT);
-	pg->owner = NULL;
+	sk_large_set_origin(pg, SK_LARGE_MALLOC);
 	sk_pages_free(sk_page_addr(pg));
 }
 

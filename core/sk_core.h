@@ -172,12 +172,28 @@ static inline size_t sk_large_size(const struct sk_page *pg)
 	return (size_t)pg->npages << SK_PAGE_SHIFT;
 }
 
-/* Large blocks that are not kmalloc or malloc(9) blocks carry a non-NULL
- * owner in their head descriptor: &sk_vmalloc_owner (vmalloc) or
- * &sk_page_api_owner (alloc_pages), &sk_uma_pages_owner (a per-CPU UMA
- * zone's slab, core/uma_skeg.c).  These name the allocator and the call
- * that frees such a block, for misuse reports (core/pages.c). */
-extern const char sk_vmalloc_owner, sk_page_api_owner, sk_uma_pages_owner;
+/*
+ * Which API made a large block (SK_PAGE_LARGE): kept in its head
+ * descriptor's bk[1] (bk[0] holds a malloc(9) block's type).  Not in
+ * `owner`: only the pages of a live slab have an owner (sk_numa.h), and
+ * kfree's fast path relies on that.  The provider zeroes bk[] when it hands
+ * a block out, so a block starts as SK_LARGE_MALLOC.
+ */
+enum sk_large_origin {
+	SK_LARGE_MALLOC = 0, /* kmalloc / malloc(9): kfree, bsd_free */
+	SK_LARGE_VMALLOC,    /* vmalloc and kvmalloc's fallback: vfree, kvfree */
+	SK_LARGE_PAGES,      /* alloc_pages, __get_free_pages: free_pages, __free_pages */
+	SK_LARGE_UMA_SKEG,   /* a slab of a per-CPU UMA zone (core/uma_skeg.c) */
+};
+static inline enum sk_large_origin sk_large_origin(const struct sk_page *pg)
+{
+	return (enum sk_large_origin)pg->bk[1];
+}
+static inline void sk_large_set_origin(struct sk_page *pg, enum sk_large_origin origin)
+{
+	pg->bk[1] = (uintptr_t)origin;
+}
+/* The allocator and the calls that free such a block, for misuse reports. */
 const char *sk_large_owner_name(const struct sk_page *pg);
 const char *sk_large_owner_free(const struct sk_page *pg);
 

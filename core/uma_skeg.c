@@ -96,8 +96,11 @@ static void *source_alloc(struct sk_skeg *k, int domain, int flags, uint8_t *pfl
 {
 	if (k->p.allocf)
 		return k->p.allocf(k->p.zone, k->slab_bytes, domain, pflag, flags);
-	return sk_pages_alloc_exact(domain == UMA_ANYDOMAIN ? SK_NODE_ANY : domain,
-				    k->slab_bytes >> SK_PAGE_SHIFT, SK_PAGE_LARGE, (void *)&sk_uma_pages_owner);
+	void *mem = sk_pages_alloc_exact(domain == UMA_ANYDOMAIN ? SK_NODE_ANY : domain,
+					 k->slab_bytes >> SK_PAGE_SHIFT, SK_PAGE_LARGE, NULL);
+	if (mem)
+		sk_large_set_origin(sk_page_of(mem), SK_LARGE_UMA_SKEG);
+	return mem;
 }
 
 static void source_free(struct sk_skeg *k, struct skeg_slab *s)
