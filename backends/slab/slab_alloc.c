@@ -117,6 +117,8 @@ static void *slab_alloc_grow(struct sk_cache *c, struct slab_cache *sc, int node
 		slab_slot_set_top(slot, got);
 		sk_store(&slab_cpu_of(slot)->touched, 1);
 		sk_pcpu_unlock(slot);
+		if (got)
+			sk_stat_refill(c);
 	}
 	return obj;
 }
