@@ -234,8 +234,8 @@ uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 		c->fast = SK_FAST_NONE;
 		return live;
 	}
-	if (sk_track_cache(c))
-		sk_track_forget_cache(c);
+	/* No record of c is left: every free of a tracked cache forgot its
+	 * object, and no object is live. */
 	registry_remove(c);
 	c->ops->cache_destroy(c);
 	sk_pcpu_destroy(c);

@@ -113,8 +113,6 @@ uint64_t sk_track_dropped(void);
 uint64_t sk_track_report(const char *what, const struct sk_cache *cache, const void *type);
 /* At exit (SLABKIT_LEAKS set): every live record, if slabkit is still up. */
 void sk_track_report_at_exit(void);
-/* Forget every record of `cache` (the cache goes away). */
-void sk_track_forget_cache(const struct sk_cache *cache);
 
 /* Write "symbol+0xoff (module)" for a code address into buf. */
 void sk_track_symbolize(const void *addr, char *buf, size_t len);

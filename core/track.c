@@ -426,30 +426,6 @@ uint64_t sk_track_report(const char *what, const struct sk_cache *cache, const v
 	return count;
 }
 
-void sk_track_forget_cache(const struct sk_cache *cache)
-{
-	if (!sk_load_acquire(&buckets) || !sk_load(&live_records))
-		return;
-	for (unsigned b = 0; b < TRACK_BUCKETS; b++) {
-		if (!sk_load(&buckets[b]))
-			continue;
-		struct track_stripe *s = stripe_of(b);
-		pthread_mutex_lock(&s->lock);
-		for (struct track_node **pp = &buckets[b]; *pp;) {
-			struct track_node *n = *pp;
-			if (n->rec.cache == cache) {
-				sk_store(pp, n->next);
-				ck_pr_dec_64(&live_records);
-				n->next = s->free;
-				s->free = n;
-			} else {
-				pp = &n->next;
-			}
-		}
-		pthread_mutex_unlock(&s->lock);
-	}
-}
-
 void sk_track_report_at_exit(void)
 {
 	if (sk_track_mode != SK_TRACK_OFF && sk_load_acquire(&sk_state.ready))
