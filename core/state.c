@@ -337,6 +337,8 @@ SK_EXPORT void slabkit_tick(void)
 		if (!c->dead && c->ops->tick)
 			c->ops->tick(c);
 	pthread_mutex_unlock(&sk_state.registry_lock);
+	/* Free page runs idle since the last tick go back to the OS. */
+	sk_pages_release_idle();
 }
 
 void sk_init_fork_lock(bool lock)

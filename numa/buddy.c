@@ -103,6 +103,7 @@ static void list_insert(struct sk_arena *a, size_t pfn, unsigned order, bool cle
 	pg->node = (uint16_t)a->id;
 	pg->order = (uint8_t)order;
 	pg->pflags = SK_PF_FREE_HEAD | (clean ? SK_PF_CLEAN : 0);
+	pg->reserved = a->age; /* when it became free: sk_arena_release_idle */
 	pg->bk[0] = (uintptr_t)*head;
 	pg->bk[1] = 0;
 	if (*head)
@@ -366,6 +367,49 @@ void sk_arena_release_free(struct sk_arena *a)
 		release_inflight_locked(a, &inflight);
 	}
 	pthread_mutex_unlock(&a->lock);
+}
+
+/*
+ * The maintenance thread's pass: free runs smaller than SK_RELEASE_ORDER
+ * stay dirty when they form (the next allocation may want them resident),
+ * but one that is still free a whole period later is idle: give it back.
+ * A block's `reserved` holds the pass count when it was listed; blocks
+ * listed before this pass's start are taken, oldest orders' lists first
+ * from the top (big runs, fewest madvise calls per page), in rounds of up
+ * to SK_INFLIGHT_MAX, until max_pages are done.  Blocks merged while in
+ * flight come back clean, so nothing is taken twice.
+ */
+uint64_t sk_arena_release_idle(struct sk_arena *a, uint64_t max_pages)
+{
+	struct sk_inflight inflight;
+	uint64_t taken = 0;
+
+	pthread_mutex_lock(&a->lock);
+	uint64_t pass = a->age++;
+	for (bool more = true; more && taken < max_pages;) {
+		more = false;
+		inflight.n = 0;
+		for (unsigned k = SK_ORDERS; k-- > 0 && inflight.n < SK_INFLIGHT_MAX && taken < max_pages;) {
+			struct sk_page *pg = a->free_dirty[k];
+			while (pg && inflight.n < SK_INFLIGHT_MAX && taken < max_pages) {
+				struct sk_page *next = (struct sk_page *)pg->bk[0];
+				if (pg->reserved < pass) {
+					size_t pfn = pfn_of(pg);
+					list_remove(a, pg);
+					inflight.blk[inflight.n++] =
+						(struct sk_free_block){ pfn, k, pfn, pfn + order_pages(k) };
+					taken += order_pages(k);
+				}
+				pg = next;
+			}
+			more |= pg != NULL;
+		}
+		if (!inflight.n)
+			break;
+		release_inflight_locked(a, &inflight);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return taken;
 }
 
 void sk_arena_add_stats(struct sk_arena *a, struct sk_numa_stats *out)

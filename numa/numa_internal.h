@@ -61,6 +61,7 @@ struct sk_arena {
 	uint64_t madvise_calls;                   /* madvise calls that released pages */
 	uint64_t directed_hits, directed_misses;  /* requests naming this node: served here or not */
 	uint64_t nused[SK_ORDERS];                /* live allocations by buddy order */
+	uint64_t age;                             /* idle-release passes run (sk_arena_release_idle) */
 	/* Set by sk_arena_init, read-only until sk_arena_destroy. */
 	unsigned id;                              /* node id */
 } __attribute__((aligned(64)));
@@ -95,6 +96,10 @@ bool sk_arena_grow(struct sk_arena *a, size_t end, size_t target);
 
 /* madvise every free block not known clean. */
 void sk_arena_release_free(struct sk_arena *a);
+/* madvise the dirty free blocks that were already free at the previous
+ * call (idle for a whole period), at most max_pages of them; returns the
+ * pages released. */
+uint64_t sk_arena_release_idle(struct sk_arena *a, uint64_t max_pages);
 
 /* Add this arena's figures to *out (takes the lock). */
 void sk_arena_add_stats(struct sk_arena *a, struct sk_numa_stats *out);

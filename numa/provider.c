@@ -581,6 +581,14 @@ void sk_pages_release_free(void)
 		sk_arena_release_free(&prov.arena[n]);
 }
 
+uint64_t sk_pages_release_idle(void)
+{
+	uint64_t released = 0;
+	for (unsigned n = 0; n < prov.nodes; n++)
+		released += sk_arena_release_idle(&prov.arena[n], SK_IDLE_RELEASE_PAGES);
+	return released;
+}
+
 void sk_numa_stats(struct sk_numa_stats *out)
 {
 	memset(out, 0, sizeof(*out));

@@ -185,6 +185,14 @@ int sk_pages_move(void *dst, void *src, size_t npages);
 /* Return every free page of every node to the OS (madvise). */
 void sk_pages_release_free(void);
 
+/* Pages one idle-release pass gives back per node at most (64 MiB): the
+ * pacing of the maintenance thread's returns. */
+#define SK_IDLE_RELEASE_PAGES ((uint64_t)16384)
+/* Return the free runs that stayed free since the previous call (the
+ * maintenance thread calls it once per tick), up to SK_IDLE_RELEASE_PAGES
+ * per node.  Returns the pages released. */
+uint64_t sk_pages_release_idle(void);
+
 /* fork() safety: take (true) or release every arena lock.  Core calls it
  * last in its pthread_atfork prepare handler (the page provider's locks
  * are the bottom of the lock order). */

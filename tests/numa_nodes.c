@@ -25,6 +25,7 @@
  */
 #define _GNU_SOURCE
 #include <sched.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 
@@ -479,6 +480,86 @@ static void test_metadata_returned(void **state)
 			 (unsigned long long)(after - before), (unsigned long long)(peak - before));
 }
 
+/* Resident memory of this process (VmRSS), bytes. */
+static uint64_t rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	uint64_t kb = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %" SCNu64, &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb * 1024;
+}
+
+/*
+ * Memory back to the OS: a live set of small objects on every node
+ * (node-directed kmalloc and a UMA zone), all freed, then
+ * uma_reclaim(UMA_RECLAIM_DRAIN_CPU): each node's committed bytes (in use
+ * + free not yet returned) fall back to within 10% of the live set plus
+ * 2 MiB of where they started, and so does the process's RSS (plus 4 MiB).
+ */
+static void test_memory_returned(void **state)
+{
+	(void)state;
+	const size_t per_node_bytes = (size_t)16 << 20, obj = 256;
+	const size_t n = per_node_bytes / obj;
+	struct slabkit_node_stats before[MAX_NODES], peak[MAX_NODES], after[MAX_NODES];
+	void **objs = calloc(nodes * n, sizeof(void *));
+	assert_non_null(objs);
+
+	uma_reclaim(UMA_RECLAIM_DRAIN_CPU);
+	for (unsigned k = 0; k < nodes; k++)
+		assert_int_equal(slabkit_node_stats((int)k, &before[k]), 0);
+	uint64_t rss0 = rss_bytes();
+	for (unsigned k = 0; k < nodes; k++)
+		for (size_t i = 0; i < n; i++) {
+			void *p = (i & 1) ? kmalloc_node(obj, GFP_KERNEL, (int)k)
+					  : uma_zalloc_domain(zone, NULL, (int)k, M_WAITOK);
+			assert_non_null(p);
+			memset(p, 1, 128);
+			objs[k * n + i] = p;
+		}
+	uint64_t rss_peak = rss_bytes();
+	for (unsigned k = 0; k < nodes; k++)
+		assert_int_equal(slabkit_node_stats((int)k, &peak[k]), 0);
+	/* Freed from another node's CPU for half of them. */
+	for (unsigned k = 0; k < nodes; k++) {
+		struct free_job job = { CALL_KMALLOC_NODE, NULL, 0 };
+		for (size_t i = 0; i < n; i++)
+			if (i & 1)
+				kfree(objs[k * n + i]);
+			else
+				uma_zfree(zone, objs[k * n + i]);
+		(void)job;
+	}
+	uma_reclaim(UMA_RECLAIM_DRAIN_CPU);
+	uint64_t rss1 = rss_bytes();
+	for (unsigned k = 0; k < nodes; k++) {
+		assert_int_equal(slabkit_node_stats((int)k, &after[k]), 0);
+		uint64_t live = peak[k].bytes_committed - before[k].bytes_committed;
+		uint64_t kept = after[k].bytes_committed > before[k].bytes_committed
+					? after[k].bytes_committed - before[k].bytes_committed : 0;
+		printf("numa_nodes: backend=%s node=%u committed: %.1f MiB before, +%.1f MiB live, "
+		       "+%.2f MiB after free+reclaim (%.1f%%), %llu madvise calls for %.1f MiB returned\n",
+		       slabkit_backend(), k, before[k].bytes_committed / 1048576.0, live / 1048576.0,
+		       kept / 1048576.0, live ? 100.0 * kept / live : 0.0,
+		       (unsigned long long)(after[k].madvise_calls - before[k].madvise_calls),
+		       (after[k].bytes_returned - before[k].bytes_returned) / 1048576.0);
+		if (kept > live / 10 + ((uint64_t)2 << 20))
+			fail_msg("node %u keeps %llu of %llu bytes committed after free and reclaim", k,
+				 (unsigned long long)kept, (unsigned long long)live);
+	}
+	printf("numa_nodes: backend=%s RSS %.1f MiB before, %.1f MiB with the live set, %.1f MiB after\n",
+	       slabkit_backend(), rss0 / 1048576.0, rss_peak / 1048576.0, rss1 / 1048576.0);
+	if (rss1 > rss0 + (rss_peak - rss0) / 10 + ((uint64_t)4 << 20))
+		fail_msg("RSS %llu after, %llu before, %llu at the peak", (unsigned long long)rss1,
+			 (unsigned long long)rss0, (unsigned long long)rss_peak);
+	free(objs);
+}
+
 static int group_setup(void **state)
 {
 	if (sk_group_setup(state))
@@ -515,6 +596,7 @@ int main(void)
 		SK_TEST(test_directed_from_every_cpu),
 		SK_TEST(test_metadata_on_its_node),
 		SK_TEST(test_metadata_returned),
+		SK_TEST(test_memory_returned),
 	};
 	return cmocka_run_group_tests_name("numa_nodes", tests, group_setup, group_teardown);
 }

@@ -437,6 +437,43 @@ static void test_release_to_os(void **state)
 	assert_all_free();
 }
 
+/* Free runs under 2 MiB stay resident when they form, and go back to the
+ * OS once they have been free for a whole period of the idle-release pass
+ * (what the maintenance thread calls each tick). */
+static void test_release_idle(void **state)
+{
+	(void)state;
+	init_provider(GiB, 0);
+	char *run = sk_pages_alloc(0, 4, SK_PAGE_SLAB, &tag_a);   /* 64 KiB */
+	char *pin = sk_pages_alloc(0, 4, SK_PAGE_SLAB, &tag_a);   /* its buddy, kept */
+	assert_non_null(run);
+	assert_non_null(pin);
+	memset(run, 1, 16 * SK_PAGE_SIZE);
+	memset(pin, 1, 16 * SK_PAGE_SIZE);
+	sk_pages_free(run);
+	struct sk_numa_stats st = stats();
+	assert_int_equal(st.pages_free_dirty, 16);
+	assert_int_equal(resident_pages(run, 16), 16);
+
+	/* The first pass only notes it: it became free during this period. */
+	assert_int_equal(sk_pages_release_idle(), 0);
+	assert_int_equal(resident_pages(run, 16), 16);
+	/* Still free a whole period later: returned, in one madvise. */
+	uint64_t released = stats().pages_released;
+	struct sk_numa_node_stats ns0, ns1;
+	assert_int_equal(sk_numa_node_stats(0, &ns0), 0);
+	assert_int_equal(sk_pages_release_idle(), 16);
+	assert_int_equal(sk_numa_node_stats(0, &ns1), 0);
+	assert_int_equal(ns1.madvise_calls, ns0.madvise_calls + 1);
+	st = stats();
+	assert_int_equal(st.pages_free_dirty, 0);
+	assert_int_equal(st.pages_released, released + 16);
+	assert_int_equal(resident_pages(run, 16), 0);
+	/* Live pages are never touched. */
+	assert_int_equal(resident_pages(pin, 16), 16);
+	sk_pages_free(pin);
+}
+
 static void test_multi_node_synthetic(void **state)
 {
 	setenv("HWLOC_SYNTHETIC", "node:4 core:2 pu:1", 1);
@@ -635,6 +672,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_exhaustion_and_bad_arguments, teardown),
 		cmocka_unit_test_teardown(test_bad_free, teardown),
 		cmocka_unit_test_teardown(test_release_to_os, teardown),
+		cmocka_unit_test_teardown(test_release_idle, teardown),
 		cmocka_unit_test_teardown(test_multi_node_synthetic, teardown),
 		cmocka_unit_test_teardown(test_reservation_halves, teardown),
 		cmocka_unit_test_teardown(test_init_fini_cycles, teardown),
