@@ -253,6 +253,13 @@ static void test_os_numbers(void **state)
 		assert_true(os >= 0);
 		assert_int_equal(slabkit_node_from_os(os), (int)n);
 	}
+	const char *syn = getenv("HWLOC_SYNTHETIC");
+	if (syn && strstr(syn, "indexes=1,3")) { /* the ctest with holes */
+		assert_int_equal(slabkit_node_os(0), 1);
+		assert_int_equal(slabkit_node_os(1), 3);
+		assert_int_equal(slabkit_node_from_os(0), -1);
+		assert_int_equal(slabkit_node_from_os(2), -1);
+	}
 	assert_int_equal(slabkit_node_os(-1), -1);
 	assert_int_equal(slabkit_node_os((int)nodes), -1);
 	assert_int_equal(slabkit_node_from_os(-1), -1);
