@@ -21,7 +21,7 @@
  *
  * Lock order: quarantine_lock -> pool[n].lock -> page provider node locks.
  * Pool locks are never nested with each other (sk_meta_fork_lock takes
- * them all, in index order, with nothing else held).
+ * those of the nodes in use, in index order, with no other pool lock held).
  */
 #include <pthread.h>
 #include <string.h>
@@ -222,14 +222,21 @@ static struct {
 } quarantine[META_QUARANTINE];
 static unsigned quarantine_next;
 
+/* Pools locked by sk_meta_fork_lock(true): the nodes in use (only pools
+ * below sk_numa_nodes() are ever used), not all SK_MAX_NODES, to hold as
+ * few locks across fork as needed.  Written and read by the forking
+ * thread only. */
+static unsigned fork_locked_pools;
+
 void sk_meta_fork_lock(bool lock)
 {
 	if (lock) {
 		pthread_mutex_lock(&quarantine_lock);
-		for (unsigned n = 0; n < SK_MAX_NODES; n++)
+		fork_locked_pools = SK_MIN(sk_numa_nodes(), (unsigned)SK_MAX_NODES);
+		for (unsigned n = 0; n < fork_locked_pools; n++)
 			pthread_mutex_lock(&pools[n].lock);
 	} else {
-		for (unsigned n = SK_MAX_NODES; n-- > 0;)
+		for (unsigned n = fork_locked_pools; n-- > 0;)
 			pthread_mutex_unlock(&pools[n].lock);
 		pthread_mutex_unlock(&quarantine_lock);
 	}
