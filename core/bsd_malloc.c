@@ -296,7 +296,8 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 			  pg->kind == SK_PAGE_SLAB ? ((struct sk_cache *)pg->owner)->name : "");
 		return false;
 	}
-	if (pg->kind == SK_PAGE_LARGE && p != sk_page_addr(pg)) {
+	if ((pg->kind == SK_PAGE_LARGE && p != sk_page_addr(pg)) ||
+	    (pg->kind == SK_PAGE_SLAB && !sk_free_on_stride(pg->owner, pg, p))) {
 		sk_misuse("%s: pointer %p is inside a block at %p, not its start", call, p, sk_page_addr(pg));
 		return false;
 	}

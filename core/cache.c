@@ -147,6 +147,8 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 		sk_meta_free(c, sizeof(*c));
 		return NULL;
 	}
+	if (ops->caps & SK_CAP_STRIDE)
+		c->stride_magic = UINT64_MAX / c->size + 1;
 	if (ops->pcpu_kind != SK_PCPU_NONE && !(c->flags & SK_CACHE_NOBUCKET)) {
 		if (sk_pcpu_create(c) != 0) {
 			ops->cache_destroy(c);
@@ -314,8 +316,30 @@ void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags, const vo
 	return sk_cache_alloc_slow(c, node, flags, site);
 }
 
+static sk_cold bool report_off_stride(struct sk_cache *c, const void *obj, struct sk_page *pg)
+{
+	uint32_t off = (uint32_t)(uintptr_t)obj - pg->obj_base;
+	sk_misuse("free of %p to cache %s: not the start of an object (%u bytes into the object at %p)",
+		  obj, c->name, off % c->size, (const char *)obj - off % c->size);
+	return false;
+}
+
+bool sk_cache_free_check(struct sk_cache *c, const void *obj, struct sk_page *pg)
+{
+	if (sk_unlikely(!sk_free_on_stride(c, pg, obj)))
+		return report_off_stride(c, obj, pg);
+	if (sk_unlikely(sk_pcpu_is_first_free(c, obj))) {
+		sk_misuse("double free of %p to cache %s (it is the first free object of this CPU's cache)",
+			  obj, c->name);
+		return false;
+	}
+	return true;
+}
+
 sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
+	if (!sk_cache_free_check(c, obj, pg))
+		return;
 	if (sk_unlikely(sk_track_cache(c))) {
 		sk_track_free(obj);
 		if (c->fast == SK_FAST_TRACKED && sk_track_pcpu_push(c, obj, pg))
@@ -334,6 +358,7 @@ void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order)
 	void *addr = sk_pages_alloc_policy(&c->numa_policy, node, order, SK_PAGE_SLAB, c);
 
 	if (addr) {
+		sk_slab_set_first_object(sk_page_of_raw(addr), addr);
 		if (c->flags & SK_CACHE_ZINIT)
 			memset(addr, 0, SK_PAGE_SIZE << order);
 		ck_pr_inc_64(&c->ctr.slabs);
@@ -411,6 +436,8 @@ size_t sk_block_size(const void *p, struct sk_page *pg)
 		return 0;
 	switch (pg->kind) {
 	case SK_PAGE_SLAB:
+		if (!sk_free_on_stride(pg->owner, pg, p))
+			return 0; /* inside an object: not a block */
 		return ((struct sk_cache *)pg->owner)->object_size;
 	case SK_PAGE_LARGE:
 		return sk_large_size(pg);

@@ -350,6 +350,7 @@ SK_EXPORT void kfree(const void *p)
 		struct sk_page *raw = sk_page_of_raw(p);
 		struct sk_cache *c = raw->owner;
 		if (sk_likely(c != NULL) && sk_likely(c->front <= SK_FRONT_KMALLOC) &&
+		    sk_likely(sk_free_on_stride(c, raw, p)) &&
 		    sk_likely(sk_pcpu_push_rseq_page(c, (void *)p, raw)))
 			return;
 	}
@@ -365,7 +366,10 @@ SK_EXPORT size_t ksize(const void *p)
 		sk_misuse("ksize: pointer %p was not allocated by slabkit", p);
 		return 0;
 	}
-	return sk_block_size(p, pg);
+	size_t n = sk_block_size(p, pg);
+	if (!n)
+		sk_misuse("ksize: pointer %p is not the start of an allocation", p);
+	return n;
 }
 
 SK_EXPORT void kfree_sensitive(const void *p)
@@ -411,6 +415,10 @@ SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
 			return ZERO_SIZE_PTR;
 		}
 		old = sk_block_size(p, pg);
+		if (!old) {
+			sk_misuse("krealloc: pointer %p is not the start of an allocation", p);
+			return NULL;
+		}
 		if (new_size <= old) {
 			if (flags & __GFP_ZERO)
 				memset((char *)p + new_size, 0, old - new_size);
@@ -597,8 +605,9 @@ SK_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
 	 * stands for the owner check; anything else is checked in full below. */
 	if (sk_likely(c && sk_addr_in_arena(obj))) {
 		struct sk_page *pg = sk_page_head(obj);
-		if (sk_likely(c->fast == SK_FAST_RSEQ_LIST_SLAB) ? sk_pcpu_list_push_rseq(c, obj, (uintptr_t)pg)
-								  : pg->owner == c && sk_pcpu_push(c, obj, pg))
+		if (sk_likely(sk_free_on_stride(c, pg, obj)) &&
+		    (sk_likely(c->fast == SK_FAST_RSEQ_LIST_SLAB) ? sk_pcpu_list_push_rseq(c, obj, (uintptr_t)pg)
+								   : pg->owner == c && sk_pcpu_push(c, obj, pg)))
 			return;
 	}
 	kmem_cache_free_miss(c, obj);

@@ -391,11 +391,14 @@ bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
 		return false;
 	uint64_t w = sk_load(&slot->top), state = top_state(kind, w);
 	if (slot->tag == tag && (kind == SK_PCPU_ARRAY || !frees_full(kind, w))) {
-		if (kind == SK_PCPU_LIST) {
+		/* Freeing the object at the top is a double free: miss, and
+		 * the slow path reports it (sk_pcpu_is_first_free). */
+		if (kind == SK_PCPU_LIST && (uintptr_t)obj != state) {
 			*list_next(c, obj) = (void *)(uintptr_t)state;
 			sk_store(&slot->top, w - state + (uint64_t)(uintptr_t)obj + one_free(kind));
 			done = true;
-		} else if (state < slot->limit) {
+		} else if (kind == SK_PCPU_ARRAY && state < slot->limit &&
+			   (!state || slot->entries[state - 1] != obj)) {
 			slot->entries[state] = obj;
 			sk_store(&slot->top, w + 1 + one_free(kind));
 			done = true;
@@ -408,4 +411,27 @@ bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
 void sk_pcpu_add_locked(struct sk_cache *c, uint64_t n)
 {
 	ck_pr_add_64(&sk_pcpu_slot(c, sk_pcpu_current_cpu())->bytes_slack, n);
+}
+
+bool sk_pcpu_is_first_free(struct sk_cache *c, const void *obj)
+{
+	enum sk_pcpu_kind kind = c->pcpu_kind;
+	bool first = false;
+
+	if (kind == SK_PCPU_LIST) {
+		/* No lock: if the head read is obj, obj was free at that instant,
+		 * so the caller, who frees it, did not own it. */
+		uint64_t w = sk_load(&sk_pcpu_slot(c, sk_pcpu_current_cpu())->top);
+		return top_state(kind, w) == (uint64_t)(uintptr_t)obj;
+	}
+	if (kind != SK_PCPU_ARRAY)
+		return false;
+	/* ARRAY: entries and the count must be read together. */
+	struct sk_pcpu_slot *slot = sk_pcpu_trylock_local(c);
+	if (!slot)
+		return false;
+	unsigned n = (unsigned)top_state(kind, sk_load(&slot->top));
+	first = n && slot->entries[n - 1] == obj;
+	sk_pcpu_unlock(slot);
+	return first;
 }

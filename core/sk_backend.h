@@ -72,6 +72,9 @@ struct sk_backend_cache_info {
 #define SK_CAP_HEAP_KMALLOC 0x08u /* kmalloc/malloc(9) go to ops->kmalloc, not size classes */
 #define SK_CAP_COLOUR       0x10u /* offsets slabs by cache-line colour */
 #define SK_CAP_ROUNDROBIN   0x20u /* spreads SK_CACHE_ROUNDROBIN caches over nodes itself (UMA) */
+#define SK_CAP_STRIDE       0x40u /* objects sit at c->size strides from their slab's first
+				       * object (sk_slab_set_first_object): core checks every
+				       * free lands on an object start */
 
 struct sk_backend_ops {
 	const char *name;            /* "slab", "slub", "slob", "uma" */
@@ -147,6 +150,15 @@ struct sk_backend_ops {
  * failure. */
 void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order);
 void sk_slab_pages_free(struct sk_cache *c, void *addr);
+/* SK_CAP_STRIDE: a slab whose first object is not at its first byte (SLAB's
+ * colour) says where it is, before any object of it is handed out.  Every
+ * page of the slab keeps it, so that a fast path can check a free against
+ * the object's own page descriptor without finding the head. */
+static inline void sk_slab_set_first_object(struct sk_page *slab, const void *first)
+{
+	for (uint32_t i = 0; i < slab->npages; i++)
+		slab[i].obj_base = (uint32_t)(uintptr_t)first;
+}
 
 /* Pages for a heap shared by many caches (SLOB): kind SK_PAGE_HEAP. */
 void *sk_heap_pages_alloc(int node, unsigned order);

@@ -24,6 +24,7 @@
 #pragma GCC visibility push(hidden)
 
 struct sk_backend_ops;
+struct sk_debug;
 
 /* Which front end made the cache (reports, leak wording). */
 enum sk_front {
@@ -83,6 +84,11 @@ struct sk_cache {
 	uint32_t object_size;          /* what the creator asked for */
 	const struct sk_backend_ops *ops;
 	void *backend;                 /* the backend's per-cache state */
+	/* ceil(2^64 / size) when objects sit at `size` strides from their
+	 * slab's first object (SK_CAP_STRIDE), else 0: a free's offset from
+	 * sk_page.obj_base is a multiple of size iff offset * stride_magic <=
+	 * stride_magic - 1 (Lemire's divisibility test, offsets below 2^32). */
+	uint64_t stride_magic;
 
 	/* Identity and construction: written at creation, read-only after. */
 	uint32_t align;                /* effective alignment, a power of two >= 8 */
@@ -111,6 +117,7 @@ struct sk_cache {
 	uint32_t magic;
 
 	void *front_data;              /* the front end's own record (a UMA zone) */
+	struct sk_debug *debug;        /* debug layer state (core/sk_debug.h); NULL: debug off */
 };
 
 #define SK_CACHE_LIVE      0x5ca7e11eu

@@ -130,13 +130,22 @@ static sk_always_inline void *sk_cache_alloc(struct sk_cache *c, unsigned flags)
  * its own node), else the backend. */
 void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags, const void *site);
 
-/* Free one object of c whose page head descriptor is pg (already checked). */
+/* Free one object of c whose page head descriptor is pg (its owner already
+ * checked).  An interior pointer or a double free the cheap checks see is
+ * reported by the slow path and dropped. */
 static sk_always_inline void sk_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
-	if (sk_likely(sk_pcpu_push(c, obj, pg)))
+	if (sk_likely(sk_free_on_stride(c, pg, obj)) && sk_likely(sk_pcpu_push(c, obj, pg)))
 		return;
 	sk_cache_free_slow(c, obj, pg);
 }
+
+/* The always-on checks of a free of obj (owner c, head descriptor pg): on
+ * the object stride, not the first free object of this CPU's slot, and for
+ * a debug cache a live object.  Reports (sk_misuse) and returns false if
+ * the free must be dropped.  For front ends that act before freeing (UMA
+ * dtors and limits); sk_cache_free_slow runs it itself. */
+bool sk_cache_free_check(struct sk_cache *c, const void *obj, struct sk_page *pg);
 
 /* What a failed allocation may do before it gives up (docs/api.md):
  *   NONE     GFP_NOWAIT, GFP_ATOMIC, M_NOWAIT: fail at once.
@@ -213,7 +222,8 @@ extern size_t sk_bsd_type_trailer;
 /* Count a malloc(9) block in its type's statistics (core/bsd_malloc.c). */
 void sk_bsd_count_alloc(struct malloc_type *type, void *p, size_t size, size_t raw, int class_bit);
 
-/* Usable size of any live block (object, large, heap); 0 if not ours. */
+/* Usable size of any live block (object, large, heap); 0 if not ours or
+ * not the start of an object. */
 size_t sk_block_size(const void *p, struct sk_page *pg);
 
 /* --- malloc types and UMA zones (reports, fini) --- */

@@ -82,6 +82,20 @@ struct sk_pcpu_counters {
 	uint32_t pcpu_stride;  /* +8 */
 };
 
+/*
+ * Always on: does obj, freed into a slab, pg any page descriptor of it, sit on
+ * the object stride?  One load from pg (whose line the caller has read),
+ * a subtraction, a multiply and a compare.  True for caches without the
+ * stride (stride_magic 0).  An interior pointer fails it; core's slow path
+ * then reports it (sk_cache_free_slow).
+ */
+static sk_always_inline bool sk_free_on_stride(const struct sk_cache *c, const struct sk_page *pg,
+					       const void *obj)
+{
+	uint64_t off = (uint32_t)((uint32_t)(uintptr_t)obj - pg->obj_base);
+	return off * c->stride_magic <= c->stride_magic - 1;
+}
+
 /* Lock-mode versions, out of line. */
 void *sk_pcpu_pop_locked(struct sk_cache *c);
 bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag);
@@ -170,6 +184,8 @@ restart:
 		 "je %l[miss]\n\t"
 		 "movabsq $0xffffffffffff, %[tmp]\n\t"
 		 "andq %[w], %[tmp]\n\t"             /* old head */
+		 "cmpq %[tmp], %[obj]\n\t"           /* freeing the head: double free */
+		 "je %l[miss]\n\t"
 		 "movq %[tmp], (%[obj],%[off])\n\t"  /* obj->next = old head */
 		 "xorq %[tmp], %[w]\n\t"
 		 "addq %[obj], %[w]\n\t"             /* head = obj */
@@ -231,8 +247,13 @@ restart:
 		 "jae %l[miss]\n\t"
 		 /* No check of the frees field (bits 16-31): pops keep it below
 		  * 0x8000, and at most `limit` (<= 32767) pushes can follow a pop. */
-		 "movq 32(%[cpu]), %[tmp]\n\t"       /* entries[n] = obj */
-		 "movq %[obj], (%[tmp],%[n],8)\n\t"
+		 "movq 32(%[cpu]), %[tmp]\n\t"
+		 "testl %k[n], %k[n]\n\t"
+		 "jz 5f\n\t"
+		 "cmpq %[obj], -8(%[tmp],%[n],8)\n\t" /* freeing the top entry: double free */
+		 "je %l[miss]\n\t"
+		 "5:\n\t"
+		 "movq %[obj], (%[tmp],%[n],8)\n\t"  /* entries[n] = obj */
 		 "leaq 0x10001(%[w]), %[w]\n\t"      /* n + 1, frees + 1 */
 		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
 		 SK_RSEQ_CS_END

@@ -163,6 +163,11 @@ uint64_t sk_pcpu_slot_allocs(const struct sk_cache *c, const struct sk_pcpu_slot
  * full, fold it and return true (the caller retries the fast path). */
 bool sk_pcpu_fold_if_full(struct sk_cache *c);
 
+/* Is obj the first free object of this CPU's slot (the LIST head, the top
+ * ARRAY entry)?  Then freeing it again is a double free.  Slow paths only;
+ * false when the slot is busy. */
+bool sk_pcpu_is_first_free(struct sk_cache *c, const void *obj);
+
 /* Sum of the counters over all slots (racy reads of exact counters). */
 struct sk_pcpu_sums {
 	uint64_t allocs, frees, bytes_slack;

@@ -775,6 +775,10 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 			sk_cache_free(z->keg, item, pg);
 			return;
 		}
+		/* Before the dtor and the counts: a double free must not run
+		 * them (a zone's count would go below zero). */
+		if (pg->kind == SK_PAGE_SLAB && !sk_cache_free_check(z->keg, item, pg))
+			return;
 	} else {
 		sk_trace_free(SK_TRACE_API_UMA, item); /* a cache zone: no keg to check against */
 	}
@@ -804,7 +808,7 @@ SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
 	if (sk_likely(keg && sk_addr_in_arena(item))) {
 		struct sk_page *pg = sk_page_head(item);
 		if (sk_likely(pg->owner == keg)) {
-			if (sk_likely(sk_pcpu_push(keg, item, pg)))
+			if (sk_likely(sk_free_on_stride(keg, pg, item)) && sk_likely(sk_pcpu_push(keg, item, pg)))
 				return;
 			sk_trace_free(SK_TRACE_API_UMA, item);
 			return sk_cache_free_slow(keg, item, pg);

@@ -351,6 +351,7 @@ static void mark_allocated(size_t pfn, size_t npages, unsigned order, unsigned n
 	head->npages = (uint32_t)npages;
 	head->node = (uint16_t)node;
 	head->order = (uint8_t)order;
+	head->obj_base = 0;
 	head->reserved = 0;
 	memset(head->bk, 0, sizeof(head->bk));
 	head->kind = (uint8_t)kind;

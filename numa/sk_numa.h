@@ -59,7 +59,12 @@ struct sk_page {
 	uint8_t kind;         /* enum sk_page_kind */
 	uint8_t order;        /* head: buddy order (free blocks and order allocations) */
 	uint32_t pflags;      /* provider-private */
-	uint64_t reserved;    /* provider-private */
+	/* Every page of a slab (SK_PAGE_SLAB): low 32 bits of the slab's first
+	 * object's address, so that core checks a freed pointer sits on the
+	 * object stride with one subtraction (written by core and the backend
+	 * while they set the slab up; the provider zeroes it on the head). */
+	uint32_t obj_base;
+	uint32_t reserved;    /* provider-private */
 	/* 16-byte aligned: backends may cmpxchg16b bk[0..1] or bk[2..3]. */
 	uintptr_t bk[4] __attribute__((aligned(16)));
 } __attribute__((aligned(64)));

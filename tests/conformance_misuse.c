@@ -175,9 +175,164 @@ static void test_misuse_uma_zfree(void **state)
 	healthy_after_misuse();
 }
 
+/* ======================================================================
+ * Always on, with debug off: double frees of the object a CPU cache holds
+ * first and frees of interior pointers are caught on every backend.
+ * ====================================================================== */
+
+/* `stmt` makes exactly one report naming ptr. */
+#define EXPECT_ONE_REPORT(ptr, stmt)                                                      \
+	do {                                                                             \
+		char _pt[32];                                                            \
+		unsigned _p0 = sk_panic_count();                                         \
+		stmt;                                                                    \
+		if (sk_panic_count() != _p0 + 1) {                                       \
+			sk_capture_dump(#stmt);                                          \
+			fail_msg("%s: %u report(s), expected 1", #stmt,                   \
+				 sk_panic_count() - _p0);                                 \
+		}                                                                        \
+		sk_assert_reported(sk_ptr_text((ptr), _pt), NULL, NULL);                 \
+	} while (0)
+
+/* The next two allocations are distinct and the first is not live elsewhere. */
+#define EXPECT_DISTINCT(alloc, release)                                                   \
+	do {                                                                             \
+		void *_a = (alloc), *_b = (alloc);                                       \
+		assert_non_null(_a);                                                     \
+		assert_non_null(_b);                                                     \
+		assert_ptr_not_equal(_a, _b);                                            \
+		release(_a);                                                             \
+		release(_b);                                                             \
+	} while (0)
+
+static void *km64(void) { return kmalloc(64, GFP_KERNEL); }
+static void km_free(void *p) { kfree(p); }
+
+static void test_misuse_double_free_kfree(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	for (int round = 0; round < 3; round++) {
+		char *p = kmalloc(64, GFP_KERNEL);
+		assert_non_null(p);
+		kfree(p);
+		EXPECT_ONE_REPORT(p, kfree(p));
+		EXPECT_DISTINCT(km64(), km_free);
+	}
+	healthy_after_misuse();
+}
+
+static void test_misuse_interior_kfree(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	char *p = kmalloc(64, GFP_KERNEL);
+	assert_non_null(p);
+	sk_fill(p, 64, 0x1A7);
+	EXPECT_ONE_REPORT(p + 8, kfree(p + 8));
+	EXPECT_ONE_REPORT(p + 8, assert_int_equal(ksize(p + 8), 0));
+	EXPECT_ONE_REPORT(p + 8, assert_null(krealloc(p + 8, 200, GFP_KERNEL)));
+	/* p is still live and whole; nothing hands out p + 8. */
+	void *q[64];
+	for (int i = 0; i < 64; i++) {
+		q[i] = kmalloc(64, GFP_KERNEL);
+		assert_ptr_not_equal(q[i], p + 8);
+		assert_ptr_not_equal(q[i], p);
+	}
+	for (int i = 0; i < 64; i++)
+		kfree(q[i]);
+	assert_int_equal(sk_check(p, 64, 0x1A7), SIZE_MAX);
+	kfree(p);
+	healthy_after_misuse();
+}
+
+static struct kmem_cache *dbl_cache;
+static void *dbl_alloc(void) { return kmem_cache_alloc(dbl_cache, GFP_KERNEL); }
+static void dbl_free(void *p) { kmem_cache_free(dbl_cache, p); }
+
+static void test_misuse_double_free_kmem_cache(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	dbl_cache = kmem_cache_create("skt_dbl", 96, 0, 0, NULL);
+	assert_non_null(dbl_cache);
+	char *p = kmem_cache_alloc(dbl_cache, GFP_KERNEL);
+	assert_non_null(p);
+	kmem_cache_free(dbl_cache, p);
+	EXPECT_ONE_REPORT(p, kmem_cache_free(dbl_cache, p));
+	EXPECT_DISTINCT(dbl_alloc(), dbl_free);
+
+	p = kmem_cache_alloc(dbl_cache, GFP_KERNEL);
+	EXPECT_ONE_REPORT(p + 8, kmem_cache_free(dbl_cache, p + 8));
+	void *q = kmem_cache_alloc(dbl_cache, GFP_KERNEL);
+	assert_ptr_not_equal(q, p + 8);
+	kmem_cache_free(dbl_cache, q);
+	kmem_cache_free(dbl_cache, p);
+	assert_int_equal(sk_info("skt_dbl").in_use, 0);
+	kmem_cache_destroy(dbl_cache);
+	healthy_after_misuse();
+}
+
+static uma_zone_t dbl_zone;
+static void *dbl_zalloc(void) { return uma_zalloc(dbl_zone, M_WAITOK); }
+static void dbl_zfree(void *p) { uma_zfree(dbl_zone, p); }
+
+static void test_misuse_double_free_uma(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	/* A plain zone, then one with a limit (its count must not go below 0). */
+	for (int limited = 0; limited < 2; limited++) {
+		dbl_zone = uma_zcreate("skt_udbl", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+		assert_non_null(dbl_zone);
+		if (limited)
+			uma_zone_set_max(dbl_zone, 1000);
+		char *p = uma_zalloc(dbl_zone, M_WAITOK);
+		assert_non_null(p);
+		uma_zfree(dbl_zone, p);
+		EXPECT_ONE_REPORT(p, uma_zfree(dbl_zone, p));
+		assert_int_equal(uma_zone_get_cur(dbl_zone), 0);
+		EXPECT_DISTINCT(dbl_zalloc(), dbl_zfree);
+
+		p = uma_zalloc(dbl_zone, M_WAITOK);
+		EXPECT_ONE_REPORT(p + 8, uma_zfree(dbl_zone, p + 8));
+		/* SLOB finds the interior pointer in its own free, after the
+		 * zone has counted the free (its heap has no object stride). */
+		if (!sk_backend_is("slob"))
+			assert_int_equal(uma_zone_get_cur(dbl_zone), 1);
+		void *q = uma_zalloc(dbl_zone, M_WAITOK);
+		assert_ptr_not_equal(q, p + 8);
+		uma_zfree(dbl_zone, q);
+		uma_zfree(dbl_zone, p);
+		if (!sk_backend_is("slob"))
+			assert_int_equal(uma_zone_get_cur(dbl_zone), 0);
+		uma_zdestroy(dbl_zone);
+	}
+	healthy_after_misuse();
+}
+
+static void test_misuse_interior_bsd_free(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	struct malloc_type_stats_sum s0 = type_stats(M_TEST);
+	char *p = bsd_malloc(100, M_TEST, M_WAITOK);
+	assert_non_null(p);
+	EXPECT_ONE_REPORT(p + 16, bsd_free(p + 16, M_TEST));
+	bsd_free(p, M_TEST);
+	EXPECT_ONE_REPORT(p, bsd_free(p, M_TEST));
+	struct malloc_type_stats_sum s1 = type_stats(M_TEST);
+	assert_int_equal(s1.frees - s0.frees, 1);
+	assert_int_equal(s1.allocs - s0.allocs, 1);
+	healthy_after_misuse();
+}
+
 static const struct CMUnitTest misuse_tests[] = {
 	MISUSE_TEST(test_misuse_kfree),    MISUSE_TEST(test_misuse_bsd_free),
 	MISUSE_TEST(test_misuse_kmem_cache_free), MISUSE_TEST(test_misuse_uma_zfree),
+	MISUSE_TEST(test_misuse_double_free_kfree), MISUSE_TEST(test_misuse_interior_kfree),
+	MISUSE_TEST(test_misuse_double_free_kmem_cache), MISUSE_TEST(test_misuse_double_free_uma),
+	MISUSE_TEST(test_misuse_interior_bsd_free),
 };
 
 const struct conformance_group conformance_misuse = {

@@ -49,7 +49,7 @@ static void bslab_fork_lock(struct sk_cache *c, unsigned level, bool lock)
 
 const struct sk_backend_ops sk_slab_ops = {
 	.name = "slab",
-	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES | SK_CAP_COLOUR,
+	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES | SK_CAP_COLOUR | SK_CAP_STRIDE,
 	.pcpu_kind = SK_PCPU_ARRAY,
 	.free_tag = SK_TAG_NODE,
 	.cache_create = bslab_cache_create,

@@ -365,6 +365,7 @@ struct sk_page *bslab_grow(struct sk_cache *c, int node, unsigned flags)
 	/* Linux's cache_init_objs: the ctor (or UMA init) runs once per object
 	 * per slab lifetime, here, not on every allocation. */
 	s_mem = slab_s_mem(pg);
+	sk_slab_set_first_object(pg, s_mem);
 	for (uint32_t i = 0; i < sc->num; i++) {
 		if (sk_cache_construct(c, s_mem + (size_t)i * sc->size, flags) == 0)
 			continue;

@@ -376,7 +376,7 @@ static void slub_fork_lock(struct sk_cache *c, unsigned level, bool lock)
 
 const struct sk_backend_ops sk_slub_ops = {
 	.name = "slub",
-	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES,
+	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES | SK_CAP_STRIDE,
 	.pcpu_kind = SK_PCPU_LIST,
 	.free_tag = SK_TAG_SLAB,
 	.cache_create = slub_cache_create,

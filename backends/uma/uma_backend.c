@@ -229,7 +229,7 @@ static void uma_fork_lock(struct sk_cache *c, unsigned level, bool lock)
 
 const struct sk_backend_ops sk_uma_ops = {
 	.name = "uma",
-	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES | SK_CAP_ROUNDROBIN,
+	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES | SK_CAP_ROUNDROBIN | SK_CAP_STRIDE,
 	.pcpu_kind = SK_PCPU_ARRAY,
 	.free_tag = SK_TAG_NODE,
 	.cache_create = uma_cache_create,

@@ -1,0 +1,72 @@
+/*
+ * A/B timing of the fast paths through the shared library: one process
+ * per measurement, linked against whichever libslabkit.so LD_LIBRARY_PATH
+ * names (tools/ab/ab_bench.sh alternates two builds and prints medians).
+ * Prints "<workload> <ns per alloc+free pair>" for each workload.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <slabkit/slabkit.h>
+#include <slabkit/linux/slab.h>
+#include <slabkit/freebsd/malloc.h>
+#include <slabkit/freebsd/uma.h>
+
+MALLOC_DEFINE(M_AB, "ab", "A/B bench");
+
+static double now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+#define BATCH 64
+static void *volatile sink;
+
+#define TIME_PAIRS(name, alloc, release)                                             \
+	do {                                                                         \
+		void *v[BATCH];                                                      \
+		double best = 1e30;                                                  \
+		for (int rep = 0; rep < 5; rep++) {                                  \
+			double t0 = now_ns();                                        \
+			for (long it = 0; it < iters / BATCH; it++) {                \
+				for (int i = 0; i < BATCH; i++)                      \
+					v[i] = (alloc);                              \
+				sink = v[BATCH - 1];                                 \
+				for (int i = BATCH - 1; i >= 0; i--)                 \
+					release(v[i]);                               \
+			}                                                            \
+			double ns = (now_ns() - t0) / (double)(iters / BATCH * BATCH); \
+			if (ns < best)                                               \
+				best = ns;                                           \
+		}                                                                    \
+		printf("%s %.3f\n", name, best);                                     \
+	} while (0)
+
+static struct kmem_cache *cache;
+static uma_zone_t zone;
+static void kc_free(void *p) { kmem_cache_free(cache, p); }
+static void z_free(void *p) { uma_zfree(zone, p); }
+static void b_free(void *p) { free(p, M_AB); }
+
+int main(int argc, char **argv)
+{
+	long iters = argc > 1 ? atol(argv[1]) : 2000000;
+
+	if (slabkit_init(NULL) != 0)
+		return 1;
+	cache = kmem_cache_create("ab64", 64, 0, 0, NULL);
+	zone = uma_zcreate("ab64z", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	TIME_PAIRS("kmalloc64", kmalloc(64, GFP_KERNEL), kfree);
+	TIME_PAIRS("cache64", kmem_cache_alloc(cache, GFP_KERNEL), kc_free);
+	TIME_PAIRS("uma64", uma_zalloc(zone, M_WAITOK), z_free);
+	TIME_PAIRS("malloc9_64", malloc(64, M_AB, M_WAITOK), b_free);
+	kmem_cache_destroy(cache);
+	uma_zdestroy(zone);
+	slabkit_fini();
+	return 0;
+}
