@@ -51,7 +51,7 @@ static struct kmem_cache *cache;
 static uma_zone_t zone;
 static void kc_free(void *p) { kmem_cache_free(cache, p); }
 static void z_free(void *p) { uma_zfree(zone, p); }
-static void b_free(void *p) { free(p, M_AB); }
+static void b_free(void *p) { bsd_free(p, M_AB); }
 
 int main(int argc, char **argv)
 {
@@ -64,7 +64,7 @@ int main(int argc, char **argv)
 	TIME_PAIRS("kmalloc64", kmalloc(64, GFP_KERNEL), kfree);
 	TIME_PAIRS("cache64", kmem_cache_alloc(cache, GFP_KERNEL), kc_free);
 	TIME_PAIRS("uma64", uma_zalloc(zone, M_WAITOK), z_free);
-	TIME_PAIRS("malloc9_64", malloc(64, M_AB, M_WAITOK), b_free);
+	TIME_PAIRS("malloc9_64", bsd_malloc(64, M_AB, M_WAITOK), b_free);
 	kmem_cache_destroy(cache);
 	uma_zdestroy(zone);
 	slabkit_fini();
