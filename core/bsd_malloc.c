@@ -31,6 +31,7 @@
 #include <slabkit/freebsd/malloc.h>
 
 #include "sk_core.h"
+#include "sk_debug.h"
 #include "sk_trace.h"
 
 #define TYPE_TRAILER sk_bsd_type_trailer
@@ -287,17 +288,16 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 	} else if ((pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->front == SK_FRONT_MALLOC) ||
 		   pg->kind == SK_PAGE_HEAP) {
 		bi->raw = sk_block_size(p, pg);
-		bi->usable = bi->raw - TYPE_TRAILER;
-		/* NULL: not recorded (the type check is off) */
-		bi->type = TYPE_TRAILER ? *trailer_of((void *)p, bi->raw) : NULL;
+		bi->usable = bi->raw ? bi->raw - TYPE_TRAILER : 0;
+		/* NULL: not recorded (the type check is off), or not a block */
+		bi->type = TYPE_TRAILER && bi->raw ? *trailer_of((void *)p, bi->raw) : NULL;
 	} else {
 		sk_misuse("%s: pointer %p was not allocated by malloc(9)%s%s", call, p,
 			  pg->kind == SK_PAGE_SLAB ? "; it belongs to cache " : "",
 			  pg->kind == SK_PAGE_SLAB ? ((struct sk_cache *)pg->owner)->name : "");
 		return false;
 	}
-	if ((pg->kind == SK_PAGE_LARGE && p != sk_page_addr(pg)) ||
-	    (pg->kind == SK_PAGE_SLAB && !sk_free_on_stride(pg->owner, pg, p))) {
+	if ((pg->kind == SK_PAGE_LARGE && p != sk_page_addr(pg)) || (pg->kind == SK_PAGE_SLAB && !bi->raw)) {
 		sk_misuse("%s: pointer %p is inside a block at %p, not its start", call, p, sk_page_addr(pg));
 		return false;
 	}
@@ -369,6 +369,9 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 	if (sk_unlikely(flags & (M_NODUMP | M_EXEC))) /* whole pages (core/bsd_malloc_pages.c) */
 		return sk_bsd_malloc_pages(size, 0, type, node, flags, call, site);
 	unsigned skf = (flags & M_WAITOK) ? SK_ALLOC_WAIT | SK_ALLOC_NOFAIL : 0;
+	/* MALLOC_MAKE_FAILURES: injected failures of M_NOWAIT requests. */
+	if (sk_unlikely(sk_fail_on) && sk_fail_should(NULL, type->ks_shortdesc, skf))
+		return NULL;
 	for (unsigned attempt = 0;; attempt++) {
 		p = alloc_block(size, type, node, skf, &raw, &class_bit, site);
 		if (p || !sk_wait_for_memory(attempt, (flags & M_WAITOK) ? SK_WAIT_NOFAIL : SK_WAIT_NONE))
@@ -526,6 +529,16 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 	}
 	struct mt_stats *s = type_stats(type);
 	struct sk_page *pg = bi.pg;
+	if (pg->kind == SK_PAGE_SLAB) {
+		/* Freed first: a free the cache refuses (a double free the
+		 * always-on checks or the debug layer catch) is not counted. */
+		if (TYPE_TRAILER)
+			*trailer_of(addr, bi.raw) = NULL;
+		sk_free_refused = false;
+		sk_cache_free(pg->owner, addr, pg);
+		if (sk_free_refused)
+			return;
+	}
 	if (s && pg->kind == SK_PAGE_SLAB) {
 		sk_pcpu_counter_inc(&s->pcpu, MT_FREE_OFFSET(sk_bsd_index(bi.raw)));
 	} else if (s) {
@@ -537,13 +550,10 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 	if (pg->kind == SK_PAGE_LARGE) {
 		pg->bk[0] = 0;
 		sk_large_free(addr, pg);
-	} else {
+	} else if (pg->kind == SK_PAGE_HEAP) {
 		if (TYPE_TRAILER) /* a second free no longer matches the type */
 			*trailer_of(addr, bi.raw) = NULL;
-		if (pg->kind == SK_PAGE_HEAP)
-			sk_state.heap_ops->kfree(addr, pg);
-		else
-			sk_cache_free(pg->owner, addr, pg);
+		sk_state.heap_ops->kfree(addr, pg);
 	}
 }
 
@@ -557,7 +567,7 @@ SK_EXPORT void bsd_free(void *addr, struct malloc_type *type)
 		struct sk_cache *c = raw->owner;
 		struct mt_stats *s = sk_load((struct mt_stats **)&type->ks_handle);
 		if (sk_likely(c != NULL) && sk_likely(c->front == SK_FRONT_MALLOC) && sk_likely(s != NULL) &&
-		    sk_likely(sk_pcpu_push_rseq_page(c, addr, raw))) {
+		    sk_likely(sk_free_on_stride(c, raw, addr)) && sk_likely(sk_pcpu_push_rseq_page(c, addr, raw))) {
 			sk_pcpu_counter_inc_rseq(&s->pcpu, MT_FREE_OFFSET(sk_bsd_index(c->object_size)));
 			return;
 		}

@@ -15,6 +15,7 @@
 #include <slabkit/slabkit.h>
 
 #include "sk_core.h"
+#include "sk_debug.h"
 #include "sk_trace.h"
 
 #define SK_MAX_OBJECT_SIZE ((size_t)64 << 20)
@@ -121,7 +122,7 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 	c->ops = ops;
 	c->object_size = (uint32_t)p->object_size;
 	c->align = (uint32_t)effective_align(p);
-	c->flags = p->flags;
+	c->flags = sk_debug_flags_for(p->name, p->flags) | sk_fail_flags_for(p->name);
 	c->front = p->front;
 	c->ctor = p->ctor;
 	c->init = p->init;
@@ -141,9 +142,19 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 		sk_meta_free(c, sizeof(*c));
 		return NULL;
 	}
-	if ((err = ops->cache_create(c)) != 0) {
-		sk_errorf("slabkit: backend %s cannot create cache %s (size %zu, align %u): %s",
-			  ops->name, c->name, p->object_size, c->align, strerror(-err));
+	/* A debug cache: the backend lays out core's debug object (red zones
+	 * around the object), and its fast path stays off (sk_debug.h). */
+	bool debug = (c->flags & SK_CACHE_DEBUG_ACTIVE) != 0;
+	if (debug)
+		c->object_size = (uint32_t)sk_debug_stride_request(c);
+	err = ops->cache_create(c);
+	c->object_size = (uint32_t)p->object_size;
+	if (!err && debug && (err = sk_debug_attach(c)) != 0)
+		ops->cache_destroy(c);
+	if (err) {
+		sk_errorf("slabkit: backend %s cannot create cache %s (size %zu, align %u%s): %s",
+			  ops->name, c->name, p->object_size, c->align, debug ? ", debug" : "",
+			  strerror(-err));
 		sk_meta_free(c, sizeof(*c));
 		return NULL;
 	}
@@ -152,6 +163,7 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 	if (ops->pcpu_kind != SK_PCPU_NONE && !(c->flags & SK_CACHE_NOBUCKET)) {
 		if (sk_pcpu_create(c) != 0) {
 			ops->cache_destroy(c);
+			sk_debug_detach(c);
 			sk_meta_free(c, sizeof(*c));
 			return NULL;
 		}
@@ -175,7 +187,7 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 			c->fast = SK_FAST_TRACKED;
 		/* While a trace is recorded, every call takes its front end's
 		 * out-of-line path, where it is recorded (sk_trace.h). */
-		if (sk_load(&sk_trace_on))
+		if (sk_load(&sk_trace_on) || c->debug)
 			c->fast = SK_FAST_NONE;
 	}
 	sk_apply_tunables(c);
@@ -198,6 +210,8 @@ uint64_t sk_cache_in_use(struct sk_cache *c)
 
 uint64_t sk_cache_shrink(struct sk_cache *c, enum sk_shrink_level level)
 {
+	if (c->debug && level != SK_SHRINK_TRIM)
+		sk_debug_flush(c);
 	return c->ops->shrink(c, level);
 }
 
@@ -230,6 +244,8 @@ uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 			snprintf(what, sizeof(what), "cache %s", c->name);
 			sk_track_report(what, c, SK_TRACK_ANY);
 		}
+		if (c->debug)
+			sk_debug_report_leaks(c);
 		c->dead = true;
 		/* Allocations now miss the fast path and are refused; frees
 		 * of the remaining objects still work through the backend. */
@@ -241,6 +257,7 @@ uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 	registry_remove(c);
 	c->ops->cache_destroy(c);
 	sk_pcpu_destroy(c);
+	sk_debug_detach(c);
 	c->magic = SK_CACHE_DESTROYED;
 	sk_meta_free_quarantined(c, sizeof(*c));
 	return 0;
@@ -260,6 +277,14 @@ static bool slot_push(struct sk_cache *c, void *obj, struct sk_page *pg)
 						       : sk_pcpu_push(c, obj, pg);
 }
 
+/* The backend's allocation, through the debug layer for a debug cache. */
+static void *backend_alloc(struct sk_cache *c, int node, unsigned flags)
+{
+	if (sk_unlikely(c->debug != NULL))
+		return sk_debug_alloc(c, node, flags);
+	return c->ops->alloc(c, node, flags);
+}
+
 static void *alloc_untracked(struct sk_cache *c, int node, unsigned flags)
 {
 	void *obj;
@@ -270,11 +295,11 @@ static void *alloc_untracked(struct sk_cache *c, int node, unsigned flags)
 	if (node == SK_NODE_ANY && sk_unlikely(c->numa_steer)) {
 		/* A preferred, bound or interleaved cache: the policy names the
 		 * node; only bind refuses to fall back to any other. */
-		obj = c->ops->alloc(c, sk_cache_steer_node(c), flags);
+		obj = backend_alloc(c, sk_cache_steer_node(c), flags);
 		if (!obj && c->numa_policy.kind != SK_POLICY_BIND)
-			obj = c->ops->alloc(c, SK_NODE_ANY, flags);
+			obj = backend_alloc(c, SK_NODE_ANY, flags);
 	} else {
-		obj = c->ops->alloc(c, node, flags);
+		obj = backend_alloc(c, node, flags);
 	}
 
 	if (sk_unlikely(!obj)) {
@@ -326,6 +351,8 @@ static sk_cold bool report_off_stride(struct sk_cache *c, const void *obj, struc
 
 bool sk_cache_free_check(struct sk_cache *c, const void *obj, struct sk_page *pg)
 {
+	if (c->debug)
+		return sk_debug_check_live(c, obj);
 	if (sk_unlikely(!sk_free_on_stride(c, pg, obj)))
 		return report_off_stride(c, obj, pg);
 	if (sk_unlikely(sk_pcpu_is_first_free(c, obj))) {
@@ -338,8 +365,20 @@ bool sk_cache_free_check(struct sk_cache *c, const void *obj, struct sk_page *pg
 
 sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
-	if (!sk_cache_free_check(c, obj, pg))
+	if (sk_unlikely(c->debug != NULL)) {
+		if (!sk_debug_free(c, obj, pg)) {
+			sk_free_refused = true;
+			return;
+		}
+		if (sk_track_cache(c))
+			sk_track_free(obj);
+		ck_pr_inc_64(&c->ctr.slow_frees);
 		return;
+	}
+	if (!sk_cache_free_check(c, obj, pg)) {
+		sk_free_refused = true;
+		return;
+	}
 	if (sk_unlikely(sk_track_cache(c))) {
 		sk_track_free(obj);
 		if (c->fast == SK_FAST_TRACKED && sk_track_pcpu_push(c, obj, pg))
@@ -352,6 +391,14 @@ sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_pag
 }
 
 /* --- what core gives backends --- */
+
+__thread bool sk_free_refused __attribute__((tls_model("initial-exec")));
+
+void sk_cache_free_refused(struct sk_cache *c)
+{
+	ck_pr_dec_64(&c->ctr.slow_frees);
+	sk_free_refused = true;
+}
 
 void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order)
 {
@@ -388,6 +435,8 @@ void sk_heap_pages_free(void *addr)
 
 int sk_cache_construct(struct sk_cache *c, void *obj, unsigned flags)
 {
+	if (c->debug) /* backends hand core's debug objects: the user's part */
+		obj = sk_debug_user(c, obj);
 	if (c->ctor)
 		c->ctor(obj);
 	if (c->init)
@@ -397,6 +446,8 @@ int sk_cache_construct(struct sk_cache *c, void *obj, unsigned flags)
 
 void sk_cache_destruct(struct sk_cache *c, void *obj)
 {
+	if (c->debug)
+		obj = sk_debug_user(c, obj);
 	if (c->fini)
 		c->fini(obj, (int)c->object_size);
 }
@@ -435,10 +486,12 @@ size_t sk_block_size(const void *p, struct sk_page *pg)
 	if (!pg)
 		return 0;
 	switch (pg->kind) {
-	case SK_PAGE_SLAB:
-		if (!sk_free_on_stride(pg->owner, pg, p))
-			return 0; /* inside an object: not a block */
-		return ((struct sk_cache *)pg->owner)->object_size;
+	case SK_PAGE_SLAB: {
+		struct sk_cache *c = pg->owner;
+		if (c->debug ? !sk_debug_size(c, p) : !sk_free_on_stride(c, pg, p))
+			return 0; /* inside an object, or not live: not a block */
+		return c->object_size;
+	}
 	case SK_PAGE_LARGE:
 		return sk_large_size(pg);
 	case SK_PAGE_HEAP:

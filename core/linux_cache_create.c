@@ -16,15 +16,6 @@
 
 #include "sk_core.h"
 
-static void notice_unenforced_debug_flags(slab_flags_t flags, const char *name)
-{
-	static bool told;
-	if ((flags & (SLAB_POISON | SLAB_RED_ZONE | SLAB_CONSISTENCY_CHECKS)) &&
-	    !ck_pr_fas_8((uint8_t *)&told, 1))
-		sk_errorf("slabkit: cache %s asks for SLAB_POISON/RED_ZONE/CONSISTENCY_CHECKS: "
-			  "accepted, but slabkit does not check them yet", name);
-}
-
 /* Why the arguments cannot make a cache, or NULL.  Mirrors the kernel's
  * checks in __kmem_cache_create_args (usercopy windows are checked, then
  * have no further meaning: user space has no copy_to_user hardening). */
@@ -69,7 +60,6 @@ SK_EXPORT struct kmem_cache *__kmem_cache_create_args(const char *name, unsigned
 	} else if ((bad = bad_args(object_size, args, flags, why, sizeof(why)))) {
 		sk_errorf("slabkit: kmem_cache_create(%s): %s", name, bad);
 	} else {
-		notice_unenforced_debug_flags(flags, name);
 		struct sk_cache_params p = {
 			.name = name, .object_size = object_size, .align = args->align,
 			.front = SK_FRONT_KMEM_CACHE, .ctor = args->ctor,
@@ -77,6 +67,8 @@ SK_EXPORT struct kmem_cache *__kmem_cache_create_args(const char *name, unsigned
 				 ((flags & SLAB_POISON) ? SK_CACHE_POISON : 0) |
 				 ((flags & SLAB_RED_ZONE) ? SK_CACHE_RED_ZONE : 0) |
 				 ((flags & SLAB_STORE_USER) ? SK_CACHE_STORE_USER : 0) |
+				 ((flags & SLAB_CONSISTENCY_CHECKS) ? SK_CACHE_CONSISTENCY : 0) |
+				 ((flags & SLAB_TRACE) ? SK_CACHE_TRACE : 0) |
 				 ((flags & SLAB_PANIC) ? SK_CACHE_PANIC : 0),
 		};
 		c = sk_cache_create(&p);

@@ -11,6 +11,7 @@
 #include <slabkit/linux/slab.h>
 
 #include "sk_core.h"
+#include "sk_debug.h"
 #include "sk_trace.h"
 
 static unsigned gfp_to_sk(gfp_t gfp)
@@ -131,6 +132,9 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 		track_block(p, site);
 	if (gfp & __GFP_ZERO) /* the whole block, as ksize() will report it */
 		memset(p, 0, sk_block_size(p, sk_page_of(p)));
+	struct sk_page *pg = sk_page_of(p);
+	if (pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->debug)
+		sk_debug_set_size(pg->owner, p, size); /* and its kmalloc red zone */
 	sk_trace_alloc(SK_TRACE_API_KMALLOC, p, size, 0);
 	return p;
 }
@@ -369,7 +373,19 @@ SK_EXPORT size_t ksize(const void *p)
 	size_t n = sk_block_size(p, pg);
 	if (!n)
 		sk_misuse("ksize: pointer %p is not the start of an allocation", p);
+	else if (pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->debug)
+		/* The caller may now use all n bytes: no kmalloc red zone (as Linux). */
+		sk_debug_set_size(pg->owner, (void *)p, n);
 	return n;
+}
+
+/* The bytes the caller may use: sk_block_size, or for a debug kmalloc
+ * object the size it asked for (the rest is its red zone). */
+static size_t debug_size(const void *p, struct sk_page *pg)
+{
+	if (pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->debug)
+		return sk_debug_size(pg->owner, p);
+	return sk_block_size(p, pg);
 }
 
 SK_EXPORT void kfree_sensitive(const void *p)
@@ -379,7 +395,7 @@ SK_EXPORT void kfree_sensitive(const void *p)
 	struct sk_page *pg = sk_page_of(p);
 	if (!linux_block_ok(p, pg, "kfree_sensitive", true))
 		return;
-	size_t n = sk_block_size(p, pg);
+	size_t n = debug_size(p, pg);
 	if (n) {
 		memset((void *)p, 0, n);
 		__asm__ volatile("" ::"r"(p) : "memory"); /* keep the wipe */
@@ -414,10 +430,16 @@ SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
 			free_block(p, "krealloc");
 			return ZERO_SIZE_PTR;
 		}
-		old = sk_block_size(p, pg);
+		old = debug_size(p, pg);
 		if (!old) {
 			sk_misuse("krealloc: pointer %p is not the start of an allocation", p);
 			return NULL;
+		}
+		if (pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->debug &&
+		    new_size <= ((struct sk_cache *)pg->owner)->object_size) {
+			/* In place: the kmalloc red zone follows the new size. */
+			sk_debug_resize(pg->owner, (void *)p, new_size, flags & __GFP_ZERO);
+			return (void *)p;
 		}
 		if (new_size <= old) {
 			if (flags & __GFP_ZERO)

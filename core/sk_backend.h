@@ -113,6 +113,10 @@ struct sk_backend_ops {
 	void (*tick)(struct sk_cache *c);
 
 	void (*cache_info)(struct sk_cache *c, struct sk_backend_cache_info *out);
+	/* slabkit_validate: check the cache's own metadata (free lists, index
+	 * arrays, bitsets, block headers, per-CPU caches), reporting each
+	 * problem with sk_message; returns how many it found. */
+	uint64_t (*validate)(struct sk_cache *c);
 	/* Set a tunable; 0, -EINVAL.  NULL when the backend has none. */
 	int (*tune)(struct sk_cache *c, const char *key, long value);
 
@@ -159,6 +163,10 @@ static inline void sk_slab_set_first_object(struct sk_page *slab, const void *fi
 	for (uint32_t i = 0; i < slab->npages; i++)
 		slab[i].obj_base = (uint32_t)(uintptr_t)first;
 }
+
+/* ops->free found the object already free or not an object, reported it
+ * (sk_misuse) and dropped it: core takes back the free it counted. */
+void sk_cache_free_refused(struct sk_cache *c);
 
 /* Pages for a heap shared by many caches (SLOB): kind SK_PAGE_HEAP. */
 void *sk_heap_pages_alloc(int node, unsigned order);

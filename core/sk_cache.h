@@ -37,9 +37,9 @@ enum sk_front {
 
 /* Core's cache flags: each front end translates its own spelling to these. */
 #define SK_CACHE_HWCACHE_ALIGN 0x0001u /* align to the cache line (halved while size <= line/2) */
-#define SK_CACHE_POISON        0x0002u /* accepted, not yet checked */
-#define SK_CACHE_RED_ZONE      0x0004u /* accepted, not yet checked */
-#define SK_CACHE_STORE_USER    0x0008u /* record each live object's allocator (sk_track.h) */
+#define SK_CACHE_POISON        0x0002u /* debug P: poison free objects (core/sk_debug.h) */
+#define SK_CACHE_RED_ZONE      0x0004u /* debug Z: red zones around objects */
+#define SK_CACHE_STORE_USER    0x0008u /* debug U: record each live object's allocator (sk_track.h) */
 #define SK_CACHE_PANIC         0x0010u /* creation failure panics */
 #define SK_CACHE_SIZE_CLASS    0x0020u /* a kmalloc or malloc(9) class */
 #define SK_CACHE_ZINIT         0x0040u /* zero a slab's memory when it is created */
@@ -49,6 +49,9 @@ enum sk_front {
 #define SK_CACHE_FIRSTTOUCH    0x0400u /* allocate on the caller's node (the default) */
 #define SK_CACHE_ROUNDROBIN    0x0800u /* spread slabs over nodes */
 #define SK_CACHE_CACHESPREAD   0x1000u /* spread item starts over cache lines */
+#define SK_CACHE_CONSISTENCY   0x2000u /* debug F: live-object table, exact free checks */
+#define SK_CACHE_TRACE         0x4000u /* debug T: a line per allocation and free */
+#define SK_CACHE_FAILSLAB      0x8000u /* debug A: failure injection applies */
 
 /* Flags passed down to backend slow paths. */
 #define SK_ALLOC_WAIT   0x1u  /* the caller may wait (GFP with direct reclaim, M_WAITOK) */

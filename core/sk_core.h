@@ -146,6 +146,11 @@ static sk_always_inline void sk_cache_free(struct sk_cache *c, void *obj, struct
  * the free must be dropped.  For front ends that act before freeing (UMA
  * dtors and limits); sk_cache_free_slow runs it itself. */
 bool sk_cache_free_check(struct sk_cache *c, const void *obj, struct sk_page *pg);
+/* Set when a free is reported and dropped below the front end (by the
+ * backend, sk_cache_free_refused, or the debug layer), so that a front end
+ * that counts frees itself (UMA zones with limits) can clear it before the
+ * free and skip its counts after.  Per thread. */
+extern __thread bool sk_free_refused;
 
 /* What a failed allocation may do before it gives up (docs/api.md):
  *   NONE     GFP_NOWAIT, GFP_ATOMIC, M_NOWAIT: fail at once.

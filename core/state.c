@@ -17,6 +17,7 @@
 #include <slabkit/slabkit.h>
 
 #include "sk_core.h"
+#include "sk_debug.h"
 #include "sk_trace.h"
 
 #ifdef SLABKIT_HAVE_SLAB
@@ -261,7 +262,10 @@ static int create_front_classes(struct sk_cache **caches, int count, const uint3
 		const struct sk_backend_ops *ops = sk_tune_backend(name);
 		if (!ops)
 			ops = front_ops;
-		if (ops == heap_of(front_ops))
+		/* A heap backend (SLOB) serves the class itself, unless the class
+		 * is debugged: then it is a cache of that backend, so that core's
+		 * debug layer sees every block (docs/debug.md). */
+		if (ops == heap_of(front_ops) && !(sk_debug_flags_for(name, 0) & SK_CACHE_DEBUG_ACTIVE))
 			continue;
 		size_t align = front == SK_FRONT_KMALLOC
 				       /* Power-of-two sizes are aligned to their size. */
@@ -400,11 +404,6 @@ static int init_locked(const struct slabkit_config *cfg)
 		return err;
 	if ((err = sk_pcpu_init(env_or(cfg->percpu, "SLABKIT_PERCPU"))) != 0)
 		goto fail_numa;
-	/* SLABKIT_DEBUG with F (consistency checks, as slub_debug=F): malloc(9)
-	 * blocks record their type so that a free with another type is caught.
-	 * Fixed until slabkit_fini: blocks are laid out by it. */
-	const char *debug = getenv("SLABKIT_DEBUG");
-	sk_bsd_type_trailer = debug && strchr(debug, 'F') ? sizeof(void *) : 0;
 
 	pthread_mutex_init(&sk_state.registry_lock, NULL);
 	sk_state.ops = ops;
@@ -421,6 +420,16 @@ static int init_locked(const struct slabkit_config *cfg)
 		goto fail_numa;
 	if ((err = sk_tune_check_backends(sk_state.tune)) != 0)
 		goto fail_numa;
+	/* Before the first cache too: debug letters and injected failures
+	 * are decided when a cache is created. */
+	if ((err = sk_debug_configure(env_or(cfg->debug, "SLABKIT_DEBUG"),
+				      cfg->debug_abort || env_long("SLABKIT_DEBUG_ABORT", 0))) != 0 ||
+	    (err = sk_fail_configure(env_or(cfg->fail_alloc, "SLABKIT_FAIL_ALLOC"))) != 0)
+		goto fail_numa;
+	/* F (consistency checks, as slub_debug=F) on the malloc(9) classes:
+	 * blocks record their type so that a free with another type is caught.
+	 * Fixed until slabkit_fini: blocks are laid out by it. */
+	sk_bsd_type_trailer = (sk_debug_flags_for("malloc-16", 0) & SK_CACHE_CONSISTENCY) ? sizeof(void *) : 0;
 	if ((err = sk_backend_activate(ops)) != 0)
 		goto fail_numa;
 	if ((err = create_class_caches()) != 0) {
@@ -449,6 +458,7 @@ fail_backend:
 	backends_fini();
 fail_numa:
 	sk_track_fini();
+	sk_debug_reset();
 	sk_meta_reset();
 	sk_numa_fini();
 	memset(&sk_state, 0, sizeof(sk_state));
@@ -512,6 +522,7 @@ SK_EXPORT void slabkit_fini(void)
 	sk_track_fini();
 	backends_fini();
 	sk_store(&sk_state.ready, false);
+	sk_debug_reset();
 	sk_meta_reset();
 	sk_numa_fini();
 	pthread_mutex_destroy(&sk_state.registry_lock);
@@ -571,6 +582,11 @@ static unsigned wait_attempts(enum sk_wait_policy policy)
 
 bool sk_wait_for_memory(unsigned attempt, enum sk_wait_policy policy)
 {
+	if (sk_unlikely(sk_fail_injected)) {
+		/* An injected failure is the answer, as failslab's: no retry. */
+		sk_fail_injected = false;
+		return false;
+	}
 	if (attempt >= wait_attempts(policy))
 		return false;
 	if (attempt == 0)

@@ -784,7 +784,10 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 	}
 	if (z->dtor)
 		z->dtor(item, z->size, arg);
+	sk_free_refused = false;
 	item_put(z, item);
+	if (sk_free_refused)
+		return; /* reported below: not a free to count */
 	if (z->own_count) {
 		ck_pr_inc_64(&z->frees);
 		if (!z->max_items)

@@ -240,6 +240,13 @@ static void *slob_cache_alloc(struct sk_cache *c, int node, unsigned flags)
 	return obj;
 }
 
+/* A free of a cache object that is not one (or is already free). */
+static sk_cold void slob_refuse(struct sk_cache *c, const void *obj, const char *what)
+{
+	slob_report("kmem_cache_free", c->name, obj, what);
+	sk_cache_free_refused(c);
+}
+
 static void slob_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
 	enum slob_free_result res;
@@ -247,7 +254,7 @@ static void slob_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
 	/* Core has checked that pg is a page of c. */
 	if (slob_uses_whole_pages(c)) {
 		if (sk_unlikely(obj != sk_page_addr(pg))) {
-			slob_report("kmem_cache_free", c->name, obj, "not the start of an object");
+			slob_refuse(c, obj, "not the start of an object");
 			return;
 		}
 		if (sk_cache_has_fini(c))
@@ -260,14 +267,14 @@ static void slob_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
 	 * split and merge is in whole objects), so this catches any pointer
 	 * into the middle of an object. */
 	if (sk_unlikely(((uintptr_t)obj - (uintptr_t)sk_page_addr(pg)) % c->size)) {
-		slob_report("kmem_cache_free", c->name, obj, "not the start of an object");
+		slob_refuse(c, obj, "not the start of an object");
 		return;
 	}
 	if (sk_cache_has_fini(c))
 		sk_cache_destruct(c, obj);
 	res = slob_pool_free(c->backend, pg, obj, c->size);
 	if (sk_unlikely(res != SLOB_FREED))
-		slob_report("kmem_cache_free", c->name, obj, slob_free_error(res));
+		slob_refuse(c, obj, slob_free_error(res));
 }
 
 static uint64_t slob_shrink(struct sk_cache *c, enum sk_shrink_level level)
@@ -294,7 +301,7 @@ static void slob_fork_lock(struct sk_cache *c, unsigned level, bool lock)
 
 const struct sk_backend_ops sk_slob_ops = {
 	.name = "slob",
-	.caps = SK_CAP_HEAP_KMALLOC,
+	.caps = SK_CAP_HEAP_KMALLOC | SK_CAP_STRIDE,
 	.pcpu_kind = SK_PCPU_NONE,
 	.free_tag = SK_TAG_NONE,
 	.init = slob_init,

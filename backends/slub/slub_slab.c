@@ -377,6 +377,13 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 		}
 		prior = slub_freelist(slab);
 		old = slub_counters(slab);
+		if (sk_unlikely(prior == obj || !old.inuse)) {
+			/* The hardened freelist's check: obj is already free. */
+			sk_misuse("double free of %p to cache %s (it is the first free object of its slab)",
+				  obj, c->name);
+			sk_cache_free_refused(c);
+			return;
+		}
 		slub_set_next(c, obj, prior);
 		new = old;
 		was_frozen = new.frozen;

@@ -55,6 +55,21 @@ struct slabkit_config {
 	 * UMA_ZONE_FIRSTTOUCH / UMA_ZONE_ROUNDROBIN.  docs/numa.md says what
 	 * each backend does under each. */
 	const char *numa_policy;
+	/* Debug checks, in slub_debug's letters (docs/debug.md): F consistency
+	 * (exact double and invalid free), Z red zones, P poisoning, U store
+	 * user, T trace, A failure injection; "FZP" for every cache, or blocks
+	 * "LETTERS,cache,cache" separated by ';' ("ZP,dentry,kmalloc-*").
+	 * NULL: $SLABKIT_DEBUG, else off.  Unknown letters fail slabkit_init. */
+	const char *debug;
+	/* Non-zero: a debug error report ends in the panic hook (abort by
+	 * default) instead of repairing and going on.  0: $SLABKIT_DEBUG_ABORT. */
+	int debug_abort;
+	/* Failure injection (failslab, MALLOC_MAKE_FAILURES): "every=N" or
+	 * "probability=PERCENT", plus optional "wait" (blocking requests fail
+	 * too), "cache=NAME" and "type=NAME" (a malloc(9) type).  Only
+	 * requests that may fail do: never __GFP_NOFAIL or M_WAITOK.  NULL:
+	 * $SLABKIT_FAIL_ALLOC, else off. */
+	const char *fail_alloc;
 };
 
 /*
@@ -198,6 +213,16 @@ void slabkit_report_slabinfo(FILE *out);
 int slabkit_report(FILE *out, const char *format);
 void slabkit_report_vmstat_z(FILE *out);
 void slabkit_report_vmstat_m(FILE *out);
+
+/*
+ * Debugging (docs/debug.md).  slabkit_validate checks every object the
+ * debug layer holds (red zones, poison) and each backend's own metadata,
+ * for one cache or (NULL) all, reports each problem once and returns how
+ * many it found (-ENOENT: no such cache), like `slabinfo -v`.
+ * slabkit_debug_errors: debug error reports since slabkit_init.
+ */
+int slabkit_validate(const char *cache_or_null);
+uint64_t slabkit_debug_errors(void);
 
 /*
  * NUMA.  slabkit numbers the nodes it sees 0..slabkit_nodes()-1 (hwloc's

@@ -53,9 +53,11 @@ typedef unsigned int slab_flags_t;
 #define GFP_DMA32    __GFP_DMA32
 
 /* Cache flags.  See docs/api.md for which are honoured by which release:
- * SLAB_POISON, SLAB_RED_ZONE and SLAB_STORE_USER are accepted and reported
- * but not yet checked (a notice says so once); SLAB_TYPESAFE_BY_RCU is
- * refused with an error until RCU-deferred slab freeing lands. */
+ * SLAB_POISON, SLAB_RED_ZONE, SLAB_CONSISTENCY_CHECKS and SLAB_TRACE turn
+ * on the debug layer for the cache (docs/debug.md); SLAB_STORE_USER is
+ * accepted but call sites are not recorded yet (a notice says so once);
+ * SLAB_TYPESAFE_BY_RCU is refused with an error until RCU-deferred slab
+ * freeing lands. */
 #define SLAB_CONSISTENCY_CHECKS 0x00000100u
 #define SLAB_RED_ZONE           0x00000400u
 #define SLAB_POISON             0x00000800u

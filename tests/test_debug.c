@@ -1,0 +1,461 @@
+/*
+ * The debug layer (docs/debug.md), on every compiled-in backend: each bug
+ * class injected is detected, reported once (one BUG block, one count in
+ * slabkit_debug_errors), repaired, and the process keeps allocating
+ * correctly.  Includes the kernel's lib/slub_kunit.c cases.
+ *
+ * Each test runs its body once per backend, on a fresh slabkit_init with
+ * the debug letters it needs.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <slabkit/freebsd/malloc.h>
+#include <slabkit/freebsd/uma.h>
+#include <slabkit/linux/slab.h>
+#include <slabkit/slabkit.h>
+
+#include "sk_test.h"
+
+MALLOC_DEFINE(M_DBGTEST, "dbgtest", "debug layer tests");
+
+/* Hide where a pointer came from, so that the compiler lets a test write
+ * past the size it asked for (the point of a red-zone test). */
+static unsigned char *launder(void *p)
+{
+	__asm__("" : "+r"(p));
+	return p;
+}
+
+static const char *const all_backends[] = { "slab", "slub", "slob", "uma" };
+
+static bool compiled(const char *b)
+{
+	const char *list = slabkit_backends_compiled();
+	size_t n = strlen(b);
+	for (const char *p = list; (p = strstr(p, b)); p += n)
+		if ((p == list || p[-1] == ',') && (p[n] == 0 || p[n] == ','))
+			return true;
+	return false;
+}
+
+static void init_with(const char *backend, const char *debug, const char *fail)
+{
+	struct slabkit_config cfg = { .backend = backend, .debug = debug, .fail_alloc = fail, .tick_ms = -1 };
+	sk_capture_reset();
+	sk_expect_messages();
+	int rc = sk_fresh_init(&cfg);
+	if (rc)
+		fail_msg("slabkit_init(%s, debug %s) = %d", backend, debug, rc);
+}
+
+/* Run body(backend) for every compiled backend. */
+#define FOR_EACH_BACKEND(body)                                                                   \
+	for (size_t _i = 0; _i < sizeof(all_backends) / sizeof(all_backends[0]); _i++)           \
+		if (compiled(all_backends[_i]))                                                   \
+			body(all_backends[_i])
+
+static unsigned bug_lines(const char *what)
+{
+	return sk_captured("BUG ", what, NULL);
+}
+
+/* Exactly `n` errors since `before`, and `n_what` BUG blocks naming `what`
+ * (one block per error: each is reported once). */
+static void expect_errors_of(uint64_t before, unsigned n, const char *what, unsigned n_what,
+			     const char *backend)
+{
+	uint64_t now = slabkit_debug_errors();
+	if (now - before != n || bug_lines(what) != n_what || bug_lines("") != n) {
+		sk_capture_dump(what);
+		fail_msg("%s: %llu error(s), %u BUG line(s) for \"%s\" (%u in all), expected %u and %u",
+			 backend, (unsigned long long)(now - before), bug_lines(what), what, bug_lines(""), n,
+			 n_what);
+	}
+}
+#define expect_errors(before, n, what, b) expect_errors_of((before), (n), (what), (n), (b))
+
+/* The cache still works: many objects, distinct, writable, freed cleanly. */
+static void still_works(struct kmem_cache *s, size_t size)
+{
+	void *p[200];
+	uint64_t before = slabkit_debug_errors();
+	for (int i = 0; i < 200; i++) {
+		p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(p[i]);
+		memset(p[i], i, size);
+	}
+	for (int i = 0; i < 200; i++)
+		for (int j = i + 1; j < 200; j++)
+			assert_ptr_not_equal(p[i], p[j]);
+	for (int i = 0; i < 200; i++)
+		kmem_cache_free(s, p[i]);
+	assert_int_equal(slabkit_validate(NULL), 0);
+	assert_int_equal(slabkit_debug_errors(), before);
+}
+
+/* --- red zones (slub_kunit test_clobber_zone, test_clobber_redzone_free) --- */
+
+static void clobber_zone(const char *b)
+{
+	init_with(b, "Z,skt_rz", NULL);
+	struct kmem_cache *s = kmem_cache_create("skt_rz", 64, 0, 0, NULL);
+	assert_non_null(s);
+	unsigned char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	assert_non_null(p);
+
+	uint64_t e0 = slabkit_debug_errors();
+	p[64] = 0x12; /* right red zone of a live object */
+	assert_int_equal(slabkit_validate("skt_rz"), 1);
+	expect_errors(e0, 1, "Right Redzone", b);
+	assert_int_equal(slabkit_validate("skt_rz"), 0); /* repaired: reported once */
+
+	p[-1] = 0x34; /* left red zone */
+	assert_int_equal(slabkit_validate(NULL), 1);
+	expect_errors(e0, 2, "Redzone", b);
+	kmem_cache_free(s, p); /* nothing left to report */
+	assert_int_equal(slabkit_debug_errors(), e0 + 2);
+
+	/* Overwritten after free: found by validation while quarantined. */
+	p = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_free(s, p);
+	p[64] = 0x56;
+	assert_int_equal(slabkit_validate("skt_rz"), 1);
+	expect_errors(e0, 3, "Redzone", b);
+
+	/* Overwritten live, found at free. */
+	p = kmem_cache_alloc(s, GFP_KERNEL);
+	p[70] = 0x78;
+	kmem_cache_free(s, p);
+	expect_errors(e0, 4, "Redzone", b);
+	still_works(s, 64);
+	kmem_cache_destroy(s);
+	slabkit_fini();
+}
+
+static void test_red_zones(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(clobber_zone);
+}
+
+/* --- poisoning (test_first_word, test_clobber_50th_byte) --- */
+
+static void clobber_poison(const char *b)
+{
+	init_with(b, "P,skt_poison", NULL);
+	struct kmem_cache *s = kmem_cache_create("skt_poison", 64, 0, 0, NULL);
+	assert_non_null(s);
+	uint64_t e0 = slabkit_debug_errors();
+	static const size_t offsets[] = { 0, 50, 63 };
+	for (unsigned k = 0; k < 3; k++) {
+		unsigned char *p = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(p);
+		kmem_cache_free(s, p);
+		p[offsets[k]] = 0x12; /* use after free */
+		assert_int_equal(slabkit_validate("skt_poison"), 1);
+		assert_int_equal(slabkit_validate("skt_poison"), 0);
+		expect_errors(e0, k + 1, "Poison overwritten", b);
+		assert_int_equal(sk_captured("BUG skt_poison", NULL, NULL), k + 1);
+	}
+	/* Without validation: found when the object leaves the quarantine. */
+	unsigned char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_free(s, p);
+	p[10] = 0x99;
+	kmem_cache_shrink(s);
+	expect_errors(e0, 4, "Poison overwritten", b);
+	still_works(s, 64);
+	kmem_cache_destroy(s);
+	slabkit_fini();
+}
+
+static void test_poison(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(clobber_poison);
+}
+
+/* --- kmalloc red zone (test_kmalloc_redzone_access) --- */
+
+static void kmalloc_zone(const char *b)
+{
+	init_with(b, "Z,kmalloc-*", NULL);
+	uint64_t e0 = slabkit_debug_errors();
+	unsigned char *p = launder(kmalloc(18, GFP_KERNEL));
+	assert_non_null(p);
+	memset(p, 0x11, 18);
+	p[18] = 0xab; /* past the 18 bytes asked for */
+	p[19] = 0xab;
+	assert_int_equal(slabkit_validate(NULL), 1);
+	expect_errors(e0, 1, "kmalloc Redzone", b);
+	sk_assert_reported("offset 18", NULL, NULL);
+	kfree(p);
+	assert_int_equal(slabkit_debug_errors(), e0 + 1);
+	/* ksize hands the whole object to the caller: no red zone any more. */
+	p = kmalloc(18, GFP_KERNEL);
+	size_t n = ksize(p);
+	assert_true(n >= 18);
+	memset(p, 0x22, n);
+	assert_int_equal(slabkit_validate(NULL), 0);
+	kfree(p);
+	assert_int_equal(slabkit_debug_errors(), e0 + 1);
+	slabkit_fini();
+}
+
+static void test_kmalloc_redzone(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(kmalloc_zone);
+}
+
+/* --- krealloc (test_krealloc_redzone_zeroing) --- */
+
+static void krealloc_zeroing(const char *b)
+{
+	init_with(b, "ZP,kmalloc-*", NULL);
+	uint64_t e0 = slabkit_debug_errors();
+	unsigned char *p = kmalloc(48, GFP_KERNEL);
+	assert_non_null(p);
+	memset(p, 0xff, 48);
+	p = launder(krealloc(p, 40, GFP_KERNEL)); /* shrink in place: 40..47 become red zone */
+	assert_non_null(p);
+	for (int i = 40; i < 48; i++)
+		assert_int_equal(p[i], 0xcc);
+	p = krealloc(p, 56, GFP_KERNEL | __GFP_ZERO); /* grow in place: 40..55 zeroed */
+	assert_non_null(p);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(p[i], 0xff);
+	for (int i = 40; i < 56; i++)
+		assert_int_equal(p[i], 0);
+	p = krealloc(p, 112, GFP_KERNEL | __GFP_ZERO); /* moves: data kept */
+	assert_non_null(p);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(p[i], 0xff);
+	for (int i = 40; i < 112; i++)
+		assert_int_equal(p[i], 0);
+	assert_int_equal(slabkit_validate(NULL), 0);
+	kfree(p);
+	assert_int_equal(slabkit_validate(NULL), 0);
+	assert_int_equal(slabkit_debug_errors(), e0);
+	slabkit_fini();
+}
+
+static void test_krealloc_redzone(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(krealloc_zeroing);
+}
+
+/* --- double and invalid frees, on every front end --- */
+
+static void frees(const char *b)
+{
+	init_with(b, "F", NULL);
+	uint64_t e0 = slabkit_debug_errors();
+	struct kmem_cache *s = kmem_cache_create("skt_dfree", 40, 0, 0, NULL);
+	char *p = kmem_cache_alloc(s, GFP_KERNEL), *q = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_free(s, p);
+	kmem_cache_free(s, q);
+	kmem_cache_free(s, p); /* not at any list head: only the live table sees it */
+	expect_errors(e0, 1, "already free", b);
+	void *a = kmem_cache_alloc(s, GFP_KERNEL), *a2 = kmem_cache_alloc(s, GFP_KERNEL);
+	assert_ptr_not_equal(a, a2);
+	kmem_cache_free(s, p + 8);
+	expect_errors_of(e0, 2, "Invalid free", 1, b);
+	kmem_cache_free(s, a);
+	kmem_cache_free(s, a2);
+	still_works(s, 40);
+	kmem_cache_destroy(s);
+
+	char *k = kmalloc(100, GFP_KERNEL);
+	kfree(k);
+	kfree(k);
+	expect_errors_of(e0, 3, "already free", 2, b);
+
+	uma_zone_t z = uma_zcreate("skt_dzone", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	uma_zone_set_max(z, 100);
+	char *i1 = uma_zalloc(z, M_WAITOK);
+	uma_zfree(z, i1);
+	uma_zfree(z, i1);
+	expect_errors_of(e0, 4, "already free", 3, b);
+	assert_int_equal(uma_zone_get_cur(z), 0);
+	i1 = uma_zalloc(z, M_WAITOK);
+	uma_zfree(z, i1 + 16);
+	expect_errors_of(e0, 5, "Invalid free", 2, b);
+	assert_int_equal(uma_zone_get_cur(z), 1);
+	uma_zfree(z, i1);
+	uma_zdestroy(z);
+
+	char *m = bsd_malloc(50, M_DBGTEST, M_WAITOK);
+	bsd_free(m, M_DBGTEST);
+	unsigned p0 = sk_panic_count();
+	sk_expect_panics();
+	bsd_free(m, M_DBGTEST); /* its type word is gone: malloc(9)'s own check */
+	assert_int_equal(sk_panic_count() + slabkit_debug_errors() - e0, p0 + 5 + 1);
+	slabkit_fini();
+}
+
+static void test_double_and_invalid_free(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(frees);
+}
+
+/* --- leaks on destroy (test_leak_destroy) --- */
+
+static void leak_destroy(const char *b)
+{
+	init_with(b, "FZ,skt_leak", NULL);
+	struct kmem_cache *s = kmem_cache_create("skt_leak", 64, 0, 0, NULL);
+	void *p = kmem_cache_alloc(s, GFP_KERNEL);
+	kmem_cache_destroy(s);
+	sk_assert_reported("BUG skt_leak", "Objects remaining", NULL);
+	char pt[32];
+	sk_assert_reported("Object", sk_ptr_text(p, pt), NULL);
+	slabkit_fini();
+}
+
+static void test_leak_destroy(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(leak_destroy);
+}
+
+/* --- every cache at once, under load: no false reports --- */
+
+static void everything_clean(const char *b)
+{
+	init_with(b, "FZP", NULL);
+	void *p[300];
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 300; i++) {
+			p[i] = kmalloc(1 + (size_t)(i * 37) % 3000, GFP_KERNEL);
+			assert_non_null(p[i]);
+			memset(p[i], i, 1 + (size_t)(i * 37) % 3000);
+		}
+		for (int i = 0; i < 300; i += 2)
+			kfree(p[i]);
+		assert_int_equal(slabkit_validate(NULL), 0);
+		for (int i = 1; i < 300; i += 2)
+			kfree(p[i]);
+		void *m = bsd_malloc(300, M_DBGTEST, M_WAITOK | M_ZERO);
+		bsd_free(m, M_DBGTEST);
+	}
+	assert_int_equal(slabkit_validate(NULL), 0);
+	assert_int_equal(slabkit_debug_errors(), 0);
+	slabkit_fini();
+}
+
+static void test_all_caches_clean(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(everything_clean);
+}
+
+/* --- failure injection --- */
+
+static void failures(const char *b)
+{
+	init_with(b, NULL, "every=2,cache=skt_fail");
+	struct kmem_cache *s = kmem_cache_create("skt_fail", 64, 0, 0, NULL);
+	struct kmem_cache *other = kmem_cache_create("skt_nofail", 64, 0, 0, NULL);
+	void *p[40];
+	int failed = 0;
+	for (int i = 0; i < 40; i++)
+		if (!(p[i] = kmem_cache_alloc(s, GFP_NOWAIT | __GFP_NOWARN)))
+			failed++;
+	assert_int_equal(failed, 20);
+	for (int i = 0; i < 40; i++) {
+		if (p[i])
+			kmem_cache_free(s, p[i]);
+		p[i] = NULL;
+	}
+	for (int i = 0; i < 40; i++) { /* blocking and NOFAIL requests never fail */
+		void *x = kmem_cache_alloc(s, i & 1 ? GFP_KERNEL : GFP_ATOMIC | __GFP_NOFAIL);
+		assert_non_null(x);
+		kmem_cache_free(s, x);
+		x = kmem_cache_alloc(other, GFP_NOWAIT);
+		assert_non_null(x);
+		kmem_cache_free(other, x);
+	}
+	kmem_cache_destroy(s);
+	kmem_cache_destroy(other);
+	slabkit_fini();
+
+	/* A malloc(9) type, every third M_NOWAIT request; M_WAITOK never. */
+	init_with(b, NULL, "every=3,type=dbgtest");
+	failed = 0;
+	for (int i = 0; i < 30; i++) {
+		void *m = bsd_malloc(100, M_DBGTEST, M_NOWAIT);
+		failed += !m;
+		bsd_free(m, M_DBGTEST);
+		m = bsd_malloc(100, M_DBGTEST, M_WAITOK);
+		assert_non_null(m);
+		bsd_free(m, M_DBGTEST);
+	}
+	assert_int_equal(failed, 10);
+	slabkit_fini();
+
+	/* "wait": blocking requests fail too; a probability; the A letter. */
+	init_with(b, "A,skt_fa", "probability=50,wait");
+	s = kmem_cache_create("skt_fa", 32, 0, 0, NULL);
+	other = kmem_cache_create("skt_fb", 32, 0, 0, NULL);
+	failed = 0;
+	for (int i = 0; i < 400; i++) {
+		void *x = kmem_cache_alloc(s, GFP_KERNEL | __GFP_NOWARN);
+		failed += !x;
+		if (x)
+			kmem_cache_free(s, x);
+		x = kmem_cache_alloc(other, GFP_KERNEL);
+		assert_non_null(x);
+		kmem_cache_free(other, x);
+	}
+	assert_in_range(failed, 120, 280);
+	kmem_cache_destroy(s);
+	kmem_cache_destroy(other);
+	slabkit_fini();
+}
+
+static void test_failure_injection(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(failures);
+}
+
+static void test_bad_spec(void **state)
+{
+	(void)state;
+	struct slabkit_config cfg = { .debug = "FQ", .tick_ms = -1 };
+	sk_install_hooks();
+	sk_capture_reset();
+	sk_expect_messages();
+	slabkit_fini();
+	assert_int_equal(slabkit_init(&cfg), -EINVAL);
+	sk_assert_reported("unknown letter", NULL, NULL);
+	struct slabkit_config cfg2 = { .fail_alloc = "every=0", .tick_ms = -1 };
+	assert_int_equal(slabkit_init(&cfg2), -EINVAL);
+	sk_assert_reported("SLABKIT_FAIL_ALLOC", NULL, NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_red_zones),
+		cmocka_unit_test(test_poison),
+		cmocka_unit_test(test_kmalloc_redzone),
+		cmocka_unit_test(test_krealloc_redzone),
+		cmocka_unit_test(test_double_and_invalid_free),
+		cmocka_unit_test(test_leak_destroy),
+		cmocka_unit_test(test_all_caches_clean),
+		cmocka_unit_test(test_failure_injection),
+		cmocka_unit_test(test_bad_spec),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
