@@ -3,6 +3,7 @@
  * per measurement, linked against whichever libslabkit.so LD_LIBRARY_PATH
  * names (tools/ab/ab_bench.sh alternates two builds and prints medians).
  * Prints "<workload> <ns per alloc+free pair>" for each workload.
+ * Arguments: [pairs per repetition] [one workload's name].
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -28,6 +29,7 @@ static double now_ns(void)
 static void *volatile sink;
 
 #define TIME_PAIRS(name, alloc, release)                                             \
+	if (!only || !strcmp(only, name))                                            \
 	do {                                                                         \
 		void *v[BATCH];                                                      \
 		double best = 1e30;                                                  \
@@ -55,7 +57,8 @@ static void b_free(void *p) { bsd_free(p, M_AB); }
 
 int main(int argc, char **argv)
 {
-	long iters = argc > 1 ? atol(argv[1]) : 2000000;
+	long iters = argc > 1 ? atol(argv[1]) : 1000000;
+	const char *only = argc > 2 ? argv[2] : NULL; /* one workload (instruction counts) */
 
 	if (slabkit_init(NULL) != 0)
 		return 1;
