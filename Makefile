@@ -14,7 +14,8 @@
 
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
-DEBIAN_PACKAGES := build-essential cmake pkg-config libck-dev libhwloc-dev liburcu-dev libcmocka-dev python3
+DEBIAN_PACKAGES := build-essential cmake pkg-config libck-dev libhwloc-dev liburcu-dev libcmocka-dev \
+  python3 sqlite3 git perl redis-server redis-tools
 # The other mallocs slabkit-bench compares with (LD_PRELOADed; skipped when absent).
 BENCH_PEER_PACKAGES := libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
 # make numa-vm only (the kernel itself is fetched with apt-get download, not installed)

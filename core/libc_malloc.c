@@ -171,7 +171,7 @@ struct large_entry {
 /* Synchronization: large_lock guards the cache; entries are owned by it. */
 static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct large_entry large_cache[LARGE_CACHE_SLOTS];
-static unsigned large_cached;      /* entries in use, oldest first */
+static unsigned large_cached;      /* entries in use, oldest first (also peeked unlocked) */
 static size_t large_cached_pages;
 
 /* The owner word of a cached block's head descriptor: a free() of it is
@@ -196,7 +196,7 @@ static struct large_entry large_take_locked(unsigned i)
 	struct large_entry e = large_cache[i];
 
 	memmove(&large_cache[i], &large_cache[i + 1], (large_cached - i - 1) * sizeof(e));
-	large_cached--;
+	sk_store(&large_cached, large_cached - 1); /* atomic: large_alloc peeks without the lock */
 	large_cached_pages -= e.npages;
 	return e;
 }
@@ -238,7 +238,7 @@ static void *large_alloc(size_t npages, size_t align_pages)
 	void *p = NULL;
 	size_t got = 0;
 
-	if (large_cached) { /* a racy peek: an empty cache costs no lock */
+	if (sk_load(&large_cached)) { /* a racy peek: an empty cache costs no lock */
 		uint64_t now = now_ns();
 		pthread_mutex_lock(&large_lock);
 		large_expire_locked(now, &v);
@@ -294,7 +294,8 @@ static void large_free(void *p, struct sk_page *pg)
 				large_cached_pages + npages > LARGE_CACHE_PAGES))
 		v.e[v.n++] = large_take_locked(0);
 	pg->owner = &large_cached_mark;
-	large_cache[large_cached++] = (struct large_entry){ p, npages, now };
+	large_cache[large_cached] = (struct large_entry){ p, npages, now };
+	sk_store(&large_cached, large_cached + 1);
 	large_cached_pages += npages;
 	pthread_mutex_unlock(&large_lock);
 	large_release_victims(&v);
