@@ -22,12 +22,20 @@ BENCH_PEER_PACKAGES := libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
 NUMA_VM_PACKAGES := qemu-system-x86 busybox-static cpio xz-utils
 BUILD ?= build
 
-.PHONY: run test deps bench-peers build check check-asan check-tsan numa-vm clean
+.PHONY: run test deps bench-peers bench-preload build check check-asan check-tsan numa-vm clean
 
 run: deps bench-peers
 	cmake -S . -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSLABKIT_BUILD_TESTS=OFF
 	cmake --build $(BUILD)-release -j$(JOBS) --target slabkit-bench
 	./$(BUILD)-release/tools/slabkit-bench $(BENCH_ARGS)
+
+# Real programs and workloads under glibc, every backend (libslabkit-preload.so),
+# jemalloc, tcmalloc and mimalloc; the table goes to $(BUILD)-release/preload-bench.md.
+bench-preload: deps bench-peers
+	cmake -S . -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSLABKIT_BUILD_TESTS=OFF
+	cmake --build $(BUILD)-release -j$(JOBS) --target slabkit_preload
+	python3 preload/bench/run.py --preload $(BUILD)-release/libslabkit-preload.so \
+	  --out $(BUILD)-release/preload-bench.md $(PRELOAD_BENCH_ARGS)
 
 test: deps check numa-vm check-asan check-tsan
 	@echo "make test: every suite passed"
