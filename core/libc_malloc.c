@@ -37,6 +37,7 @@
 
 #include "sk_libc.h"
 #include "sk_trace.h"
+#include "sk_track.h"
 
 struct sk_libc_state sk_libc;
 
@@ -325,9 +326,25 @@ static sk_noinline void *enomem(void)
 	return NULL;
 }
 
-static void *class_alloc(struct sk_cache *c, size_t size)
+/* SLABKIT_LEAKS: large blocks are recorded here (class objects by their
+ * cache's slow path), with the caller of malloc as the site. */
+static void track_large(const void *p, const void *site)
 {
-	void *p = sk_cache_alloc(c, 0);
+	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF) && p)
+		sk_track_alloc(p, NULL, SK_TRACK_LARGE, sk_large_size(sk_page_of(p)), site);
+}
+
+static void untrack_large(const void *p)
+{
+	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF))
+		sk_track_free(p);
+}
+
+static void *class_alloc(struct sk_cache *c, size_t size, const void *site)
+{
+	void *p = sk_pcpu_pop(c);
+	if (!p)
+		p = sk_cache_alloc_slow(c, SK_NODE_ANY, 0, site);
 	if (sk_unlikely(!p))
 		return enomem();
 	sk_libc_count_requested(c, size);
@@ -349,33 +366,34 @@ static sk_always_inline bool libc_ready(void)
 }
 
 /* The slow path of malloc without its trace record (realloc records once). */
-static void *alloc_untraced(size_t size)
+static void *alloc_untraced(size_t size, const void *site)
 {
 	if (sk_unlikely(!libc_ready()))
 		return libc_initialising ? boot_alloc(size, 16) : enomem();
 	if (size == 0)
 		size = 1; /* a unique pointer, as glibc gives */
 	if (size <= SK_LIBC_MAX_CACHE_SIZE)
-		return class_alloc(sk_libc.classes[sk_libc_index(size)], size);
+		return class_alloc(sk_libc.classes[sk_libc_index(size)], size, site);
 	if (size > SK_LIBC_MAX_SIZE)
 		return enomem();
 	void *p = large_alloc(pages_for(size), 1);
 	if (!p)
 		return enomem();
 	ck_pr_add_64(&sk_state.large.bytes_requested, size);
+	track_large(p, site);
 	return p;
 }
 
-void *sk_libc_alloc_slow(size_t size)
+void *sk_libc_alloc_slow(size_t size, const void *site)
 {
-	void *p = alloc_untraced(size);
+	void *p = alloc_untraced(size, site);
 	if (!libc_initialising) /* bootstrap blocks are not slabkit's to replay */
 		sk_trace_alloc(SK_TRACE_API_LIBC, p, size, 0);
 	return p;
 }
 
 /* malloc for realloc: the fast path, else the slow one, never recorded. */
-static sk_always_inline void *alloc_inner(size_t size)
+static sk_always_inline void *alloc_inner(size_t size, const void *site)
 {
 	if (sk_likely(size - 1 < SK_LIBC_MAX_CACHE_SIZE)) {
 		struct sk_cache *c = sk_libc.classes[sk_libc_index(size)];
@@ -387,29 +405,29 @@ static sk_always_inline void *alloc_inner(size_t size)
 			}
 		}
 	}
-	return alloc_untraced(size);
+	return alloc_untraced(size, site);
 }
 
-void *sk_libc_calloc(size_t n, size_t size)
+void *sk_libc_calloc(size_t n, size_t size, const void *site)
 {
 	size_t bytes;
 
 	if (__builtin_mul_overflow(n, size, &bytes))
 		return enomem();
-	void *p = sk_libc_alloc(bytes);
+	void *p = sk_libc_alloc_at(bytes, site);
 	if (p)
 		memset(p, 0, bytes);
 	return p;
 }
 
-static void *memalign_untraced(size_t align, size_t size)
+static void *memalign_untraced(size_t align, size_t size, const void *site)
 {
 	if (!SK_IS_POW2(align)) {
 		errno = EINVAL;
 		return NULL;
 	}
 	if (align <= 16)
-		return alloc_inner(size);
+		return alloc_inner(size, site);
 	if (sk_unlikely(!libc_ready()))
 		return libc_initialising ? boot_alloc(size, align) : enomem();
 	if (size == 0)
@@ -420,18 +438,19 @@ static void *memalign_untraced(size_t align, size_t size)
 		/* The power-of-two class of max(size, align), aligned to its size. */
 		size_t s = SK_MAX(align, size);
 		unsigned bits = 64 - (unsigned)__builtin_clzll((unsigned long long)(s - 1)); /* 2^bits >= s */
-		return class_alloc(sk_libc.aligned[SK_MAX(bits, 5u) - 5], size);
+		return class_alloc(sk_libc.aligned[SK_MAX(bits, 5u) - 5], size, site);
 	}
 	void *p = large_alloc(pages_for(size), SK_MAX(align >> SK_PAGE_SHIFT, (size_t)1));
 	if (!p)
 		return enomem();
 	ck_pr_add_64(&sk_state.large.bytes_requested, size);
+	track_large(p, site);
 	return p;
 }
 
-void *sk_libc_memalign(size_t align, size_t size)
+void *sk_libc_memalign(size_t align, size_t size, const void *site)
 {
-	void *p = memalign_untraced(align, size);
+	void *p = memalign_untraced(align, size, site);
 	if (!libc_initialising)
 		sk_trace_alloc(SK_TRACE_API_LIBC, p, size, align);
 	return p;
@@ -476,6 +495,7 @@ static void free_slow(void *p, bool trace)
 		}
 		if (trace)
 			sk_trace_free(SK_TRACE_API_LIBC, p);
+		untrack_large(p);
 		large_free(p, pg);
 		return;
 	case SK_PAGE_HEAP:
@@ -528,7 +548,7 @@ size_t sk_libc_usable_size(const void *p)
 
 /* A large block resized to new_size (> SK_LIBC_MAX_CACHE_SIZE): in place
  * when it shrinks or the pages after it are free, else by moving its pages. */
-static void *large_realloc(void *p, struct sk_page *pg, size_t new_size)
+static void *large_realloc(void *p, struct sk_page *pg, size_t new_size, const void *site)
 {
 	size_t old_np = pg->npages, new_np = pages_for(new_size);
 
@@ -536,11 +556,15 @@ static void *large_realloc(void *p, struct sk_page *pg, size_t new_size)
 		if (new_np < old_np) {
 			sk_pages_trim(p, new_np);
 			large_count_pages(-(int64_t)(old_np - new_np));
+			untrack_large(p);
+			track_large(p, site);
 		}
 		return p;
 	}
 	if (sk_pages_grow(p, new_np)) {
 		large_count_pages((int64_t)(new_np - old_np));
+		untrack_large(p);
+		track_large(p, site);
 		return p;
 	}
 	void *q = large_alloc(new_np, 1);
@@ -550,16 +574,18 @@ static void *large_realloc(void *p, struct sk_page *pg, size_t new_size)
 		memcpy(q, p, old_np << SK_PAGE_SHIFT);
 	ck_pr_inc_64(&sk_state.large.frees);
 	/* Moved pages leave fresh zero pages behind: nothing worth caching. */
+	untrack_large(p);
 	large_release(p, old_np);
+	track_large(q, site);
 	return q;
 }
 
-static void *realloc_untraced(void *p, size_t size)
+static void *realloc_untraced(void *p, size_t size, const void *site)
 {
 	if (size > SK_LIBC_MAX_SIZE)
 		return enomem();
 	if (sk_unlikely(in_boot_heap(p))) { /* out of the bootstrap heap, for good */
-		void *q = alloc_inner(size);
+		void *q = alloc_inner(size, site);
 		if (q)
 			memcpy(q, p, SK_MIN(size, boot_size(p)));
 		return q;
@@ -569,12 +595,12 @@ static void *realloc_untraced(void *p, size_t size)
 	if (!old)
 		return NULL; /* reported */
 	if (pg->kind == SK_PAGE_LARGE && size > SK_LIBC_MAX_CACHE_SIZE)
-		return large_realloc(p, pg, size);
+		return large_realloc(p, pg, size, site);
 	/* A class block stays while the new size fits and uses more than half
 	 * of it; so does a large block asked to grow by nothing. */
 	if (size <= old && (size > old / 2 || old <= 16))
 		return p;
-	void *q = alloc_inner(size);
+	void *q = alloc_inner(size, site);
 	if (!q)
 		return NULL; /* errno set; p untouched */
 	memcpy(q, p, SK_MIN(old, size));
@@ -582,15 +608,15 @@ static void *realloc_untraced(void *p, size_t size)
 	return q;
 }
 
-void *sk_libc_realloc(void *p, size_t size)
+void *sk_libc_realloc(void *p, size_t size, const void *site)
 {
 	if (!p)
-		return sk_libc_alloc(size);
+		return sk_libc_alloc_at(size, site);
 	if (size == 0) { /* glibc: realloc(p, 0) frees p and returns NULL */
 		sk_libc_free(p);
 		return NULL;
 	}
-	void *q = realloc_untraced(p, size);
+	void *q = realloc_untraced(p, size, site);
 	sk_trace_realloc(SK_TRACE_API_LIBC, p, q, size);
 	return q;
 }

@@ -23,6 +23,7 @@
 #include <stddef.h>
 
 #include "sk_core.h"
+#include "sk_track.h"
 
 #pragma GCC visibility push(hidden)
 
@@ -41,12 +42,14 @@ extern struct sk_libc_state sk_libc;
  * thread-safe.  0, or -errno with the reason printed. */
 int sk_libc_init(void);
 
-void *sk_libc_alloc_slow(size_t size);
+/* `site`: the caller of malloc (SLABKIT_LEAKS reports it); SK_CALLER()
+ * in the public entry point. */
+void *sk_libc_alloc_slow(size_t size, const void *site);
 void sk_libc_free_slow(void *p);
-void *sk_libc_calloc(size_t n, size_t size);
-void *sk_libc_realloc(void *p, size_t size);
+void *sk_libc_calloc(size_t n, size_t size, const void *site);
+void *sk_libc_realloc(void *p, size_t size, const void *site);
 /* align: any value (checked here: a power of two, else EINVAL). */
-void *sk_libc_memalign(size_t align, size_t size);
+void *sk_libc_memalign(size_t align, size_t size, const void *site);
 size_t sk_libc_usable_size(const void *p);
 /* malloc_trim: drain every cache, drop the cached large blocks, give free
  * pages back to the OS.  Returns 1 (memory may have been released). */
@@ -69,7 +72,7 @@ static sk_always_inline void sk_libc_count_requested(struct sk_cache *c, size_t 
 }
 
 /* malloc: a libc class from this CPU's slot, else the slow path. */
-static sk_always_inline void *sk_libc_alloc(size_t size)
+static sk_always_inline void *sk_libc_alloc_at(size_t size, const void *site)
 {
 	if (sk_likely(size - 1 < SK_LIBC_MAX_CACHE_SIZE)) {
 		struct sk_cache *c = sk_libc.classes[sk_libc_index(size)];
@@ -81,8 +84,11 @@ static sk_always_inline void *sk_libc_alloc(size_t size)
 			}
 		}
 	}
-	return sk_libc_alloc_slow(size);
+	return sk_libc_alloc_slow(size, site);
 }
+
+/* Inlined into the public malloc, SK_CALLER() is malloc's caller. */
+#define sk_libc_alloc(size) sk_libc_alloc_at((size), SK_CALLER())
 
 /* free: back onto this CPU's slot when it takes it, else the slow path
  * (NULL, other CPUs' slabs, large blocks, misuse). */

@@ -54,12 +54,12 @@ SK_EXPORT void free(void *p)
 
 SK_EXPORT void *calloc(size_t n, size_t size)
 {
-	return sk_libc_calloc(n, size);
+	return sk_libc_calloc(n, size, SK_CALLER());
 }
 
 SK_EXPORT void *realloc(void *p, size_t size)
 {
-	return sk_libc_realloc(p, size);
+	return sk_libc_realloc(p, size, SK_CALLER());
 }
 
 SK_EXPORT void *reallocarray(void *p, size_t n, size_t size)
@@ -70,7 +70,7 @@ SK_EXPORT void *reallocarray(void *p, size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return sk_libc_realloc(p, bytes);
+	return sk_libc_realloc(p, bytes, SK_CALLER());
 }
 
 SK_EXPORT int posix_memalign(void **out, size_t align, size_t size)
@@ -79,7 +79,7 @@ SK_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 	if (!SK_IS_POW2(align) || align % sizeof(void *) != 0)
 		return EINVAL;
-	void *p = sk_libc_memalign(align, size);
+	void *p = sk_libc_memalign(align, size, SK_CALLER());
 	if (!p) {
 		int err = errno;
 		errno = saved;
@@ -92,17 +92,17 @@ SK_EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 SK_EXPORT void *aligned_alloc(size_t align, size_t size)
 {
-	return sk_libc_memalign(align, size);
+	return sk_libc_memalign(align, size, SK_CALLER());
 }
 
 SK_EXPORT void *memalign(size_t align, size_t size)
 {
-	return sk_libc_memalign(align, size);
+	return sk_libc_memalign(align, size, SK_CALLER());
 }
 
 SK_EXPORT void *valloc(size_t size)
 {
-	return sk_libc_memalign(SK_PAGE_SIZE, size);
+	return sk_libc_memalign(SK_PAGE_SIZE, size, SK_CALLER());
 }
 
 SK_EXPORT void *pvalloc(size_t size)
@@ -113,7 +113,7 @@ SK_EXPORT void *pvalloc(size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return sk_libc_memalign(SK_PAGE_SIZE, rounded);
+	return sk_libc_memalign(SK_PAGE_SIZE, rounded, SK_CALLER());
 }
 
 SK_EXPORT size_t malloc_usable_size(void *p)

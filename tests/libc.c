@@ -23,6 +23,11 @@
 #include "core/sk_libc.h"
 #include "sk_test.h"
 
+/* The tests call the front end directly; the site (SLABKIT_LEAKS) is theirs. */
+#define sk_libc_calloc(n, size) (sk_libc_calloc)((n), (size), SK_CALLER())
+#define sk_libc_realloc(p, size) (sk_libc_realloc)((p), (size), SK_CALLER())
+#define sk_libc_memalign(align, size) (sk_libc_memalign)((align), (size), SK_CALLER())
+
 static void fill(unsigned char *p, size_t n, unsigned seed)
 {
 	for (size_t i = 0; i < n; i++)

@@ -267,8 +267,54 @@ static void test_foreign_free_reported(void **state)
 	assert_non_null(strstr(buf, ptr));
 }
 
-int main(void)
+/* SLABKIT_LEAKS=1 and SLABKIT_STATS=slabinfo under the preload: a child
+ * (this program again, in "leak" mode) leaks two blocks; at exit the leak
+ * report names this program's call sites, and the slabinfo report shows
+ * the libc classes. */
+static void leak_mode(void)
 {
+	for (int i = 0; i < 5; i++) {
+		char *volatile p = malloc(100);
+		p[0] = 1;
+	}
+	char *volatile big = malloc(300000);
+	big[0] = 1;
+	exit(0);
+}
+
+static void test_leaks_and_stats_at_exit(void **state)
+{
+	(void)state;
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t c = fork();
+	if (c == 0) {
+		dup2(fds[1], 2);
+		setenv("SLABKIT_LEAKS", "1", 1);
+		setenv("SLABKIT_STATS", "slabinfo", 1);
+		execl("/proc/self/exe", "preload_check", "leak", (char *)NULL);
+		_exit(127);
+	}
+	close(fds[1]);
+	static char buf[65536];
+	size_t got = 0;
+	ssize_t n;
+	while (got < sizeof(buf) - 1 && (n = read(fds[0], buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = 0;
+	close(fds[0]);
+	int st;
+	waitpid(c, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_non_null(strstr(buf, "leaks in the process at exit: 6 objects"));
+	assert_non_null(strstr(buf, "allocated at preload_check+"));
+	assert_non_null(strstr(buf, "libc-112"));
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "leak"))
+		leak_mode();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_malloc_is_slabkit),
 		cmocka_unit_test(test_errno_rules),
@@ -277,6 +323,7 @@ int main(void)
 		cmocka_unit_test(test_threads_come_and_go),
 		cmocka_unit_test(test_fork_while_threads_allocate),
 		cmocka_unit_test(test_foreign_free_reported),
+		cmocka_unit_test(test_leaks_and_stats_at_exit),
 	};
 	return cmocka_run_group_tests_name("preload", tests, NULL, NULL);
 }
