@@ -536,9 +536,9 @@ static void html_text(FILE *f, const char *s)
 static void svg_legend(FILE *f, const struct run *run, double x, double y)
 {
 	for (int a = 0; a < run->nallocs; a++) {
-		fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"12\" fill=\"%s\"/>", x + a * 95.0, y,
+		fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"12\" height=\"12\" fill=\"%s\"/>", x + a * 84.0, y,
 			color_of(a));
-		fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"12\">", x + a * 95.0 + 16, y + 11);
+		fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"12\">", x + a * 84.0 + 16, y + 11);
 		html_text(f, run->allocs[a].name);
 		fputs("</text>", f);
 	}
@@ -609,7 +609,7 @@ static void chart_speed(FILE *f, const struct run *run, bool (*pick)(const struc
 static void chart_lines(FILE *f, const struct run *run, const int *wl, const double *xs, int n, bool logx,
 			bool mops, const char *xlabel, const char *ylabel)
 {
-	double W = 640, H = 300, L = 60, B = 40, T = 30, R = 20, ymax = 0;
+	double W = 720, H = 300, L = 60, B = 40, T = 30, R = 20, ymax = 0;
 	double xmin = logx ? log10(xs[0]) : xs[0], xmax = logx ? log10(xs[n - 1]) : xs[n - 1];
 
 	if (xmax <= xmin)
@@ -634,8 +634,15 @@ static void chart_lines(FILE *f, const struct run *run, const int *wl, const dou
 	for (int i = 0; i < n; i++) {
 		double x = L + (W - L - R) * ((logx ? log10(xs[i]) : xs[i]) - xmin) / (xmax - xmin);
 
-		fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%g</text>", x, H - B + 14,
-			xs[i]);
+		if (xs[i] >= 1e6)
+			fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%gM</text>", x,
+				H - B + 14, xs[i] / 1e6);
+		else if (xs[i] >= 1e3)
+			fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%gk</text>", x,
+				H - B + 14, xs[i] / 1e3);
+		else
+			fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"10\" text-anchor=\"middle\">%g</text>", x,
+				H - B + 14, xs[i]);
 	}
 	fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" font-size=\"11\" text-anchor=\"middle\">", (L + W - R) / 2, H - 8);
 	html_text(f, xlabel);
@@ -667,7 +674,7 @@ static void chart_lines(FILE *f, const struct run *run, const int *wl, const dou
  * with the live bytes dashed. */
 static void chart_memory(FILE *f, const struct run *run, int w)
 {
-	double W = 640, H = 300, L = 60, B = 40, T = 30, R = 20, ymax = 0;
+	double W = 720, H = 300, L = 60, B = 40, T = 30, R = 20, ymax = 0;
 	int npoints = 0, live_from = -1;
 
 	for (int a = 0; a < run->nallocs; a++) {
@@ -715,7 +722,7 @@ static void chart_memory(FILE *f, const struct run *run, int w)
 /* Grouped vertical bars of held/live for the memory workloads. */
 static void chart_footprint(FILE *f, const struct run *run, const int *wl, int n)
 {
-	double W = 640, H = 300, L = 60, B = 40, T = 30, ymax = 1.0;
+	double W = 720, H = 300, L = 60, B = 40, T = 30, ymax = 1.0;
 	double group = (W - L - 20) / (n ? n : 1), bw = group * 0.8 / run->nallocs;
 
 	for (int i = 0; i < n; i++)
