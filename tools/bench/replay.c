@@ -336,6 +336,9 @@ int trace_summarize(const char *path, struct trace_summary *out, char *err, size
 static struct plan plan;
 static void **slots;
 static uint64_t *slot_bytes;
+/* The largest live bytes at a memory sample: held/live compares the two at
+ * the same instants (the trace's own peak may fall between samples). */
+static double sampled_live_max;
 static struct kmem_cache *caches[MAX_CACHES];
 
 void replay_prepare(const struct child_params *p)
@@ -406,7 +409,9 @@ static uint64_t replay_pass(bool sk, uint64_t sample_every, uint64_t rss_before,
 			p = do_alloc(sk, o);
 			if (bench_unlikely(!p))
 				bench_die("replay: allocation of %llu bytes failed", (unsigned long long)o->size);
-			if (o->size >= sizeof(uintptr_t))
+			if (sample_every) /* the memory pass writes every byte, as a program would */
+				memset(p, 0x5a, (size_t)o->size);
+			else if (o->size >= sizeof(uintptr_t))
 				*(uintptr_t *)p = i;
 			slots[o->slot] = p;
 			slot_bytes[o->slot] = o->size;
@@ -425,8 +430,11 @@ static uint64_t replay_pass(bool sk, uint64_t sample_every, uint64_t rss_before,
 				bench_die("replay: realloc to %llu bytes failed", (unsigned long long)o->size);
 			slots[o->slot] = NULL;
 			slots[o->slot2] = p;
-			if (sample_every)
+			if (sample_every) {
+				if (o->size > slot_bytes[o->slot])
+					memset((char *)p + slot_bytes[o->slot], 0x5a, (size_t)(o->size - slot_bytes[o->slot]));
 				live += (double)o->size - (double)slot_bytes[o->slot];
+			}
 			slot_bytes[o->slot2] = o->size;
 			break;
 		}
@@ -435,6 +443,7 @@ static uint64_t replay_pass(bool sk, uint64_t sample_every, uint64_t rss_before,
 			double held = (double)(rss > rss_before ? rss - rss_before : 0);
 
 			*max_held = BENCH_MAX(*max_held, held);
+			sampled_live_max = BENCH_MAX(sampled_live_max, live);
 			printf("point %.3f %.0f %.0f\n", (double)(bench_now_ns() - start) / 1e6, held, live);
 		}
 	}
@@ -484,10 +493,10 @@ int replay_run(const struct child_params *p, uint64_t rss_before)
 	if (sk) {
 		slabkit_stats(&st);
 		printf("mem %.0f %.0f %.0f %llu %llu\n", (double)bench_peak_rss(), max_held,
-		       (double)plan.peak_live_bytes, (unsigned long long)st.slabs,
+		       sampled_live_max, (unsigned long long)st.slabs,
 		       (unsigned long long)(st.slab_pages + st.large_pages));
 	} else {
-		printf("mem %.0f %.0f %.0f -1 -1\n", (double)bench_peak_rss(), max_held, (double)plan.peak_live_bytes);
+		printf("mem %.0f %.0f %.0f -1 -1\n", (double)bench_peak_rss(), max_held, sampled_live_max);
 	}
 	release_all(sk);
 
