@@ -561,6 +561,12 @@ static void test_memory_returned(void **state)
 	}
 	printf("numa_nodes: backend=%s RSS %.1f MiB before, %.1f MiB with the live set, %.1f MiB after\n",
 	       slabkit_backend(), rss0 / 1048576.0, rss_peak / 1048576.0, rss1 / 1048576.0);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	/* Sanitizer shadow memory stays resident after madvise: only the
+	 * provider's committed figures above are checked. */
+	printf("numa_nodes: RSS check skipped under a sanitizer (its shadow memory)\n");
+	rss1 = rss0;
+#endif
 	if (rss1 > rss0 + (rss_peak - rss0) / 10 + ((uint64_t)4 << 20))
 		fail_msg("RSS %llu after, %llu before, %llu at the peak", (unsigned long long)rss1,
 			 (unsigned long long)rss0, (unsigned long long)rss_peak);
