@@ -622,7 +622,7 @@ SK_EXPORT void kmem_cache_free(struct kmem_cache *s, void *obj)
 {
 	struct sk_cache *c = (struct sk_cache *)s;
 
-	/* Fast: this CPU's slot takes the object back.  A SLUB slot takes only
+	/* Fast: this CPU's slot takes the object back.  A list slot takes only
 	 * objects of its active slab, which belongs to c, so its tag check
 	 * stands for the owner check; anything else is checked in full below. */
 	if (sk_likely(c && sk_addr_in_arena(obj))) {

@@ -55,7 +55,7 @@ extern long sk_rseq_offset;
  */
 enum sk_fast {
 	SK_FAST_NONE = 0,          /* no per-CPU slots */
-	SK_FAST_RSEQ_LIST_SLAB,    /* SLUB: list slots, tag = slab descriptor */
+	SK_FAST_RSEQ_LIST_SLAB,    /* list slots, tag = slab descriptor (SLUB before sheaves) */
 	SK_FAST_RSEQ_ARRAY_NODE,   /* SLAB, UMA: array slots, tag = node + 1 */
 	SK_FAST_LOCKED,            /* lock mode, or any other combination */
 	SK_FAST_TRACKED,           /* allocation tracking: every call takes the slow path (sk_track.h) */
@@ -376,7 +376,7 @@ static sk_always_inline bool sk_pcpu_push_rseq(struct sk_cache *c, void *obj, co
 
 /* The same for a free whose caller holds the object's own page descriptor
  * (any page of its slab: each names the cache and the node) rather than
- * its block's head: the head is loaded only for SLUB's slab tag. */
+ * its block's head: the head is loaded only for a list slot's slab tag. */
 static sk_always_inline bool sk_pcpu_push_rseq_page(struct sk_cache *c, void *obj, const struct sk_page *raw)
 {
 	unsigned fast = c->fast;

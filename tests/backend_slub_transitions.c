@@ -328,6 +328,7 @@ static void test_remote_free_to_owner(void **state)
 	assert_non_null(s);
 	/* Frees go straight to the node list and empty slabs stay there, so
 	 * every slab can be looked at afterwards. */
+	assert_int_equal(slabkit_cache_tune("slub_remote", "sheaf_capacity", 0), 0); /* the slabs behind */
 	assert_int_equal(slabkit_cache_tune("slub_remote", "cpu_partial", 0), 0);
 	assert_int_equal(slabkit_cache_tune("slub_remote", "min_partial", 1000), 0);
 	unsigned per_slab = inspect(s).objects;
@@ -408,6 +409,7 @@ static void test_cpu_partial_spills_to_node(void **state)
 		skip();
 	struct kmem_cache *s = kmem_cache_create("slub_cpupartial", 512, 0, 0, NULL);
 	assert_non_null(s);
+	assert_int_equal(slabkit_cache_tune("slub_cpupartial", "sheaf_capacity", 0), 0);
 	struct slub_inspect in = inspect(s);
 	struct partial_walk w = { s, NULL, in.objects, in.cpu_partial_slabs, 0, 0 };
 	assert_true(w.limit >= 2);
@@ -462,6 +464,7 @@ static void test_empty_slabs_released(void **state)
 	(void)state;
 	struct kmem_cache *s = kmem_cache_create("slub_release", 128, 0, 0, NULL);
 	assert_non_null(s);
+	assert_int_equal(slabkit_cache_tune("slub_release", "sheaf_capacity", 0), 0);
 	struct slub_inspect in = inspect(s);
 	size_t n = 64 * (size_t)in.objects;
 	void **objs = calloc(n, sizeof(*objs));
@@ -507,6 +510,7 @@ static void test_trim_and_sort(void **state)
 	assert_non_null(s);
 	assert_int_equal(slabkit_cache_tune("slub_trim", "min_partial", 1000), 0);
 	assert_int_equal(slabkit_cache_tune("slub_trim", "cpu_partial", 0), 0);
+	assert_int_equal(slabkit_cache_tune("slub_trim", "sheaf_capacity", 0), 0);
 	unsigned per = inspect(s).objects;
 	size_t slabs = 12, n = slabs * per;
 	void **objs = calloc(n, sizeof(*objs));
@@ -816,6 +820,54 @@ static void test_fallback_order(void **state)
 	shrink_and_destroy(s, "slub_fallback");
 }
 
+/* --- sheaves: frees in any order stay per CPU --- */
+
+/* Frees of objects of many slabs, in any order, go into the CPU's sheaf
+ * and touch no slab; sheaf_capacity 0 gives them back to their slabs. */
+static void test_sheaf_random_frees(void **state)
+{
+	(void)state;
+	struct kmem_cache *s = kmem_cache_create("slub_sheaf", 64, 0, 0, NULL);
+	assert_non_null(s);
+	unsigned per = inspect(s).objects;
+	size_t n = 8 * (size_t)per, freed = 20;
+	void **objs = calloc(n, sizeof(*objs));
+	assert_non_null(objs);
+
+	pin_main_first();
+	alloc_n(s, objs, n);
+	struct slub_inspect before = inspect(s);
+	/* One object of each slab in turn, and back to front. */
+	for (size_t i = 0; i < freed; i++) {
+		size_t k = n - 1 - (i % 8) * per - i / 8;
+		kmem_cache_free(s, objs[k]);
+		objs[k] = NULL;
+	}
+	struct slub_inspect in = inspect(s);
+	assert_int_equal(in.cpu_free, before.cpu_free + freed);
+	assert_int_equal(in.cpu_partial_held, before.cpu_partial_held);
+	for (unsigned i = 0; i < slabkit_nodes(); i++)
+		assert_int_equal(in.node_partial[i], before.node_partial[i]);
+
+	/* No sheaf: back to the slabs, which are partial now. */
+	assert_int_equal(slabkit_cache_tune("slub_sheaf", "sheaf_capacity", 0), 0);
+	in = inspect(s);
+	assert_true(in.cpu_free < before.cpu_free + freed);
+	uint64_t partial = in.cpu_partial_held;
+	for (unsigned i = 0; i < slabkit_nodes(); i++)
+		partial += in.node_partial[i];
+	assert_true(partial > before.cpu_partial_held);
+	assert_int_equal(sk_info("slub_sheaf").in_use, n - freed);
+	assert_int_equal(slabkit_cache_tune("slub_sheaf", "sheaf_capacity", 100000), -EINVAL);
+
+	for (size_t i = 0; i < n; i++)
+		if (objs[i])
+			kmem_cache_free(s, objs[i]);
+	unpin_main();
+	free(objs);
+	shrink_and_destroy(s, "slub_sheaf");
+}
+
 int main(void)
 {
 	sk_apply_test_filter();
@@ -830,6 +882,7 @@ int main(void)
 		SK_TEST(test_uma_init_fini),
 		SK_TEST(test_uma_zone_flags),
 		SK_TEST(test_fallback_order),
+		SK_TEST(test_sheaf_random_frees),
 	};
 	return cmocka_run_group_tests_name("slub_transitions", tests, sk_group_setup,
 					   sk_group_teardown);

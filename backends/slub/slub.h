@@ -1,7 +1,15 @@
 /*
  * SLUB's private interface, shared by the files of backends/slub/ only.
  *
- * The backend follows Linux mm/slub.c as it was before sheaves (6.8 - 6.17):
+ * The backend follows Linux mm/slub.c (6.8 - 6.17), with per-CPU sheaves in
+ * front of it as Linux 6.18 has them: core's per-CPU slot is an array of
+ * free objects of any slab of the cache (the sheaf), so that frees in any
+ * order stay on the fast path.  Behind the sheaf everything is SLUB: the
+ * free list lives inside free objects, slabs own their free lists, a CPU
+ * slab with its CPU freelist refills the sheaf, full sheaves flush back to
+ * the slabs (the CPU slab's freelist, or __slab_free), per-CPU and node
+ * partial lists, empty slabs freed eagerly.  docs/slub.md has the why and
+ * the figures.
  *
  *   slub_slab.c   the slab state machine: {freelist, counters} cmpxchg
  *                 transitions (freeze, unfreeze, __slab_free), node partial
@@ -21,9 +29,11 @@
  *                               (sk_load/sk_store: read under list_lock
  *                               while an adopting CPU may clear it)
  *                               with SLUB_ON_NODE_PARTIAL; 0 off that list
- *   core's slot           top: the CPU freelist of the active slab
- *                         tag: the active slab (0: none)
- *   slot extra area       struct slub_cpu: the per-CPU partial list
+ *   core's slot           entries/top: the sheaf (objects of any slab)
+ *                         tag: the slot's node + 1 (frees of that node enter)
+ *   slot extra area       struct slub_cpu: the CPU slab and its CPU
+ *                         freelist, the per-CPU partial list, the sheaf's
+ *                         storage
  *   per cache             struct slub_cache (c->backend), one struct
  *                         slub_node per NUMA node inside it
  *
@@ -75,12 +85,16 @@ union slub_counters {
 };
 _Static_assert(sizeof(union slub_counters) == 8, "counters fit one word");
 
-/* The per-CPU partial list, in each slot's extra area.
- * Synchronization: the slot lock. */
+/* The per-CPU state, in each slot's extra area.
+ * Synchronization: the slot lock (reports read active and nr_partial
+ * racily: both written with sk_store). */
 struct slub_cpu {
+	struct sk_page *active;    /* the CPU slab (frozen), NULL: none */
+	void *freelist;            /* its CPU freelist */
 	struct sk_page *partial;   /* unfrozen slabs with free objects, linked through bk[2] */
-	uint32_t nr_partial;       /* slabs on it (written with sk_store: reports read it racily) */
+	uint32_t nr_partial;       /* slabs on it */
 	uint32_t unused;
+	void *sheaf[];             /* the slot's entries: slub_cache.sheaf_capacity of them */
 };
 
 /* One NUMA node's partial slabs. */
@@ -103,6 +117,8 @@ struct slub_cache {
 	uint32_t cpu_partial;             /* objects per CPU partial list (sysfs cpu_partial) */
 	uint32_t cpu_partial_slabs;       /* the list's limit in slabs, derived from cpu_partial */
 	uint32_t nr_nodes;
+	uint32_t sheaf_room;              /* entries each slot's extra area has room for */
+	uint32_t sheaf_capacity;          /* a sheaf's limit, <= sheaf_room (0: no sheaf); tunable */
 	size_t meta_bytes;                /* what sk_meta_zalloc gave us */
 	struct slub_node node[];          /* one per NUMA node */
 };
@@ -117,10 +133,10 @@ static inline struct slub_node *slub_node_of(struct slub_cache *s, const struct 
 	return &s->node[slab->node < s->nr_nodes ? slab->node : 0];
 }
 
-/* Core's slots exist and run SLUB's list fast path. */
+/* Core's slots exist and run the sheaf (array) fast path. */
 static inline bool slub_has_pcpu(const struct sk_cache *c)
 {
-	return c->pcpu_base != NULL && c->pcpu_kind == SK_PCPU_LIST;
+	return c->pcpu_base != NULL && c->pcpu_kind == SK_PCPU_ARRAY;
 }
 
 static inline struct slub_cpu *slub_cpu_of(struct sk_pcpu_slot *slot)
@@ -258,8 +274,22 @@ struct sk_page *slub_cpu_partial_detach(struct sk_pcpu_slot *slot);
  * empty ones the nodes do not need (__put_partials).  No lock held. */
 void slub_flush_partials(struct sk_cache *c, struct sk_page *list);
 
-/* ops->free: __slab_free. */
+/* __slab_free.  held: the caller's locked slot (its per-CPU partial list
+ * then adopts a slab this free makes partial), or NULL.  With a slot held,
+ * a slab to discard goes on *discard (linked through bk[2]) for the caller
+ * to discard after unlocking: fini is user code. */
+void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct sk_pcpu_slot *held,
+		    struct sk_page **discard);
+/* slub_discard_slab every slab of a list linked through bk[2]. */
+void slub_discard_list(struct sk_cache *c, struct sk_page *list);
+/* ops->free: into this CPU's sheaf (flushing half of a full one), else
+ * __slab_free. */
 void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab);
+/* Give the `count` oldest objects of a locked slot's sheaf back to their
+ * slabs; slabs to discard go on *discard (see slub_slab_free). */
+void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t count, struct sk_page **discard);
+/* ops->pcpu_init: the slot's sheaf and node tag. */
+void slub_pcpu_init(struct sk_cache *c, struct sk_pcpu_slot *slot, unsigned cpu);
 
 /* --- slub_alloc.c --- */
 

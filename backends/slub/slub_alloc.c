@@ -1,9 +1,10 @@
 /*
  * SLUB's allocation slow path (___slab_alloc), behind core's fast path.
  *
- * Core's fast path pops the slot's list head, the CPU freelist of the active slab;
- * it calls slub_alloc when that list is empty or a node was asked for.
- * With the CPU's slot locked, the refill order is SLUB's:
+ * Core's fast path pops the slot's sheaf (an array of free objects); it
+ * calls slub_alloc when the sheaf is empty or a node was asked for.  With
+ * the CPU's slot locked, half a sheaf is refilled from the CPU slab's
+ * freelist, and the CPU slab is replaced in SLUB's order:
  *
  *   1. objects freed onto the CPU freelist meanwhile, then the remote
  *      frees that piled up on the active slab's own freelist;
@@ -94,17 +95,18 @@ static struct sk_page *get_partial(struct sk_cache *c, struct sk_pcpu_slot *slot
  * with constructor hooks gets no new slab here (*build_unlocked is set):
  * user callbacks never run under the slot lock (a ctor that allocates may
  * wait for memory, and that drains every slot). */
-static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int node,
-			     int slot_node, unsigned flags, bool *build_unlocked)
+static void *cpu_slab_pop(struct sk_cache *c, struct sk_pcpu_slot *slot, int node,
+			  int slot_node, unsigned flags, bool *build_unlocked)
 {
-	struct sk_page *slab = (struct sk_page *)slot->tag;
+	struct slub_cpu *pc = slub_cpu_of(slot);
+	struct sk_page *slab = pc->active;
 	void *freelist;
 
 	if (slab) {
-		/* Frees on this CPU may have refilled the CPU freelist since
-		 * the fast path missed. */
-		if (sk_pcpu_list_head(slot)) {
-			freelist = sk_pcpu_list_head(slot);
+		/* Sheaf flushes put the CPU slab's own objects back on the
+		 * CPU freelist. */
+		if (pc->freelist) {
+			freelist = pc->freelist;
 			goto load_freelist;
 		}
 		freelist = slub_take_freelist(slab);
@@ -113,7 +115,7 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 			goto load_freelist;
 		}
 		/* Unfrozen and full now: the first free adopts it. */
-		sk_store(&slot->tag, 0);
+		sk_store(&pc->active, NULL);
 	}
 
 	slab = cpu_partial_take(slot, node);
@@ -139,12 +141,38 @@ static void *alloc_from_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, int 
 		slub_store_word(&slab->bk[1], ctr.word);
 	}
 have_slab:
-	sk_store(&slot->tag, (uintptr_t)slab);
+	sk_store(&pc->active, slab);
 	sk_stat_refill(c);
 
 load_freelist:
-	sk_pcpu_set_list_head(slot, slub_get_next(c, freelist));
+	pc->freelist = slub_get_next(c, freelist);
 	return freelist;
+}
+
+/* The sheaf is empty (slot locked): refill half of it from the CPU slab,
+ * and return one object.  Stops early rather than build a slab of a cache
+ * with constructor hooks under the lock (*build_unlocked when it got
+ * nothing). */
+static void *sheaf_refill(struct sk_cache *c, struct sk_pcpu_slot *slot, int slot_node, unsigned flags,
+			  bool *build_unlocked)
+{
+	uint32_t batch = (slot->limit + 1) / 2, got = 0;
+
+	while (got < batch) {
+		bool unlocked = false;
+		void *obj = cpu_slab_pop(c, slot, SK_NODE_ANY, slot_node, flags, &unlocked);
+		if (!obj) {
+			*build_unlocked = unlocked && !got;
+			break;
+		}
+		slot->entries[got++] = obj;
+		if (!slub_cpu_of(slot)->freelist && got > 1)
+			break; /* the CPU slab ran out: do not take a new one for more */
+	}
+	if (!got)
+		return NULL;
+	sk_pcpu_set_array_count(slot, got - 1);
+	return slot->entries[got - 1];
 }
 
 /* One object off a partial slab of node `start`, or of the nodes after it
@@ -218,14 +246,25 @@ void *slub_alloc(struct sk_cache *c, int node, unsigned flags)
 		 * request for another node does not replace the CPU's slab
 		 * (SLUB would deactivate it; alternating callers would then
 		 * thrash it). */
-		struct sk_page *active = (struct sk_page *)slot->tag;
+		struct sk_page *active = slub_cpu_of(slot)->active;
 		if (active ? active->node != node : node != slot_node) {
 			sk_pcpu_unlock(slot);
 			return alloc_single(c, node, flags);
 		}
 	}
 	bool build_unlocked = false;
-	void *obj = alloc_from_slot(c, slot, node, slot_node, flags, &build_unlocked);
+	void *obj;
+	uint32_t n = slot->limit ? sk_pcpu_array_count(slot) : 0;
+	if (node != SK_NODE_ANY || !slot->limit) {
+		/* From the CPU slab, whose node was checked above (or no sheaf). */
+		obj = cpu_slab_pop(c, slot, node, slot_node, flags, &build_unlocked);
+	} else if (n) {
+		/* A free refilled the sheaf since the fast path missed. */
+		obj = slot->entries[n - 1];
+		sk_pcpu_set_array_count(slot, n - 1);
+	} else {
+		obj = sheaf_refill(c, slot, slot_node, flags, &build_unlocked);
+	}
 	sk_pcpu_unlock(slot);
 	if (build_unlocked)
 		obj = alloc_single(c, node, flags);

@@ -134,9 +134,14 @@ static int slub_cache_create(struct sk_cache *c)
 	for (unsigned i = 0; i < nodes; i++)
 		pthread_mutex_init(&s->node[i].list_lock, NULL);
 
+	/* The sheaf: enough objects that a burst of frees in any order
+	 * stays on the fast path, fewer for big objects (Linux's sheaf
+	 * capacity is a per-cache choice too). */
+	s->sheaf_room = size <= 256 ? 64 : size <= 1024 ? 32 : size <= 4096 ? 16 : 8;
+	s->sheaf_capacity = (c->flags & SK_CACHE_NOBUCKET) ? 0 : s->sheaf_room;
 	c->size = (uint32_t)size;
 	c->free_offset = (uint32_t)offset;
-	c->pcpu_extra = sizeof(struct slub_cpu);
+	c->pcpu_extra = (uint32_t)(sizeof(struct slub_cpu) + s->sheaf_room * sizeof(void *));
 	c->backend = s;
 	return 0;
 }
@@ -194,14 +199,16 @@ static void shrink_node(struct sk_cache *c, struct slub_node *n, uint64_t keep, 
 static void flush_cpu(struct sk_cache *c, unsigned cpu)
 {
 	struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
-	struct sk_page *list, *empty = NULL;
+	struct sk_page *list, *empty = NULL, *discard = NULL;
 
-	if (slot->tag)
+	slub_sheaf_flush(c, slot, sk_pcpu_array_count(slot), &discard);
+	if (slub_cpu_of(slot)->active)
 		empty = slub_deactivate(c, slot);
 	list = slub_cpu_partial_detach(slot);
 	sk_pcpu_unlock(slot);
 	if (empty)
 		slub_discard_slab(c, empty);
+	slub_discard_list(c, discard);
 	slub_flush_partials(c, list);
 }
 
@@ -229,7 +236,8 @@ static void slub_cache_destroy(struct sk_cache *c)
 	if (slub_has_pcpu(c))
 		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
 			struct sk_pcpu_slot *slot = sk_pcpu_slot(c, cpu);
-			if (slot->tag || slub_cpu_of(slot)->partial)
+			if (slub_cpu_of(slot)->active || slub_cpu_of(slot)->partial ||
+			    sk_pcpu_array_count(slot))
 				flush_cpu(c, cpu);
 		}
 	for (unsigned i = 0; i < s->nr_nodes; i++) {
@@ -270,11 +278,12 @@ void slub_inspect(struct sk_cache *c, struct slub_inspect *out)
 
 	for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
 		struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
-		struct sk_page *slab = (struct sk_page *)slot->tag;
+		struct sk_page *slab = slub_cpu_of(slot)->active;
 
 		if (slab)
 			out->cpu_slabs++;
-		for (void *p = sk_pcpu_list_head(slot); p; p = slub_get_next(c, p))
+		out->cpu_free += sk_pcpu_array_count(slot);
+		for (void *p = slub_cpu_of(slot)->freelist; p; p = slub_get_next(c, p))
 			out->cpu_free++;
 		for (slab = slub_cpu_of(slot)->partial; slab; slab = slub_next_on_list(slab))
 			out->cpu_partial_held++;
@@ -314,7 +323,8 @@ static void slub_cache_info(struct sk_cache *c, struct sk_backend_cache_info *ou
 	out->objects_per_slab = s->objects;
 	for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
 		struct sk_pcpu_slot *slot = sk_pcpu_slot(c, cpu);
-		out->cpu_slabs += (sk_load(&slot->tag) != 0) + sk_load(&slub_cpu_of(slot)->nr_partial);
+		out->cpu_slabs += (sk_load(&slub_cpu_of(slot)->active) != NULL) +
+				  sk_load(&slub_cpu_of(slot)->nr_partial);
 	}
 	for (unsigned i = 0; i < s->nr_nodes; i++) {
 		struct slub_node *n = &s->node[i];
@@ -348,6 +358,23 @@ static int slub_tune(struct sk_cache *c, const char *key, long value)
 		sk_store(&s->min_partial, (uint32_t)value);
 		return 0;
 	}
+	if (!strcmp(key, "sheaf_capacity")) {
+		/* Up to the room each slot was made with; 0 turns the sheaves
+		 * off (every free then goes to its slab, as SLUB before 6.18).
+		 * Every sheaf is flushed so that the new limit holds now. */
+		if ((uint32_t)value > s->sheaf_room || !slub_has_pcpu(c))
+			return -EINVAL;
+		sk_store(&s->sheaf_capacity, (uint32_t)value);
+		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
+			struct sk_page *discard = NULL;
+			struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
+			slub_sheaf_flush(c, slot, sk_pcpu_array_count(slot), &discard);
+			slot->limit = (uint32_t)value;
+			sk_pcpu_unlock(slot);
+			slub_discard_list(c, discard);
+		}
+		return 0;
+	}
 	if (!strcmp(key, "cpu_partial")) {
 		sk_store(&s->cpu_partial, (uint32_t)value);
 		sk_store(&s->cpu_partial_slabs, cpu_partial_slabs_for((uint32_t)value, s->objects));
@@ -377,8 +404,9 @@ static void slub_fork_lock(struct sk_cache *c, unsigned level, bool lock)
 const struct sk_backend_ops sk_slub_ops = {
 	.name = "slub",
 	.caps = SK_CAP_PERCPU | SK_CAP_NODE_LISTS | SK_CAP_TUNABLES | SK_CAP_STRIDE,
-	.pcpu_kind = SK_PCPU_LIST,
-	.free_tag = SK_TAG_SLAB,
+	.pcpu_kind = SK_PCPU_ARRAY,
+	.free_tag = SK_TAG_NODE,
+	.pcpu_init = slub_pcpu_init,
 	.cache_create = slub_cache_create,
 	.cache_destroy = slub_cache_destroy,
 	.alloc = slub_alloc,

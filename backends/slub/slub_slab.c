@@ -18,7 +18,7 @@
  * one thread allowed to take objects off its freelist:
  *
  *   state          frozen freelist  where                 owner
- *   active         1      any       a slot's tag          that slot's lock holder
+ *   active         1      any       a slot's CPU slab     that slot's lock holder
  *   CPU partial    0      non-NULL  a slot's slub_cpu     that slot's lock holder
  *   node partial   0      non-NULL  slub_node.head..tail  the list_lock holder
  *   in transit     0      any       no list (held)        the thread holding it
@@ -215,13 +215,14 @@ void *slub_take_freelist(struct sk_page *slab)
 
 struct sk_page *slub_deactivate(struct sk_cache *c, struct sk_pcpu_slot *slot)
 {
-	struct sk_page *slab = (struct sk_page *)slot->tag;
-	void *cpu_freelist = sk_pcpu_list_head(slot), *tail = NULL, *old_fl;
+	struct slub_cpu *pc = slub_cpu_of(slot);
+	struct sk_page *slab = pc->active;
+	void *cpu_freelist = pc->freelist, *tail = NULL, *old_fl;
 	union slub_counters old, new;
 	uint32_t cpu_free = 0;
 
-	sk_store(&slot->tag, 0);
-	sk_pcpu_set_list_head(slot, NULL);
+	sk_store(&pc->active, NULL);
+	pc->freelist = NULL;
 	sk_stat_flush(c);
 
 	/* Stage one: count the CPU freelist and find its last object. */
@@ -336,12 +337,20 @@ void slub_flush_partials(struct sk_cache *c, struct sk_page *list)
 	}
 }
 
-/* A free just made a full slab partial and the caller adopted it. */
-static void put_cpu_partial(struct sk_cache *c, struct sk_page *slab)
+/* A free just made a full slab partial and the caller adopted it.  held:
+ * the caller's locked slot, or NULL. */
+static void put_cpu_partial(struct sk_cache *c, struct sk_page *slab, struct sk_pcpu_slot *held)
 {
-	struct sk_pcpu_slot *slot = sk_pcpu_trylock_local(c);
+	struct sk_pcpu_slot *slot = held ? held : sk_pcpu_trylock_local(c);
 	struct sk_page *flush;
 
+	if (held) {
+		/* A sheaf flush under the slot lock: past the limit for now
+		 * (by at most one sheaf's worth); the next adoption without
+		 * the lock held flushes the list. */
+		slub_cpu_partial_link(slot, slab);
+		return;
+	}
 	if (!slot) {
 		/* The slot is busy (another thread of this CPU is in a slow
 		 * path, or a drainer): straight to the node list. */
@@ -350,14 +359,16 @@ static void put_cpu_partial(struct sk_cache *c, struct sk_page *slab)
 		return;
 	}
 	flush = slub_cpu_partial_push(c, slot, slab);
-	sk_pcpu_unlock(slot);
+	if (!held)
+		sk_pcpu_unlock(slot);
 	if (flush)
 		slub_flush_partials(c, flush);
 }
 
 /* --- __slab_free --- */
 
-void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
+void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct sk_pcpu_slot *held,
+		    struct sk_page **discard)
 {
 	struct slub_cache *s = slub_of(c);
 	struct slub_node *n = NULL;
@@ -402,7 +413,7 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 	if (!n) {
 		/* Frozen: its CPU owns it.  Full -> partial: we adopt it. */
 		if (!was_frozen && !prior)
-			put_cpu_partial(c, slab);
+			put_cpu_partial(c, slab, held);
 		return;
 	}
 
@@ -416,10 +427,90 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 		if (prior)
 			slub_remove_partial(n, slab);
 		pthread_mutex_unlock(&n->list_lock);
-		slub_discard_slab(c, slab);
+		if (discard) { /* the caller holds a slot lock: fini must wait */
+			slab->bk[2] = (uintptr_t)*discard;
+			*discard = slab;
+		} else {
+			slub_discard_slab(c, slab);
+		}
 		return;
 	}
 	if (!prior)
 		slub_add_partial(n, slab, true);
 	pthread_mutex_unlock(&n->list_lock);
+}
+
+/* --- the sheaf --- */
+
+void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t count, struct sk_page **discard)
+{
+	struct slub_cpu *pc = slub_cpu_of(slot);
+	uint32_t n = sk_pcpu_array_count(slot);
+
+	if (count > n)
+		count = n;
+	sk_stat_flush(c);
+	for (uint32_t i = 0; i < count; i++) {
+		void *obj = slot->entries[i];
+		struct sk_page *slab = sk_page_head(obj);
+
+		if (slab == pc->active) {
+			/* The CPU slab's objects count in use while it is frozen,
+			 * its CPU freelist included: no counter changes. */
+			slub_set_next(c, obj, pc->freelist);
+			pc->freelist = obj;
+		} else {
+			slub_slab_free(c, obj, slab, slot, discard);
+		}
+	}
+	memmove(slot->entries, slot->entries + count, (size_t)(n - count) * sizeof(void *));
+	sk_pcpu_set_array_count(slot, n - count);
+}
+
+void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
+{
+	struct sk_pcpu_slot *slot;
+
+	if (slub_has_pcpu(c) && (slot = sk_pcpu_trylock_local(c)) != NULL) {
+		/* The fast path missed: the sheaf is full (flush its older
+		 * half to the slabs, as Linux's barn-less sheaves do), or the
+		 * object is of another node, or the counts needed a fold. */
+		if (slot->limit && slot->tag == (uintptr_t)slab->node + 1) {
+			struct sk_page *discard = NULL;
+			uint32_t n = sk_pcpu_array_count(slot);
+			if (n >= slot->limit) {
+				slub_sheaf_flush(c, slot, (slot->limit + 1) / 2, &discard);
+				n = sk_pcpu_array_count(slot);
+			}
+			slot->entries[n] = obj;
+			sk_pcpu_set_array_count(slot, n + 1);
+			sk_pcpu_unlock(slot);
+			slub_discard_list(c, discard);
+			return;
+		}
+		sk_pcpu_unlock(slot);
+	}
+	slub_slab_free(c, obj, slab, NULL, NULL);
+}
+
+void slub_discard_list(struct sk_cache *c, struct sk_page *list)
+{
+	while (list) {
+		struct sk_page *slab = list;
+		list = slub_next_on_list(slab);
+		slub_discard_slab(c, slab);
+	}
+}
+
+void slub_pcpu_init(struct sk_cache *c, struct sk_pcpu_slot *slot, unsigned cpu)
+{
+	struct slub_cache *s = slub_of(c);
+	struct slub_cpu *pc = slub_cpu_of(slot);
+	int node = sk_numa_cpu_node(cpu);
+
+	if (node < 0 || (unsigned)node >= s->nr_nodes)
+		node = 0;
+	slot->tag = (uintptr_t)node + 1;
+	slot->entries = pc->sheaf;
+	slot->limit = sk_load(&s->sheaf_capacity);
 }
