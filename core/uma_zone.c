@@ -537,9 +537,10 @@ static bool zone_keeps_items(const struct uma_zone *z)
 /* How many items the stash may hold. */
 static uint32_t stash_limit(const struct uma_zone *z)
 {
-	uint64_t lim = z->reserve;
+	uint64_t lim = sk_load(&z->reserve);
+	int64_t maxcache = sk_load(&z->maxcache);
 	if (zone_keeps_items(z))
-		lim += z->maxcache >= 0 ? (uint64_t)z->maxcache : 2 * STASH_BATCH;
+		lim += maxcache >= 0 ? (uint64_t)maxcache : 2 * STASH_BATCH;
 	return (uint32_t)SK_MIN(lim, (uint64_t)UINT32_MAX / 2);
 }
 
@@ -572,8 +573,10 @@ static void *stash_pop(struct uma_zone *z, uint32_t floor)
 	if (!sk_load(&z->stash_n))
 		return NULL;
 	pthread_mutex_lock(&z->stash_lock);
-	if (z->stash_n > floor)
-		item = z->stash[--z->stash_n];
+	if (z->stash_n > floor) {
+		item = z->stash[z->stash_n - 1];
+		sk_store(&z->stash_n, z->stash_n - 1); /* read without the lock above */
+	}
 	pthread_mutex_unlock(&z->stash_lock);
 	return item;
 }
@@ -584,7 +587,8 @@ static bool stash_push(struct uma_zone *z, void *item, uint32_t limit)
 	bool kept = false;
 	pthread_mutex_lock(&z->stash_lock);
 	if (z->stash_n < SK_MIN(limit, z->stash_cap)) {
-		z->stash[z->stash_n++] = item;
+		z->stash[z->stash_n] = item;
+		sk_store(&z->stash_n, z->stash_n + 1);
 		kept = true;
 	}
 	pthread_mutex_unlock(&z->stash_lock);
@@ -634,7 +638,7 @@ static void *item_get(uma_zone_t z, int domain, int flags, const void *site)
 	void *item = NULL;
 
 	if (zone_keeps_items(z) && domain == UMA_ANYDOMAIN &&
-	    (item = stash_pop(z, (flags & M_USE_RESERVE) ? 0 : z->reserve)))
+	    (item = stash_pop(z, (flags & M_USE_RESERVE) ? 0 : sk_load(&z->reserve))))
 		return item;
 	for (unsigned attempt = 0;; attempt++) {
 		if (z->import)
@@ -660,12 +664,12 @@ static void maxcache_check(uma_zone_t z);
 static void item_put(uma_zone_t z, void *item)
 {
 	if (zone_keeps_items(z) ? stash_push(z, item, stash_limit(z))
-				: (z->reserve && stash_push(z, item, z->reserve)))
+				: (sk_load(&z->reserve) && stash_push(z, item, sk_load(&z->reserve))))
 		return;
 	if (z->zfini)
 		z->zfini(item, z->size);
 	item_release(z, item);
-	if (z->maxcache >= 0 && z->keg)
+	if (sk_load(&z->maxcache) >= 0 && z->keg)
 		maxcache_check(z);
 }
 
@@ -684,7 +688,7 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 		return NULL;
 	}
 	flags &= ~SK_UMA_PCPU_CALL;
-	if (z->max_items && (z->warning || z->maxaction) && zone_full(z))
+	if ((sk_load(&z->warning) || sk_load(&z->maxaction)) && zone_full(z))
 		limit_hit(z);
 	enum limit_grant grant = LIMIT_REFUSED;
 	if (sk_load(&z->max_items) && (grant = limit_take(z, flags)) == LIMIT_REFUSED) {
@@ -859,7 +863,7 @@ SK_EXPORT void uma_reclaim(int req)
 		z->reclaim_seen = gen;
 		z->reclaim_busy++;
 		pthread_mutex_unlock(&zones_lock);
-		stash_drain(z, z->reserve);
+		stash_drain(z, sk_load(&z->reserve));
 		pthread_mutex_lock(&zones_lock);
 		if (--z->reclaim_busy == 0)
 			pthread_cond_broadcast(&zones_idle);
@@ -873,7 +877,7 @@ SK_EXPORT void uma_zone_reclaim(uma_zone_t z, int req)
 	if (!z)
 		return;
 	if (req != UMA_RECLAIM_TRIM || zone_keeps_items(z))
-		stash_drain(z, z->reserve);
+		stash_drain(z, sk_load(&z->reserve));
 	if (z->skeg)
 		sk_skeg_reclaim(z->skeg);
 	if (!z->keg)
@@ -1011,7 +1015,7 @@ SK_EXPORT void uma_prealloc(uma_zone_t z, int itemcnt)
 		sk_errorf("slabkit: uma_prealloc(%s): %d of %d items (out of memory)", z->name, n, itemcnt);
 	while (n--) {
 		void *item = items[n];
-		if (stash_push(z, item, SK_MAX(z->reserve, zone_keeps_items(z) ? stash_limit(z) : 0)))
+		if (stash_push(z, item, SK_MAX(sk_load(&z->reserve), zone_keeps_items(z) ? stash_limit(z) : 0)))
 			continue;
 		if (z->zfini && zone_keeps_items(z))
 			z->zfini(item, z->size);
@@ -1041,12 +1045,13 @@ SK_EXPORT void uma_zone_set_maxcache(uma_zone_t z, int nitems)
 
 static void maxcache_check(uma_zone_t z)
 {
-	uint64_t every = SK_MAX((uint64_t)z->maxcache / 2, 1u);
+	int64_t maxcache = sk_load(&z->maxcache);
+	uint64_t every = SK_MAX((uint64_t)maxcache / 2, 1u);
 	if (ck_pr_faa_64(&z->maxcache_frees, 1) % every)
 		return;
 	struct sk_backend_cache_info b = { 0 };
 	z->keg->ops->cache_info(z->keg, &b);
-	if (b.cached_free > (uint64_t)z->maxcache)
+	if (b.cached_free > (uint64_t)maxcache)
 		sk_cache_shrink(z->keg, SK_SHRINK_DRAIN_CPU);
 }
 
