@@ -134,6 +134,10 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 		return NULL;
 	}
 	c->magic = SK_CACHE_LIVE;
+	c->use_freeptr_offset = p->use_freeptr_offset;
+	c->freeptr_offset = p->freeptr_offset;
+	if (c->flags & (SK_CACHE_TYPESAFE_BY_RCU | SK_CACHE_SMR))
+		sk_rcu_start(); /* the worker exists before any free path needs it */
 
 	if (sk_track_mode != SK_TRACK_OFF)
 		c->flags |= SK_CACHE_STORE_USER; /* SLABKIT_LEAKS: every cache */
@@ -227,8 +231,17 @@ void sk_shrink_every_cache(enum sk_shrink_level level)
 		sk_pages_release_free();
 }
 
+/* Wait until no RCU work of c is queued (kfree_rcu of its objects, its
+ * TYPESAFE_BY_RCU slab pages, SMR batches): rcu_barrier until none. */
+static void wait_rcu_pending(struct sk_cache *c)
+{
+	while (sk_load(&c->rcu_pending))
+		sk_rcu_barrier();
+}
+
 uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 {
+	wait_rcu_pending(c); /* objects freed by kfree_rcu are freed first */
 	sk_cache_shrink(c, SK_SHRINK_DRAIN_CPU);
 	uint64_t live = sk_cache_in_use(c);
 
@@ -258,6 +271,7 @@ uint64_t sk_cache_destroy(struct sk_cache *c, const char *caller)
 	c->ops->cache_destroy(c);
 	sk_pcpu_destroy(c);
 	sk_debug_detach(c);
+	wait_rcu_pending(c); /* TYPESAFE_BY_RCU pages still name c as their owner */
 	c->magic = SK_CACHE_DESTROYED;
 	sk_meta_free_quarantined(c, sizeof(*c));
 	return 0;
@@ -414,12 +428,31 @@ void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order)
 	return addr;
 }
 
+/* SLAB_TYPESAFE_BY_RCU: the pages stay the cache's (kind SLAB, owner c)
+ * until a grace period has passed, so a reader that found an object in an
+ * RCU read-side section reads memory of the cache's type, never unmapped
+ * or another cache's memory.  The head descriptor's bk[0..1] (unused by
+ * the backend once it gave the slab up) carry liburcu's head meanwhile. */
+static void slab_pages_free_rcu(void *head)
+{
+	struct sk_page *pg = (struct sk_page *)((char *)head - offsetof(struct sk_page, bk));
+	struct sk_cache *c = pg->owner;
+
+	sk_pages_free(sk_page_addr(pg));
+	ck_pr_dec_64(&c->rcu_pending);
+}
+
 void sk_slab_pages_free(struct sk_cache *c, void *addr)
 {
 	struct sk_page *pg = sk_page_of(addr);
 
 	ck_pr_dec_64(&c->ctr.slabs);
 	ck_pr_sub_64(&c->ctr.pages, pg->npages);
+	if (c->flags & SK_CACHE_TYPESAFE_BY_RCU) {
+		ck_pr_inc_64(&c->rcu_pending);
+		sk_rcu_call(&pg->bk[0], slab_pages_free_rcu);
+		return;
+	}
 	sk_pages_free(addr);
 }
 

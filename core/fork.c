@@ -5,7 +5,8 @@
  * inherits a lock some vanished thread held, nor a structure half changed.
  *
  * Lock order (the whole library's, sk_core.h; taken top to bottom here):
- *   init_lock
+ *   liburcu: its call_rcu worker paused (only once slabkit has used RCU)
+ *   -> init_lock
  *   -> publish_lock (the live view's snapshot writer)
  *   -> the libc front end's init lock (libc_malloc.c)
  *   -> zones_lock (reports hold it while reading caches)
@@ -43,6 +44,7 @@ static void fork_backend(bool lock, unsigned level)
 
 static void fork_prepare(void)
 {
+	sk_rcu_fork_prepare(); /* liburcu first: its worker runs our frees */
 	sk_init_fork_lock(true);
 	sk_publish_fork(true, false);
 	sk_libc_fork_lock(true, false);
@@ -97,11 +99,13 @@ static void fork_release(bool child)
 static void fork_parent(void)
 {
 	fork_release(false);
+	sk_rcu_fork_parent();
 }
 
 static void fork_child(void)
 {
 	fork_release(true);
+	sk_rcu_fork_child();
 	sk_fork_child_restart_tick();
 }
 

@@ -39,8 +39,6 @@ static const char *bad_args(unsigned int size, const struct kmem_cache_args *a, 
 			 a->freeptr_offset);
 		return why;
 	}
-	if (flags & SLAB_TYPESAFE_BY_RCU)
-		return "SLAB_TYPESAFE_BY_RCU is not supported yet (RCU-deferred slab freeing is not implemented)";
 	return NULL;
 }
 
@@ -69,7 +67,10 @@ SK_EXPORT struct kmem_cache *__kmem_cache_create_args(const char *name, unsigned
 				 ((flags & SLAB_STORE_USER) ? SK_CACHE_STORE_USER : 0) |
 				 ((flags & SLAB_CONSISTENCY_CHECKS) ? SK_CACHE_CONSISTENCY : 0) |
 				 ((flags & SLAB_TRACE) ? SK_CACHE_TRACE : 0) |
-				 ((flags & SLAB_PANIC) ? SK_CACHE_PANIC : 0),
+				 ((flags & SLAB_PANIC) ? SK_CACHE_PANIC : 0) |
+				 ((flags & SLAB_TYPESAFE_BY_RCU) ? SK_CACHE_TYPESAFE_BY_RCU : 0),
+			.use_freeptr_offset = args->use_freeptr_offset,
+			.freeptr_offset = args->freeptr_offset,
 		};
 		c = sk_cache_create(&p);
 	}

@@ -458,6 +458,91 @@ SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
 	return q;
 }
 
+/* --- RCU-deferred freeing (core/rcu.c has the machinery) --- */
+
+/* The cache whose rcu_pending counts p's deferred free, or NULL. */
+static struct sk_cache *rcu_cache_of(const void *p)
+{
+	struct sk_page *pg = sk_page_of(p);
+	return pg && pg->kind == SK_PAGE_SLAB ? pg->owner : NULL;
+}
+
+static void kfree_rcu_done(void *head)
+{
+	void *obj = ((struct rcu_head *)head)->rh_obj;
+	struct sk_cache *c = rcu_cache_of(obj);
+
+	kvfree(obj);
+	if (c)
+		ck_pr_dec_64(&c->rcu_pending); /* after the free: destroy waits for it */
+}
+
+SK_EXPORT void slabkit_kvfree_call_rcu(struct rcu_head *head, void *ptr)
+{
+	if (ZERO_OR_NULL_PTR(ptr))
+		return;
+	sk_ensure_init();
+	struct sk_page *pg = sk_page_of(ptr);
+	/* Checked now, where the caller can be named (kvmalloc's vmalloc
+	 * blocks are kvfree's to check). */
+	if (!(pg && pg->kind == SK_PAGE_LARGE && pg->owner) && !linux_block_ok(ptr, pg, "kfree_rcu", false))
+		return;
+	size_t size = sk_block_size(ptr, pg);
+	if ((char *)head < (char *)ptr || (size && (size_t)((char *)head - (char *)ptr) + sizeof(*head) > size)) {
+		sk_misuse("kfree_rcu: rcu_head %p is not inside the object %p", (void *)head, ptr);
+		return;
+	}
+	sk_rcu_start();
+	head->rh_obj = ptr;
+	struct sk_cache *c = rcu_cache_of(ptr);
+	if (c)
+		ck_pr_inc_64(&c->rcu_pending);
+	sk_rcu_call(head, kfree_rcu_done);
+}
+
+/* kfree_rcu_mightsleep: no rcu_head in the object, so a small one from
+ * slabkit's metadata carries it; without one, wait for the grace period
+ * here and free at once (the kernel does the same). */
+struct rcu_ptr_box {
+	void *link, *func; /* liburcu's head */
+	void *obj;
+};
+
+static void kfree_rcu_box_done(void *head)
+{
+	struct rcu_ptr_box *box = head;
+	void *obj = box->obj;
+	struct sk_cache *c = rcu_cache_of(obj);
+
+	sk_meta_free(box, sizeof(*box));
+	kvfree(obj);
+	if (c)
+		ck_pr_dec_64(&c->rcu_pending);
+}
+
+SK_EXPORT void kfree_rcu_mightsleep(const void *ptr)
+{
+	if (ZERO_OR_NULL_PTR(ptr))
+		return;
+	sk_ensure_init();
+	struct sk_page *pg = sk_page_of(ptr);
+	if (!(pg && pg->kind == SK_PAGE_LARGE && pg->owner) &&
+	    !linux_block_ok(ptr, pg, "kfree_rcu_mightsleep", false))
+		return;
+	sk_rcu_start();
+	struct rcu_ptr_box *box = sk_meta_zalloc(sizeof(*box));
+	if (!box) {
+		slabkit_synchronize_rcu();
+		kvfree(ptr);
+		return;
+	}
+	box->obj = (void *)ptr;
+	struct sk_cache *c = rcu_cache_of(ptr);
+	if (c)
+		ck_pr_inc_64(&c->rcu_pending);
+	sk_rcu_call(box, kfree_rcu_box_done);
+}
+
 /* --- kmem_cache --- */
 
 static bool check_cache(const struct kmem_cache *s, const char *call)

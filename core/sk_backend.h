@@ -204,6 +204,12 @@ static inline void sk_stat_flush(struct sk_cache *c)
 	ck_pr_inc_64(&c->ctr.flushes);
 }
 
+/* Run fn(head) after an RCU grace period (core/rcu.c): head is two
+ * writable, pointer-aligned words left untouched until then.  For
+ * SK_CACHE_TYPESAFE_BY_RCU backends that must defer more than slab pages
+ * (SLOB defers each object); count the work in c->rcu_pending. */
+void sk_rcu_call(void *head, void (*fn)(void *head));
+
 /* Small metadata (per-cache and per-node structs): zeroed, from the page
  * provider, never from malloc.  Give the same size back. */
 void *sk_meta_zalloc(size_t size);

@@ -52,6 +52,8 @@ enum sk_front {
 #define SK_CACHE_CONSISTENCY   0x2000u /* debug F: live-object table, exact free checks */
 #define SK_CACHE_TRACE         0x4000u /* debug T: a line per allocation and free */
 #define SK_CACHE_FAILSLAB      0x8000u /* debug A: failure injection applies */
+#define SK_CACHE_TYPESAFE_BY_RCU 0x10000u /* slab pages go back only after a grace period */
+#define SK_CACHE_SMR           0x20000u /* UMA SMR zone: items are reused only after a grace period */
 
 /* Flags passed down to backend slow paths. */
 #define SK_ALLOC_WAIT   0x1u  /* the caller may wait (GFP with direct reclaim, M_WAITOK) */
@@ -118,6 +120,14 @@ struct sk_cache {
 	 * struct then waits in the metadata quarantine, so that a second
 	 * destroy or an allocation from it is reported, not a crash). */
 	uint32_t magic;
+	/* SLAB_TYPESAFE_BY_RCU with kmem_cache_args.use_freeptr_offset: where
+	 * a backend that keeps a free pointer in free objects puts it. */
+	bool use_freeptr_offset;
+	uint32_t freeptr_offset;
+	/* RCU work queued for this cache and not yet done (kfree_rcu of its
+	 * objects, TYPESAFE_BY_RCU slab pages, SMR batches); destroy waits for
+	 * 0.  Synchronization: ck_pr atomics. */
+	uint64_t rcu_pending;
 
 	void *front_data;              /* the front end's own record (a UMA zone) */
 	struct sk_debug *debug;        /* debug layer state (core/sk_debug.h); NULL: debug off */

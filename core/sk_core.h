@@ -97,6 +97,8 @@ struct sk_cache_params {
 	int (*init)(void *, int, int);
 	void (*fini)(void *, int);
 	void *front_data;
+	bool use_freeptr_offset;  /* SLAB_TYPESAFE_BY_RCU: where SLUB keeps its free pointer */
+	uint32_t freeptr_offset;
 };
 
 /* Create a cache; NULL with the reason reported. */
@@ -293,6 +295,21 @@ void sk_fork_child_restart_tick(void);
 void sk_backends_fork_lock(bool lock);
 void sk_backends_fork_global(bool lock);
 void sk_track_fork_lock(bool lock);
+
+/* RCU (core/rcu.c, liburcu's urcu-memb flavour).  sk_rcu_start makes the
+ * call_rcu worker (call it where RCU is first asked for, with no lock
+ * held); sk_rcu_call runs fn(head) after a grace period, head being two
+ * writable, pointer-aligned words that stay untouched until then;
+ * sk_rcu_barrier waits for every callback queued so far (no-op when RCU
+ * was never used; never call it inside a read-side section). */
+void sk_rcu_start(void);
+bool sk_rcu_in_use(void);
+void sk_rcu_register_self(void);
+void sk_rcu_call(void *head, void (*fn)(void *head));
+void sk_rcu_barrier(void);
+void sk_rcu_fork_prepare(void);
+void sk_rcu_fork_parent(void);
+void sk_rcu_fork_child(void);
 void sk_trace_fork_lock(bool lock);
 void sk_uma_fork_lock(bool lock, bool zone_locks);
 void sk_malloc_types_fork_lock(bool lock);

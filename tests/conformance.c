@@ -407,6 +407,7 @@ int main(void)
 		&conformance_robust,
 		&conformance_fork,
 		&conformance_uma_extra,
+		&conformance_rcu,
 	};
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)

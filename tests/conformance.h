@@ -55,5 +55,6 @@ extern const struct conformance_group conformance_freebsd_extra; /* conformance_
 extern const struct conformance_group conformance_robust;     /* conformance_robust.c */
 extern const struct conformance_group conformance_fork;       /* conformance_fork.c */
 extern const struct conformance_group conformance_uma_extra;   /* conformance_uma_extra.c */
+extern const struct conformance_group conformance_rcu;        /* conformance_rcu.c */
 
 #endif

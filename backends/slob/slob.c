@@ -158,6 +158,14 @@ static int slob_cache_create(struct sk_cache *c)
 	size_t size = SK_ALIGN_UP(SK_MAX((size_t)c->object_size, SLOB_UNIT), (size_t)c->align);
 	struct slob_pool *pool;
 
+	/* TYPESAFE_BY_RCU: a freed object's first unit would become a free
+	 * block's header at once, so (as Linux's SLOB did) each object's free
+	 * waits for a grace period, with liburcu's head in two words after
+	 * the object. */
+	if (c->flags & SK_CACHE_TYPESAFE_BY_RCU)
+		size = SK_ALIGN_UP(SK_ALIGN_UP((size_t)c->object_size, SLOB_UNIT) + SLOB_RCU_HEAD,
+				   (size_t)c->align);
+
 	if (size > UINT32_MAX)
 		return -EINVAL;
 	pool = sk_meta_zalloc(sizeof(*pool));
@@ -247,7 +255,29 @@ static sk_cold void slob_refuse(struct sk_cache *c, const void *obj, const char 
 	sk_cache_free_refused(c);
 }
 
+static void slob_cache_free_now(struct sk_cache *c, void *obj, struct sk_page *pg);
+
+/* TYPESAFE_BY_RCU: the grace period after a free has passed. */
+static void slob_cache_free_rcu(void *head)
+{
+	struct sk_cache *c = sk_page_of(head)->owner;
+	void *obj = (char *)head - (c->size - SLOB_RCU_HEAD);
+
+	slob_cache_free_now(c, obj, sk_page_of(obj));
+	ck_pr_dec_64(&c->rcu_pending);
+}
+
 static void slob_cache_free(struct sk_cache *c, void *obj, struct sk_page *pg)
+{
+	if (sk_unlikely(c->flags & SK_CACHE_TYPESAFE_BY_RCU)) {
+		ck_pr_inc_64(&c->rcu_pending);
+		sk_rcu_call((char *)obj + c->size - SLOB_RCU_HEAD, slob_cache_free_rcu);
+		return;
+	}
+	slob_cache_free_now(c, obj, pg);
+}
+
+static void slob_cache_free_now(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
 	enum slob_free_result res;
 

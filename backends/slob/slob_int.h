@@ -45,6 +45,9 @@
 #define SLOB_BREAK_SMALL  256u
 #define SLOB_BREAK_MEDIUM 1024u
 
+/* TYPESAFE_BY_RCU caches: liburcu's head after each object (two words). */
+#define SLOB_RCU_HEAD (2 * sizeof(void *))
+
 /* The kmalloc size header: one unit. */
 #define SLOB_KMALLOC_HDR SLOB_UNIT
 

@@ -102,9 +102,15 @@ static int slub_cache_create(struct sk_cache *c)
 	/* Any size core accepts (up to 64 MiB, the same bound on every
 	 * backend): a large object gets a slab of one object at the smallest
 	 * order that holds it, as SLUB does above slub_max_order. */
-	if (c->ctor || c->init || (c->flags & SK_CACHE_ZINIT)) {
+	if ((c->flags & SK_CACHE_TYPESAFE_BY_RCU) && c->use_freeptr_offset) {
+		/* The creator names a word that readers of freed objects do
+		 * not rely on (kmem_cache_args.freeptr_offset). */
+		size = SK_ALIGN_UP(SK_MAX((size_t)c->object_size, sizeof(void *)), (size_t)c->align);
+		offset = c->freeptr_offset;
+	} else if (c->ctor || c->init || (c->flags & (SK_CACHE_ZINIT | SK_CACHE_TYPESAFE_BY_RCU))) {
 		/* Free objects keep their constructed contents (or a new
-		 * slab's zeroes): the free pointer goes after the object. */
+		 * slab's zeroes), and TYPESAFE_BY_RCU readers may still read
+		 * them: the free pointer goes after the object. */
 		offset = SK_ALIGN_UP((size_t)c->object_size, 8);
 		size = SK_ALIGN_UP(offset + sizeof(void *), (size_t)c->align);
 	} else {

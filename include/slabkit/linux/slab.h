@@ -56,8 +56,8 @@ typedef unsigned int slab_flags_t;
  * SLAB_POISON, SLAB_RED_ZONE, SLAB_CONSISTENCY_CHECKS and SLAB_TRACE turn
  * on the debug layer for the cache (docs/debug.md); SLAB_STORE_USER is
  * accepted but call sites are not recorded yet (a notice says so once);
- * SLAB_TYPESAFE_BY_RCU is refused with an error until RCU-deferred slab
- * freeing lands. */
+ * SLAB_TYPESAFE_BY_RCU keeps slab pages the cache's until a grace period
+ * has passed (docs/api.md). */
 #define SLAB_CONSISTENCY_CHECKS 0x00000100u
 #define SLAB_RED_ZONE           0x00000400u
 #define SLAB_POISON             0x00000800u
@@ -227,6 +227,48 @@ void *kvrealloc(const void *p, size_t size, gfp_t flags) __attribute__((alloc_si
 void kvfree(const void *p);
 /* Zeroes len bytes at p, then kvfree. */
 void kvfree_sensitive(const void *p, size_t len);
+
+/* --- RCU-deferred freeing (core/rcu.c; docs/api.md "RCU") ---
+ *
+ * Over liburcu's urcu-memb flavour.  struct rcu_head begins with the two
+ * words liburcu queues (identical to liburcu's own struct rcu_head) and
+ * adds the object's address; do not include <urcu/call-rcu.h> in the same
+ * file.  kfree_rcu(p, field) frees p (kmalloc, kmem_cache or kvmalloc
+ * memory) after a grace period: every read-side section that may have
+ * seen p has ended.  kfree_rcu_mightsleep(p) needs no rcu_head (the
+ * kernel's single-argument form).  rcu_barrier() waits until every
+ * callback queued before it has run; kmem_cache_destroy waits for the
+ * cache's own.  Readers use rcu_read_lock()/rcu_read_unlock(); slabkit
+ * registers each thread with liburcu the first time it uses RCU.  Never
+ * call synchronize_rcu, rcu_barrier or kmem_cache_destroy inside a
+ * read-side section. */
+struct rcu_head {
+	void *rh_link;                          /* liburcu's queue link */
+	void (*rh_func)(struct rcu_head *head); /* liburcu's callback */
+	void *rh_obj;                           /* kfree_rcu: the object */
+};
+
+void slabkit_kvfree_call_rcu(struct rcu_head *head, void *ptr);
+void kfree_rcu_mightsleep(const void *ptr);
+void slabkit_rcu_read_lock(void);
+void slabkit_rcu_read_unlock(void);
+void slabkit_synchronize_rcu(void);
+void slabkit_rcu_barrier(void);
+
+#define kfree_rcu(ptr, rhf)                                                        \
+	do {                                                                       \
+		__typeof__(ptr) ___p = (ptr);                                      \
+		if (___p)                                                          \
+			slabkit_kvfree_call_rcu(&___p->rhf, (void *)___p);        \
+	} while (0)
+#define kvfree_rcu(ptr, rhf) kfree_rcu(ptr, rhf)
+#define kvfree_rcu_mightsleep(ptr) kfree_rcu_mightsleep(ptr)
+#ifndef rcu_read_lock
+#define rcu_read_lock() slabkit_rcu_read_lock()
+#define rcu_read_unlock() slabkit_rcu_read_unlock()
+#define synchronize_rcu() slabkit_synchronize_rcu()
+#define rcu_barrier() slabkit_rcu_barrier()
+#endif
 
 #ifdef __cplusplus
 }
