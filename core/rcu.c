@@ -131,12 +131,6 @@ void sk_rcu_fork_child(void)
 
 /* --- public calls --- */
 
-/* Declared in <slabkit/linux/slab.h>, whose struct rcu_head this file
- * cannot see next to liburcu's. */
-void slabkit_rcu_read_lock(void);
-void slabkit_rcu_read_unlock(void);
-void slabkit_synchronize_rcu(void);
-void slabkit_rcu_barrier(void);
 
 SK_EXPORT void slabkit_rcu_read_lock(void)
 {

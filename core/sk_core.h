@@ -310,6 +310,9 @@ void sk_rcu_barrier(void);
 void sk_rcu_fork_prepare(void);
 void sk_rcu_fork_parent(void);
 void sk_rcu_fork_child(void);
+/* UMA SMR zones: hand every partial batch of freed items to RCU. */
+void sk_uma_smr_flush_all(void);
+
 void sk_trace_fork_lock(bool lock);
 void sk_uma_fork_lock(bool lock, bool zone_locks);
 void sk_malloc_types_fork_lock(bool lock);
@@ -326,5 +329,12 @@ void sk_publish_stop(bool for_good);
 void sk_publish_fork(bool lock, bool child);
 
 #pragma GCC visibility pop
+
+/* The public RCU calls (declared in <slabkit/linux/slab.h>, whose struct
+ * rcu_head core/rcu.c cannot see next to liburcu's). */
+void slabkit_rcu_read_lock(void);
+void slabkit_rcu_read_unlock(void);
+void slabkit_synchronize_rcu(void);
+void slabkit_rcu_barrier(void);
 
 #endif /* SLABKIT_CORE_H */

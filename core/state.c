@@ -500,7 +500,8 @@ SK_EXPORT void slabkit_fini(void)
 		pthread_join(sk_state.tick_thread, NULL);
 	}
 	sk_publish_stop(false);
-	sk_rcu_barrier(); /* kfree_rcu and TYPESAFE_BY_RCU work queued before fini */
+	sk_uma_smr_flush_all();
+	sk_rcu_barrier(); /* kfree_rcu, TYPESAFE_BY_RCU and SMR work queued before fini */
 	sk_uma_zones_reset();
 	sk_malloc_types_reset();
 	sk_libc_reset();

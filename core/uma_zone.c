@@ -74,6 +74,8 @@ struct uma_zone {
 	uint64_t fails, sleeps;
 
 	struct uma_zone *next;         /* zones list.  Sync: zones_lock */
+	struct smr_batch *smr_batch;   /* SMR: frees waiting to be handed to RCU.  Sync: lock */
+	uint64_t smr_pending;          /* SMR batches in flight (ck_pr atomics) */
 	uint32_t magic;                /* ZONE_LIVE, or ZONE_DESTROYED while in quarantine */
 
 
@@ -175,7 +177,7 @@ static struct uma_zone *zone_new(const char *name)
 static void zone_update_plain(struct uma_zone *z)
 {
 	bool plain = z->keg && !z->ctor && !z->dtor && !z->zinit && !z->zfini && !z->max_items &&
-		     !z->own_count && !z->reserve && z->maxcache < 0;
+		     !z->own_count && !z->reserve && z->maxcache < 0 && !(z->flags & UMA_ZONE_SMR);
 	sk_store(&z->fast_keg, plain ? z->keg : NULL);
 }
 
@@ -186,7 +188,8 @@ static uint32_t cache_flags_of(uint32_t f)
 	       ((f & UMA_ZONE_MAXBUCKET) ? SK_CACHE_MAXBUCKET : 0) |
 	       ((f & UMA_ZONE_FIRSTTOUCH) ? SK_CACHE_FIRSTTOUCH : 0) |
 	       ((f & UMA_ZONE_ROUNDROBIN) ? SK_CACHE_ROUNDROBIN : 0) |
-	       ((f & UMA_ZONE_CACHESPREAD) ? SK_CACHE_CACHESPREAD : 0);
+	       ((f & UMA_ZONE_CACHESPREAD) ? SK_CACHE_CACHESPREAD : 0) |
+	       ((f & UMA_ZONE_SMR) ? SK_CACHE_SMR : 0);
 }
 
 SK_EXPORT uma_zone_t uma_zcreate(const char *name, size_t size, uma_ctor ctor, uma_dtor dtor,
@@ -198,8 +201,9 @@ SK_EXPORT uma_zone_t uma_zcreate(const char *name, size_t size, uma_ctor ctor, u
 			  name ? name : "(null)");
 		return NULL;
 	}
-	if (flags & UMA_ZONE_SMR) {
-		sk_errorf("slabkit: uma_zcreate(%s): UMA_ZONE_SMR is not supported", name);
+	if ((flags & UMA_ZONE_SMR) && (ctor || dtor || (flags & UMA_ZONE_PCPU))) {
+		sk_errorf("slabkit: uma_zcreate(%s): an SMR zone takes no ctor or dtor (readers use "
+			  "its items after they are freed) and is not per-CPU", name);
 		return NULL;
 	}
 	if ((flags & UMA_ZONE_PCPU) && (size > UMA_PCPU_ALLOC_SIZE || uminit || fini)) {
@@ -345,10 +349,14 @@ static bool zone_ok(uma_zone_t z, const char *call)
 	return false;
 }
 
+static void smr_drain(struct uma_zone *z);
+static void smr_flush(struct uma_zone *z);
+
 SK_EXPORT void uma_zdestroy(uma_zone_t z)
 {
 	if (!z || !zone_ok(z, "uma_zdestroy"))
 		return;
+	smr_drain(z); /* batches in flight name the zone */
 	if (z->own_count && sk_load(&z->cur_items))
 		sk_errorf("uma_zdestroy %s: zone still has %llu items allocated", z->name,
 			  (unsigned long long)sk_load(&z->cur_items));
@@ -762,6 +770,11 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 	}
 	if (!zone_ok(z, "uma_zfree"))
 		return;
+	if (sk_unlikely(z->flags & UMA_ZONE_SMR)) {
+		sk_misuse("uma_zfree(%s): item %p of an SMR zone must be freed with uma_zfree_smr",
+			  z->name, item);
+		return;
+	}
 	if (z->skeg) {
 		if (z->pcpu && !pcpu_call) {
 			sk_misuse("uma_zfree(%s): a UMA_ZONE_PCPU zone: use uma_zfree_pcpu", z->name);
@@ -858,6 +871,7 @@ SK_EXPORT void uma_reclaim(int req)
 		sk_errorf("slabkit: uma_reclaim: unknown request %d", req);
 		return;
 	}
+	sk_uma_smr_flush_all();
 	/* Zone-level caches first (their items go back to the kegs), one zone
 	 * at a time with zones_lock dropped: zfini is a user callback.  A busy
 	 * mark keeps uma_zdestroy from freeing the zone meanwhile. */
@@ -889,11 +903,189 @@ SK_EXPORT void uma_zone_reclaim(uma_zone_t z, int req)
 		stash_drain(z, sk_load(&z->reserve));
 	if (z->skeg)
 		sk_skeg_reclaim(z->skeg);
+	smr_flush(z);
 	if (!z->keg)
 		return;
 	sk_cache_shrink(z->keg, level_of(req));
 	if (req != UMA_RECLAIM_TRIM)
 		sk_pages_release_free();
+}
+
+/* --- SMR zones --- */
+
+/*
+ * Safe memory reclamation over liburcu (core/rcu.c): one grace-period
+ * domain for the process, so every zone's smr_t is the same object and
+ * smr_enter/smr_exit are an RCU read-side section.  uma_zfree_smr collects
+ * freed items in a batch per zone (under z->lock); a full batch goes to
+ * call_rcu as a whole, and after the grace period its items take the
+ * zone's ordinary free path (zfini, the zone cache, the keg) with the
+ * zone's counts and limit, so an item is never handed out again while a
+ * reader that may have seen it is inside smr_enter.  z->smr_pending counts
+ * the batches in flight; uma_zdestroy waits for them.
+ */
+#define SMR_BATCH 60
+
+struct smr_batch {
+	void *rcu[2];                 /* liburcu's head */
+	struct uma_zone *zone;
+	unsigned n;
+	void *items[SMR_BATCH];
+};
+
+struct smr {
+	int unused;
+};
+static struct smr the_smr;
+
+/* The tail of an ordinary free, once nobody can see the item. */
+static void smr_item_put(struct uma_zone *z, void *item)
+{
+	item_put(z, item);
+	if (z->own_count) {
+		ck_pr_inc_64(&z->frees);
+		if (!z->max_items)
+			ck_pr_dec_64(&z->cur_items);
+	}
+	if (sk_load(&z->max_items))
+		limit_give(z);
+}
+
+static void smr_batch_done(void *head)
+{
+	struct smr_batch *b = head;
+	struct uma_zone *z = b->zone;
+
+	for (unsigned i = 0; i < b->n; i++)
+		smr_item_put(z, b->items[i]);
+	sk_meta_free(b, sizeof(*b));
+	ck_pr_dec_64(&z->smr_pending);
+}
+
+static void smr_batch_submit(struct uma_zone *z, struct smr_batch *b)
+{
+	ck_pr_inc_64(&z->smr_pending);
+	sk_rcu_call(b, smr_batch_done);
+}
+
+/* Hand a partial batch over now (reclaim, destroy, fini). */
+static void smr_flush(struct uma_zone *z)
+{
+	if (!(z->flags & UMA_ZONE_SMR))
+		return;
+	pthread_mutex_lock(&z->lock);
+	struct smr_batch *b = z->smr_batch;
+	z->smr_batch = NULL;
+	pthread_mutex_unlock(&z->lock);
+	if (b)
+		smr_batch_submit(z, b);
+}
+
+/* uma_zdestroy: every batch handed over and done. */
+static void smr_drain(struct uma_zone *z)
+{
+	smr_flush(z);
+	while (sk_load(&z->smr_pending))
+		sk_rcu_barrier();
+}
+
+void sk_uma_smr_flush_all(void)
+{
+	pthread_mutex_lock(&zones_lock);
+	for (struct uma_zone *z = zones_head; z; z = z->next)
+		smr_flush(z);
+	pthread_mutex_unlock(&zones_lock);
+}
+
+SK_EXPORT smr_t uma_zone_get_smr(uma_zone_t z)
+{
+	if (!z || !zone_ok(z, "uma_zone_get_smr"))
+		return NULL;
+	if (!(z->flags & UMA_ZONE_SMR)) {
+		sk_misuse("uma_zone_get_smr(%s): not an SMR zone", z->name);
+		return NULL;
+	}
+	return &the_smr;
+}
+
+static bool smr_zone_ok(uma_zone_t z, const char *call)
+{
+	if (!z) {
+		sk_misuse("%s: NULL zone", call);
+		return false;
+	}
+	if (!zone_ok(z, call))
+		return false;
+	if (!(z->flags & UMA_ZONE_SMR)) {
+		sk_misuse("%s(%s): not an SMR zone (created without UMA_ZONE_SMR)", call, z->name);
+		return false;
+	}
+	return true;
+}
+
+SK_EXPORT void *uma_zalloc_smr(uma_zone_t z, int flags)
+{
+	if (!smr_zone_ok(z, "uma_zalloc_smr"))
+		return NULL;
+	return zalloc_slow(z, NULL, UMA_ANYDOMAIN, flags, "uma_zalloc_smr", SK_CALLER());
+}
+
+SK_EXPORT void uma_zfree_smr(uma_zone_t z, void *item)
+{
+	if (!item || !smr_zone_ok(z, "uma_zfree_smr"))
+		return;
+	bool ours;
+	if (z->skeg) {
+		ours = sk_skeg_contains(z->skeg, item);
+	} else {
+		struct sk_page *pg = sk_page_of(item);
+		ours = pg && (pg->owner == z->keg || pg->kind == SK_PAGE_HEAP);
+	}
+	if (!ours) {
+		sk_misuse("uma_zfree_smr(%s): item %p does not belong to this zone", z->name, item);
+		return;
+	}
+	sk_trace_free(SK_TRACE_API_UMA, item);
+
+	struct smr_batch *full = NULL;
+	pthread_mutex_lock(&z->lock);
+	struct smr_batch *b = z->smr_batch;
+	if (!b)
+		b = z->smr_batch = sk_meta_zalloc(sizeof(*b));
+	if (b) {
+		b->zone = z;
+		b->items[b->n++] = item;
+		if (b->n == SMR_BATCH) {
+			full = b;
+			z->smr_batch = NULL;
+		}
+	}
+	pthread_mutex_unlock(&z->lock);
+	if (full) {
+		smr_batch_submit(z, full);
+	} else if (!b) {
+		/* No memory for a batch: wait for the grace period here. */
+		slabkit_synchronize_rcu();
+		smr_item_put(z, item);
+	}
+}
+
+SK_EXPORT void smr_enter(smr_t smr)
+{
+	(void)smr;
+	slabkit_rcu_read_lock();
+}
+
+SK_EXPORT void smr_exit(smr_t smr)
+{
+	(void)smr;
+	slabkit_rcu_read_unlock();
+}
+
+SK_EXPORT void smr_synchronize(smr_t smr)
+{
+	(void)smr;
+	slabkit_synchronize_rcu();
 }
 
 /* --- more of uma(9): limits' reactions, reserves, counters, page sources --- */

@@ -159,6 +159,24 @@ unsigned slabkit_cpu_ids(void);
 void uma_reclaim(int req);
 void uma_zone_reclaim(uma_zone_t zone, int req);
 
+/* SMR zones (uma_zcreate with UMA_ZONE_SMR; docs/uma.md "SMR zones").
+ * An item freed with uma_zfree_smr is not reused until every reader that
+ * was inside smr_enter/smr_exit when it was freed has left.  slabkit's
+ * safe memory reclamation is liburcu's urcu-memb, one domain for the whole
+ * process: every zone's smr_t is the same, smr_enter/smr_exit are an RCU
+ * read-side section (they nest).  SMR zones take no ctor or dtor (their
+ * items are read after the free); uma_zfree on one is misuse.  Freed
+ * items wait in batches of 60 for a grace period; uma_zone_reclaim,
+ * uma_reclaim and uma_zdestroy hand partial batches over at once. */
+typedef struct smr *smr_t;
+smr_t uma_zone_get_smr(uma_zone_t zone);
+void *uma_zalloc_smr(uma_zone_t zone, int flags);
+void uma_zfree_smr(uma_zone_t zone, void *item);
+void smr_enter(smr_t smr);
+void smr_exit(smr_t smr);
+/* Wait until every reader inside a section when it was called has left. */
+void smr_synchronize(smr_t smr);
+
 #ifdef __cplusplus
 }
 #endif
