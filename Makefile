@@ -22,7 +22,7 @@ BENCH_PEER_PACKAGES := libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
 NUMA_VM_PACKAGES := qemu-system-x86 busybox-static cpio xz-utils
 BUILD ?= build
 
-.PHONY: run test deps bench-peers bench-preload build check check-asan check-tsan numa-vm clean
+.PHONY: run test deps bench-peers bench-preload build check check-asan check-tsan memcheck numa-vm clean
 
 run: deps bench-peers
 	cmake -S . -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSLABKIT_BUILD_TESTS=OFF
@@ -90,5 +90,21 @@ check-tsan: deps
 	cmake --build $(BUILD)-tsan -j$(JOBS)
 	TSAN_OPTIONS="halt_on_error=1 detect_deadlocks=0 die_after_fork=0 suppressions=$(CURDIR)/tests/tsan.supp" ctest --test-dir $(BUILD)-tsan --output-on-failure -j2
 
+# The conformance suite under valgrind memcheck, once per backend (not part
+# of `make test`: it takes minutes).  Valgrind cannot run restartable
+# sequences, so slabkit runs its per-CPU slots in lock mode by itself; small
+# arenas keep valgrind's address-space bookkeeping cheap.
+MEMCHECK_BACKENDS ?= slab slub slob uma
+memcheck: deps
+	@command -v valgrind >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq valgrind >/dev/null; }
+	cmake -S . -B $(BUILD)-memcheck -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLABKIT_BUILD_TOOLS=OFF
+	cmake --build $(BUILD)-memcheck -j$(JOBS) --target conformance
+	@for b in $(MEMCHECK_BACKENDS); do \
+	  echo "memcheck: conformance on $$b"; \
+	  SLABKIT_ARENA_MB=2048 SLABKIT_BACKEND=$$b SLABKIT_TICK_MS=-1 \
+	    valgrind -q --error-exitcode=9 --leak-check=no $(BUILD)-memcheck/tests/conformance \
+	    > $(BUILD)-memcheck/memcheck-$$b.log 2>&1 || { tail -40 $(BUILD)-memcheck/memcheck-$$b.log; exit 1; }; \
+	done; echo "memcheck: clean on $(MEMCHECK_BACKENDS)"
+
 clean:
-	rm -rf $(BUILD) $(BUILD)-release $(BUILD)-asan $(BUILD)-tsan
+	rm -rf $(BUILD) $(BUILD)-release $(BUILD)-asan $(BUILD)-tsan $(BUILD)-memcheck
