@@ -485,7 +485,7 @@ SK_EXPORT int uma_zone_set_max(uma_zone_t z, int nitems)
 		return (int)z->max_items;
 	}
 	pthread_mutex_lock(&z->lock);
-	z->max_items = nitems;
+	sk_store(&z->max_items, (int64_t)nitems); /* read without the lock on the slow paths */
 	zone_update_plain(z);
 	if (z->sleepers)
 		pthread_cond_broadcast(&z->wake);
@@ -705,7 +705,7 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 		return NULL;
 	}
 	flags &= ~SK_UMA_PCPU_CALL;
-	if ((sk_load(&z->warning) || sk_load(&z->maxaction)) && zone_full(z))
+	if (sk_load(&z->max_items) && (sk_load(&z->warning) || sk_load(&z->maxaction)) && zone_full(z))
 		limit_hit(z);
 	enum limit_grant grant = LIMIT_REFUSED;
 	if (sk_load(&z->max_items) && (grant = limit_take(z, flags)) == LIMIT_REFUSED) {
@@ -728,7 +728,7 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 		return NULL;
 	}
 	if (z->own_count) {
-		if (!z->max_items)
+		if (!sk_load(&z->max_items))
 			ck_pr_inc_64(&z->cur_items);
 		ck_pr_inc_64(&z->allocs);
 	}
@@ -816,7 +816,7 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 		return; /* reported below: not a free to count */
 	if (z->own_count) {
 		ck_pr_inc_64(&z->frees);
-		if (!z->max_items)
+		if (!sk_load(&z->max_items))
 			ck_pr_dec_64(&z->cur_items);
 	}
 	if (sk_load(&z->max_items))
@@ -944,7 +944,7 @@ static void smr_item_put(struct uma_zone *z, void *item)
 	item_put(z, item);
 	if (z->own_count) {
 		ck_pr_inc_64(&z->frees);
-		if (!z->max_items)
+		if (!sk_load(&z->max_items))
 			ck_pr_dec_64(&z->cur_items);
 	}
 	if (sk_load(&z->max_items))
