@@ -151,8 +151,10 @@ struct ts_state {
 static void ts_ctor(void *p)
 {
 	struct rcu_obj *o = p;
-	o->magic = RCU_MAGIC;
-	o->magic2 = RCU_MAGIC;
+	/* Atomic: TYPESAFE_BY_RCU readers may read a slab's memory while it is
+	 * being constructed again (that is the point); TSan sees the pairing. */
+	__atomic_store_n(&o->magic, RCU_MAGIC, __ATOMIC_RELAXED);
+	__atomic_store_n(&o->magic2, RCU_MAGIC, __ATOMIC_RELAXED);
 }
 
 static void *ts_writer(void *arg)
