@@ -485,7 +485,8 @@ SK_EXPORT void slabkit_kvfree_call_rcu(struct rcu_head *head, void *ptr)
 	struct sk_page *pg = sk_page_of(ptr);
 	/* Checked now, where the caller can be named (kvmalloc's vmalloc
 	 * blocks are kvfree's to check). */
-	if (!(pg && pg->kind == SK_PAGE_LARGE && pg->owner) && !linux_block_ok(ptr, pg, "kfree_rcu", false))
+	if (!(pg && pg->kind == SK_PAGE_LARGE && sk_large_origin(pg) == SK_LARGE_VMALLOC) &&
+	    !linux_block_ok(ptr, pg, "kfree_rcu", false))
 		return;
 	size_t size = sk_block_size(ptr, pg);
 	if ((char *)head < (char *)ptr || (size && (size_t)((char *)head - (char *)ptr) + sizeof(*head) > size)) {
