@@ -529,7 +529,10 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 	}
 	struct mt_stats *s = type_stats(type);
 	struct sk_page *pg = bi.pg;
-	if (pg->kind == SK_PAGE_SLAB) {
+	/* Read once: after a cache object goes back, its slab may be freed and
+	 * its page reused by another thread before this function returns. */
+	const uint8_t kind = sk_load(&pg->kind);
+	if (kind == SK_PAGE_SLAB) {
 		/* Freed first: a free the cache refuses (a double free the
 		 * always-on checks or the debug layer catch) is not counted. */
 		if (TYPE_TRAILER)
@@ -539,18 +542,18 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 		if (sk_free_refused)
 			return;
 	}
-	if (s && pg->kind == SK_PAGE_SLAB) {
+	if (s && kind == SK_PAGE_SLAB) {
 		sk_pcpu_counter_inc(&s->pcpu, MT_FREE_OFFSET(sk_bsd_index(bi.raw)));
 	} else if (s) {
 		ck_pr_inc_64(&s->other_frees);
 		ck_pr_add_64(&s->other_freed, bi.raw);
 	}
-	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF) && pg->kind != SK_PAGE_SLAB)
+	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF) && kind != SK_PAGE_SLAB)
 		sk_track_free(addr); /* cache objects: the cache's slow path */
-	if (pg->kind == SK_PAGE_LARGE) {
+	if (kind == SK_PAGE_LARGE) {
 		pg->bk[0] = 0;
 		sk_large_free(addr, pg);
-	} else if (pg->kind == SK_PAGE_HEAP) {
+	} else if (kind == SK_PAGE_HEAP) {
 		if (TYPE_TRAILER) /* a second free no longer matches the type */
 			*trailer_of(addr, bi.raw) = NULL;
 		sk_state.heap_ops->kfree(addr, pg);
