@@ -32,7 +32,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <ck_spinlock.h>
 #include <slabkit/freebsd/uma.h>
 
 #include "sk_core.h"
@@ -88,10 +87,8 @@ struct uma_zone {
 	uma_fini keg_fini;
 	size_t align;
 
-	/* The stash.  Synchronization: stash_lock, a spinlock held for a few
-	 * instructions (and, unlike a mutex, not counted by TSan's limit of
-	 * 64 locks held at once when fork takes every zone's). */
-	ck_spinlock_fas_t stash_lock;
+	/* The stash.  Synchronization: stash_lock. */
+	pthread_mutex_t stash_lock;
 	void **stash;
 	uint32_t stash_n, stash_cap;
 	uint32_t reserve;              /* items only M_USE_RESERVE may take */
@@ -125,7 +122,7 @@ void sk_uma_fork_lock(bool lock, bool zone_locks)
 	 * its stash lock (a leaf). */
 	for (struct uma_zone *z = zones_head; z; z = z->next) {
 		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&z->lock);
-		(lock ? ck_spinlock_fas_lock : ck_spinlock_fas_unlock)(&z->stash_lock);
+		(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&z->stash_lock);
 	}
 }
 
@@ -165,7 +162,7 @@ static struct uma_zone *zone_new(const char *name)
 	snprintf(z->name, sizeof(z->name), "%s", name ? name : "(unnamed)");
 	pthread_mutex_init(&z->lock, NULL);
 	pthread_cond_init(&z->wake, NULL);
-	ck_spinlock_fas_init(&z->stash_lock);
+	pthread_mutex_init(&z->stash_lock, NULL);
 	z->refs = 1;
 	z->magic = ZONE_LIVE;
 	z->maxcache = -1;
@@ -328,6 +325,7 @@ static void zone_free_storage(struct uma_zone *z)
 {
 	pthread_mutex_destroy(&z->lock);
 	pthread_cond_destroy(&z->wake);
+	pthread_mutex_destroy(&z->stash_lock);
 	if (z->stash)
 		sk_meta_free(z->stash, z->stash_cap * sizeof(void *));
 	if (z->warning)
@@ -554,32 +552,25 @@ static uint32_t stash_limit(const struct uma_zone *z)
 	return (uint32_t)SK_MIN(lim, (uint64_t)UINT32_MAX / 2);
 }
 
-/* Make room for stash_limit(z) items.  false: no metadata memory.  The
- * array is allocated and freed outside the (spin) lock. */
+/* Make room for stash_limit(z) items.  false: no metadata memory. */
 static bool stash_size(struct uma_zone *z)
 {
 	uint32_t want = stash_limit(z);
-	if (want <= sk_load(&z->stash_cap))
-		return true;
-	void **a = sk_meta_zalloc(want * sizeof(void *)), **old = NULL;
-	uint32_t old_cap = 0;
-	if (!a)
-		return false;
-	ck_spinlock_fas_lock(&z->stash_lock);
+	pthread_mutex_lock(&z->stash_lock);
 	if (want > z->stash_cap) {
-		if (z->stash)
+		void **a = sk_meta_zalloc(want * sizeof(void *));
+		if (!a) {
+			pthread_mutex_unlock(&z->stash_lock);
+			return false;
+		}
+		if (z->stash) {
 			memcpy(a, z->stash, z->stash_n * sizeof(void *));
-		old = z->stash;
-		old_cap = z->stash_cap;
+			sk_meta_free(z->stash, z->stash_cap * sizeof(void *));
+		}
 		z->stash = a;
-		sk_store(&z->stash_cap, want);
-	} else {
-		old = a; /* grown meanwhile */
-		old_cap = want;
+		z->stash_cap = want;
 	}
-	ck_spinlock_fas_unlock(&z->stash_lock);
-	if (old)
-		sk_meta_free(old, old_cap * sizeof(void *));
+	pthread_mutex_unlock(&z->stash_lock);
 	return true;
 }
 
@@ -589,12 +580,12 @@ static void *stash_pop(struct uma_zone *z, uint32_t floor)
 	void *item = NULL;
 	if (!sk_load(&z->stash_n))
 		return NULL;
-	ck_spinlock_fas_lock(&z->stash_lock);
+	pthread_mutex_lock(&z->stash_lock);
 	if (z->stash_n > floor) {
 		item = z->stash[z->stash_n - 1];
 		sk_store(&z->stash_n, z->stash_n - 1); /* read without the lock above */
 	}
-	ck_spinlock_fas_unlock(&z->stash_lock);
+	pthread_mutex_unlock(&z->stash_lock);
 	return item;
 }
 
@@ -602,13 +593,13 @@ static void *stash_pop(struct uma_zone *z, uint32_t floor)
 static bool stash_push(struct uma_zone *z, void *item, uint32_t limit)
 {
 	bool kept = false;
-	ck_spinlock_fas_lock(&z->stash_lock);
+	pthread_mutex_lock(&z->stash_lock);
 	if (z->stash_n < SK_MIN(limit, z->stash_cap)) {
 		z->stash[z->stash_n] = item;
 		sk_store(&z->stash_n, z->stash_n + 1);
 		kept = true;
 	}
-	ck_spinlock_fas_unlock(&z->stash_lock);
+	pthread_mutex_unlock(&z->stash_lock);
 	return kept;
 }
 
@@ -1407,6 +1398,7 @@ void sk_uma_zones_reset(void)
 			z->keg->front_data = NULL;
 		pthread_mutex_destroy(&z->lock);
 		pthread_cond_destroy(&z->wake);
+		pthread_mutex_destroy(&z->stash_lock);
 	}
 	pthread_mutex_unlock(&zones_lock);
 }
