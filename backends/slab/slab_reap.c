@@ -80,7 +80,9 @@ static void slab_reap_cpu(struct sk_cache *c, unsigned cpu, struct slab_link *de
 	if (!slab_slot_ready(slot) || sc->nobucket)
 		return;
 	allocs = sk_pcpu_slot_allocs(c, slot);
-	touched = ck_pr_fas_32(&ex->touched, 0) != 0;
+	/* The compiler's exchange rather than ck_pr_fas_32: in TSan builds ck's
+	 * builtin port loads with a volatile access TSan takes for a plain read. */
+	touched = __atomic_exchange_n(&ex->touched, 0, __ATOMIC_RELAXED) != 0;
 	if (allocs != ex->reap_allocs_seen)
 		touched = true;
 	sk_store(&ex->reap_allocs_seen, allocs);
