@@ -570,7 +570,12 @@ void sk_cache_fill_info(struct sk_cache *c, struct slabkit_cache_info *out)
 	out->refills = sk_load(&c->ctr.refills);
 	out->flushes = sk_load(&c->ctr.flushes);
 	out->failures = sk_load(&c->ctr.failures);
-	out->in_use = sk_cache_in_use(c);
+	/* From the same sums as allocs and frees, so that one report agrees with
+	 * itself while other threads allocate (the reads are racy by design). */
+	out->in_use = out->allocs > out->frees ? out->allocs - out->frees : 0;
+	uint64_t hw = sk_load(&c->ctr.high_water);
+	while (out->in_use > hw && !ck_pr_cas_64_value(&c->ctr.high_water, hw, out->in_use, &hw))
+		;
 	out->high_water = sk_load(&c->ctr.high_water);
 	out->bytes_allocated = out->allocs * c->object_size;
 	/* Size classes count what callers asked for less than the class
