@@ -314,11 +314,22 @@ SK_EXPORT uma_zone_t uma_zcache_create(const char *name, int size, uma_ctor ctor
 	return z;
 }
 
+/* Items out.  The keg's figure is a sum over CPUs that a concurrent
+ * allocation and free on two CPUs can push above the truth.  For a limited
+ * zone the sum is taken under zone->lock: then the only allocations that
+ * can run meanwhile are ones the limit already granted, none of them can
+ * be freed before its grant settles (which needs the lock), so the figure
+ * never exceeds the limit. */
 static uint64_t zone_cur(struct uma_zone *z)
 {
 	if (sk_load(&z->own_count))
 		return sk_load(&z->cur_items);
-	return sk_cache_in_use(z->keg);
+	if (!sk_load(&z->max_items))
+		return sk_cache_in_use(z->keg);
+	pthread_mutex_lock(&z->lock);
+	uint64_t cur = sk_cache_in_use(z->keg);
+	pthread_mutex_unlock(&z->lock);
+	return cur;
 }
 
 static void zone_free_storage(struct uma_zone *z)
