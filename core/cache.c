@@ -320,8 +320,13 @@ static void *alloc_untracked(struct sk_cache *c, int node, unsigned flags)
 		ck_pr_inc_64(&c->ctr.failures);
 		return NULL;
 	}
-	ck_pr_inc_64(&c->ctr.slow_allocs);
-	sk_cache_in_use(c); /* samples the high-water mark */
+	/* Sample the high-water mark once every sk_pcpu_nr (rounded up to a
+	 * power of two) slow allocations: the sum reads every CPU's slot, so
+	 * the slow path's share of it stays constant however many CPUs there
+	 * are.  Reads (slabkit_cache_info, reports) sample it too. */
+	uint64_t slow = ck_pr_faa_64(&c->ctr.slow_allocs, 1);
+	if ((slow & sk_pcpu_sample_mask) == 0)
+		sk_cache_in_use(c);
 	return obj;
 }
 

@@ -27,6 +27,8 @@
 
 bool sk_pcpu_use_rseq;
 unsigned sk_pcpu_nr;
+uint64_t sk_pcpu_sample_mask;
+uint64_t sk_pcpu_sums_taken;
 long sk_rseq_offset;
 
 /* Slot locks the calling thread holds through sk_pcpu_trylock_local or
@@ -73,6 +75,7 @@ static bool rseq_usable(void)
 int sk_pcpu_init(const char *mode)
 {
 	sk_pcpu_nr = sk_numa_cpus();
+	sk_pcpu_sample_mask = sk_pcpu_nr > 1 ? (UINT64_C(1) << (64 - __builtin_clzll(sk_pcpu_nr - 1))) - 1 : 0;
 	if (!mode || !*mode || !strcmp(mode, "auto")) {
 		sk_pcpu_use_rseq = rseq_usable();
 	} else if (!strcmp(mode, "rseq")) {
@@ -342,6 +345,7 @@ void sk_pcpu_sum(const struct sk_cache *c, struct sk_pcpu_sums *out)
 	memset(out, 0, sizeof(*out));
 	if (!c->pcpu_base || c->pcpu_kind == SK_PCPU_NONE)
 		return;
+	ck_pr_inc_64(&sk_pcpu_sums_taken);
 	for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
 		struct sk_pcpu_slot *s = sk_pcpu_slot(c, cpu);
 		uint64_t allocs, frees;

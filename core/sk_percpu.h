@@ -87,6 +87,9 @@ _Static_assert(sizeof(struct sk_pcpu_slot) == 64, "slot header is one cache line
 extern bool sk_pcpu_use_rseq;
 /* Number of slots per cache: every CPU id the kernel can report is below it. */
 extern unsigned sk_pcpu_nr;
+/* The smallest power of two >= sk_pcpu_nr, minus one: work proportional to
+ * the number of CPUs done once every (mask + 1) events costs O(1) each. */
+extern uint64_t sk_pcpu_sample_mask;
 
 /* Set the mode up ("auto", "rseq", "lock"); 0 or -errno with a message. */
 int sk_pcpu_init(const char *mode);
@@ -173,6 +176,9 @@ struct sk_pcpu_sums {
 	uint64_t allocs, frees, bytes_slack;
 };
 void sk_pcpu_sum(const struct sk_cache *c, struct sk_pcpu_sums *out);
+/* How many sums were taken (tests check that slow paths take few).
+ * Synchronization: ck_pr atomics. */
+extern uint64_t sk_pcpu_sums_taken;
 
 #pragma GCC visibility pop
 

@@ -272,6 +272,42 @@ static void reports_do_not_stop_the_allocator(void **state)
 		assert_true(sk_load(&sk_pcpu_drain_locks) > locks);
 }
 
+/* A slow allocation samples the high-water mark, a sum over every CPU's
+ * slot, only once in every (sk_pcpu_sample_mask + 1): the slow path's cost
+ * must not grow with the number of CPUs.  Reads still see the exact peak. */
+static void slow_paths_rarely_sum_every_cpu(void **state)
+{
+	(void)state;
+	enum { N = 20000 };
+	struct kmem_cache *c = kmem_cache_create("rep_hw_sample", 64, 0, 0, NULL);
+	assert_non_null(c);
+	void **objs = calloc(N, sizeof(*objs));
+	assert_non_null(objs);
+	struct slabkit_cache_info info;
+	assert_int_equal(slabkit_cache_info_by_name("rep_hw_sample", &info), 0);
+	uint64_t slow_before = info.slow_allocs;
+	uint64_t sums_before = sk_load(&sk_pcpu_sums_taken);
+	for (int i = 0; i < N; i++)
+		assert_non_null(objs[i] = kmem_cache_alloc(c, GFP_KERNEL));
+	uint64_t sums = sk_load(&sk_pcpu_sums_taken) - sums_before;
+	assert_int_equal(slabkit_cache_info_by_name("rep_hw_sample", &info), 0);
+	uint64_t slow = info.slow_allocs - slow_before, period = sk_pcpu_sample_mask + 1;
+	print_message("  %llu slow allocations took %llu sums over %u CPUs (one every %llu)\n",
+		      (unsigned long long)slow, (unsigned long long)sums, sk_pcpu_nr,
+		      (unsigned long long)period);
+	if (!((struct sk_cache *)c)->pcpu_base) {
+		assert_int_equal(sums, 0); /* no slots, nothing to sum */
+	} else {
+		/* +2: another thread (the maintenance tick) may read a figure. */
+		assert_true(sums <= slow / period + 2);
+	}
+	assert_true(info.high_water >= N); /* a read samples the peak itself */
+	for (int i = 0; i < N; i++)
+		kmem_cache_free(c, objs[i]);
+	free(objs);
+	kmem_cache_destroy(c);
+}
+
 /* SLABKIT_STATS=json:<path>: the report a process writes at exit. */
 static void stats_at_exit(void **state)
 {
@@ -322,6 +358,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		SK_TEST(exact_figures_in_every_format),
 		SK_TEST(reports_do_not_stop_the_allocator),
+		SK_TEST(slow_paths_rarely_sum_every_cpu),
 		SK_TEST(stats_at_exit),
 	};
 	sk_apply_test_filter();
