@@ -446,6 +446,10 @@ SK_EXPORT void *bsd_mallocarray(size_t nmemb, size_t size, struct malloc_type *t
 
 /* --- domainsets --- */
 
+/* A domain is the OS's node number (as FreeBSD's are the kernel's), mapped
+ * to the provider's index when the set is used.  Linux numbers nodes below
+ * MAX_NUMNODES (at most 1024): one preallocated set per number. */
+#define DS_MAX_OS_NODES 1024
 enum ds_policy { DS_RR, DS_FT, DS_PREFER, DS_FIXED };
 struct domainset {
 	enum ds_policy policy;
@@ -454,7 +458,7 @@ struct domainset {
 
 static const struct domainset ds_rr = { DS_RR, -1 };
 static const struct domainset ds_ft = { DS_FT, -1 };
-static struct domainset ds_prefer[SK_MAX_NODES], ds_fixed[SK_MAX_NODES];
+static struct domainset ds_prefer[DS_MAX_OS_NODES], ds_fixed[DS_MAX_OS_NODES];
 static unsigned ds_rr_cursor; /* Synchronization: atomic increment */
 
 SK_EXPORT const struct domainset *slabkit_domainset_rr(void) { return &ds_rr; }
@@ -462,8 +466,11 @@ SK_EXPORT const struct domainset *slabkit_domainset_ft(void) { return &ds_ft; }
 
 static const struct domainset *ds_for(struct domainset *table, enum ds_policy policy, int domain)
 {
-	if (domain < 0 || domain >= SK_MAX_NODES)
+	if (domain < 0 || domain >= DS_MAX_OS_NODES) {
+		sk_errorf("slabkit: DOMAINSET_%s(%d): no such domain", policy == DS_PREFER ? "PREF" : "FIXED",
+			  domain);
 		return NULL;
+	}
 	table[domain].policy = policy;
 	table[domain].domain = domain;
 	return &table[domain];
@@ -488,17 +495,20 @@ SK_EXPORT void *bsd_malloc_domainset(size_t size, struct malloc_type *type, cons
 		return malloc_common(size, type, node, flags, "bsd_malloc_domainset", SK_CALLER());
 	}
 	case DS_PREFER:
-	case DS_FIXED:
-		if ((unsigned)ds->domain >= sk_state.nodes) {
-			sk_errorf("slabkit: bsd_malloc_domainset: domain %d does not exist (%u domains)",
-				  ds->domain, sk_state.nodes);
+	case DS_FIXED: {
+		int node = sk_node_from_user(ds->domain); /* the OS's number -> the provider's index */
+		if (node < 0) {
+			char list[128];
+			sk_errorf("slabkit: bsd_malloc_domainset: domain %d does not exist (the OS's nodes: %s)",
+				  ds->domain, sk_node_list(list, sizeof(list)));
 			return NULL;
 		}
-		void *p = malloc_common(size, type, ds->domain, ds->policy == DS_PREFER ? (flags & ~M_WAITOK) | M_NOWAIT : flags,
+		void *p = malloc_common(size, type, node, ds->policy == DS_PREFER ? (flags & ~M_WAITOK) | M_NOWAIT : flags,
 					"bsd_malloc_domainset", SK_CALLER());
 		if (!p && ds->policy == DS_PREFER)
 			p = malloc_common(size, type, SK_NODE_ANY, flags, "bsd_malloc_domainset", SK_CALLER());
 		return p;
+	}
 	}
 	return NULL;
 }

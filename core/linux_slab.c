@@ -80,8 +80,12 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 	sk_ensure_init();
 	if (!size)
 		return ZERO_SIZE_PTR;
-	if (node != NUMA_NO_NODE && (node < 0 || (unsigned)node >= sk_state.nodes)) {
-		sk_errorf("slabkit: %s: node %d does not exist (%u nodes)", call, node, sk_state.nodes);
+	int os_node = node;
+	node = sk_node_from_user(os_node); /* the OS's number -> the provider's index */
+	if (node == SK_NODE_INVALID) {
+		char list[128];
+		sk_errorf("slabkit: %s: node %d does not exist (the OS's nodes: %s)", call, os_node,
+			  sk_node_list(list, sizeof(list)));
 		return NULL;
 	}
 	if (size > KMALLOC_MAX_SIZE) {
@@ -601,6 +605,20 @@ static void *cache_alloc_retrying(struct sk_cache *c, int node, gfp_t flags, con
 	return obj;
 }
 
+/* One object of c on provider node `node` (an index, checked): the backend,
+ * with retries, tracing and zeroing. */
+static void *cache_alloc_on(struct sk_cache *c, gfp_t flags, int node, const char *call,
+			    const void *site)
+{
+	void *obj = cache_alloc_retrying(c, node, flags, call, site);
+	if (!obj)
+		return NULL;
+	sk_trace_alloc(SK_TRACE_API_KMEM_CACHE, obj, c->object_size, c->align);
+	if (flags & __GFP_ZERO)
+		memset(obj, 0, c->object_size);
+	return obj;
+}
+
 /* Everything kmem_cache_alloc's fast path does not: a NULL cache, the
  * backend, __GFP_NOFAIL retries, zeroing.  obj is what the fast path got. */
 static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, void *obj,
@@ -614,7 +632,9 @@ static sk_noinline void *kmem_cache_alloc_miss(struct sk_cache *c, gfp_t flags, 
 				goto got;
 			sk_cache_free(c, obj, pg);
 		}
-		return kmem_cache_alloc_node((struct kmem_cache *)c, flags, node);
+		if (!check_cache_alloc((struct kmem_cache *)c, "kmem_cache_alloc"))
+			return NULL;
+		return cache_alloc_on(c, flags, node, "kmem_cache_alloc", site);
 	}
 	if (!obj) {
 		if (!check_cache_alloc((struct kmem_cache *)c, "kmem_cache_alloc"))
@@ -651,26 +671,22 @@ SK_EXPORT void *kmem_cache_zalloc(struct kmem_cache *s, gfp_t flags)
 	return kmem_cache_alloc_inline(s, flags | __GFP_ZERO);
 }
 
-SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int node)
+SK_EXPORT void *kmem_cache_alloc_node(struct kmem_cache *s, gfp_t flags, int os_node)
 {
 	struct sk_cache *c = (struct sk_cache *)s;
 
-	if (node == NUMA_NO_NODE)
+	if (os_node == NUMA_NO_NODE)
 		return kmem_cache_alloc_inline(s, flags);
 	if (!check_cache_alloc(s, "kmem_cache_alloc_node"))
 		return NULL;
-	if (node < 0 || (unsigned)node >= sk_state.nodes) {
-		sk_errorf("slabkit: kmem_cache_alloc_node(%s): node %d does not exist (%u nodes)", c->name,
-			  node, sk_state.nodes);
+	int node = sk_node_from_user(os_node); /* the OS's number -> the provider's index */
+	if (node == SK_NODE_INVALID) {
+		char list[128];
+		sk_errorf("slabkit: kmem_cache_alloc_node(%s): node %d does not exist (the OS's nodes: %s)",
+			  c->name, os_node, sk_node_list(list, sizeof(list)));
 		return NULL;
 	}
-	void *obj = cache_alloc_retrying(c, node, flags, "kmem_cache_alloc_node", SK_CALLER());
-	if (!obj)
-		return NULL;
-	sk_trace_alloc(SK_TRACE_API_KMEM_CACHE, obj, c->object_size, c->align);
-	if (flags & __GFP_ZERO)
-		memset(obj, 0, c->object_size);
-	return obj;
+	return cache_alloc_on(c, flags, node, "kmem_cache_alloc_node", SK_CALLER());
 }
 
 /* The object's page, checked to belong to c; NULL (reported) otherwise. */

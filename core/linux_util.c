@@ -36,22 +36,28 @@ static unsigned gfp_wait_flags(gfp_t gfp)
 	return f;
 }
 
-static bool node_ok(int node, const char *call)
+/* The provider's index of OS node `os_node` (NUMA_NO_NODE stays), or
+ * SK_NODE_INVALID, reported, for a number that names no node. */
+static int node_index(int os_node, const char *call)
 {
-	if (node == NUMA_NO_NODE || (node >= 0 && (unsigned)node < sk_state.nodes))
-		return true;
-	sk_errorf("slabkit: %s: node %d does not exist (%u nodes)", call, node, sk_state.nodes);
-	return false;
+	int node = sk_node_from_user(os_node);
+	if (node == SK_NODE_INVALID) {
+		char list[128];
+		sk_errorf("slabkit: %s: node %d does not exist (the OS's nodes: %s)", call, os_node,
+			  sk_node_list(list, sizeof(list)));
+	}
+	return node;
 }
 
 /* --- vmalloc --- */
 
 /* Whole pages on `node` (NUMA_NO_NODE: any); __GFP_THISNODE pins an
  * unspecified node to the caller's; __GFP_NOFAIL retries like kmalloc. */
-static void *vmalloc_pages(size_t size, gfp_t gfp, int node, const char *call)
+static void *vmalloc_pages(size_t size, gfp_t gfp, int os_node, const char *call)
 {
 	sk_ensure_init();
-	if (!size || size > KMALLOC_MAX_SIZE || !node_ok(node, call)) {
+	int node = node_index(os_node, call);
+	if (!size || size > KMALLOC_MAX_SIZE || node == SK_NODE_INVALID) {
 		if (size && !(gfp & __GFP_NOWARN))
 			sk_errorf("slabkit: %s: allocation of %zu bytes failed (%s)", call, size,
 				  size > KMALLOC_MAX_SIZE ? "larger than the largest block, 1 GiB" : "bad node");

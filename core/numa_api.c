@@ -5,6 +5,7 @@
  * OS-number mapping and the counters; this file only translates.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <slabkit/slabkit.h>
@@ -13,10 +14,31 @@
 
 _Static_assert(SLABKIT_PAGE_ORDERS == SK_MAX_ORDER + 1, "one figure per buddy order");
 
+int sk_node_from_user(int os_node)
+{
+	if (os_node == -1)
+		return SK_NODE_ANY;
+	int node = sk_numa_node_from_os(os_node);
+	return node < 0 ? SK_NODE_INVALID : node;
+}
+
+const char *sk_node_list(char *buf, size_t len)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (unsigned n = 0; n < sk_numa_nodes() && used < len; n++) {
+		int w = snprintf(buf + used, len - used, "%s%d", n ? "," : "", sk_numa_node_os((int)n));
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+	return buf;
+}
+
 SK_EXPORT int slabkit_ptr_node(const void *p)
 {
 	/* No init needed: before init the arenas are empty and nothing is ours. */
-	return sk_numa_addr_node(p);
+	return sk_node_to_user(sk_numa_addr_node(p));
 }
 
 SK_EXPORT int slabkit_node_os(int node)
@@ -31,13 +53,14 @@ SK_EXPORT int slabkit_node_from_os(int os_node)
 	return sk_numa_node_from_os(os_node);
 }
 
-SK_EXPORT int slabkit_node_stats(int node, struct slabkit_node_stats *out)
+SK_EXPORT int slabkit_node_stats(int os_node, struct slabkit_node_stats *out)
 {
 	struct sk_numa_node_stats ns;
 
 	memset(out, 0, sizeof(*out));
 	sk_ensure_init();
-	if (sk_numa_node_stats(node, &ns) != 0)
+	int node = sk_node_from_user(os_node);
+	if (node < 0 || sk_numa_node_stats(node, &ns) != 0)
 		return -EINVAL;
 	out->node = node;
 	out->os_node = sk_numa_node_os(node);

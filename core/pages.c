@@ -41,14 +41,16 @@ const char *sk_large_owner_free(const struct sk_page *pg)
 
 /* npages pages (a whole 2^order block when exact is false) on nid, or
  * (without __GFP_THISNODE) any node after nid. */
-static void *block_alloc(int nid, gfp_t gfp, unsigned order, size_t npages, bool exact, const char *call)
+static void *block_alloc(int os_nid, gfp_t gfp, unsigned order, size_t npages, bool exact, const char *call)
 {
 	sk_ensure_init();
-	if (order > MAX_PAGE_ORDER || (nid != NUMA_NO_NODE && (nid < 0 || (unsigned)nid >= sk_state.nodes))) {
+	int nid = sk_node_from_user(os_nid); /* the OS's number -> the provider's index */
+	if (order > MAX_PAGE_ORDER || nid == SK_NODE_INVALID) {
+		char list[128];
 		if (!(gfp & __GFP_NOWARN))
-			sk_errorf("slabkit: %s: %s (order %u, node %d; %u nodes, largest order %d)", call,
-				  order > MAX_PAGE_ORDER ? "order too large" : "no such node", order, nid,
-				  sk_state.nodes, MAX_PAGE_ORDER);
+			sk_errorf("slabkit: %s: %s (order %u, node %d; the OS's nodes: %s, largest order %d)",
+				  call, order > MAX_PAGE_ORDER ? "order too large" : "no such node", order,
+				  os_nid, sk_node_list(list, sizeof(list)), MAX_PAGE_ORDER);
 		ck_pr_inc_64(&sk_state.pages.failures);
 		return NULL;
 	}
@@ -209,7 +211,7 @@ SK_EXPORT struct page *virt_to_page(const void *addr)
 
 SK_EXPORT int page_to_nid(const struct page *page)
 {
-	return page ? ((const struct sk_page *)page)->node : NUMA_NO_NODE;
+	return page ? sk_node_to_user(((const struct sk_page *)page)->node) : NUMA_NO_NODE;
 }
 
 /* --- aligned large blocks (malloc(9)'s contigmalloc, malloc_aligned) --- */

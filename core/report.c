@@ -286,7 +286,7 @@ static void report_json(FILE *out)
 	fprintf(out, "\n  ],\n  \"nodes\": [");
 	for (unsigned n = 0; n < sk_state.nodes; n++) {
 		struct slabkit_node_stats ns;
-		if (slabkit_node_stats((int)n, &ns) != 0)
+		if (slabkit_node_stats(sk_numa_node_os((int)n), &ns) != 0)
 			continue;
 		fprintf(out, "%s\n    {\"node\": %d, \"os_node\": %d, \"memory_bytes\": %" PRIu64
 			     ", \"bytes_reserved\": %" PRIu64 ", \"bytes_in_use\": %" PRIu64

@@ -281,6 +281,22 @@ static inline int sk_cache_steer_node(struct sk_cache *c)
 {
 	return sk_numa_policy_node(&c->numa_policy);
 }
+
+/* Node numbers at the public API (core/numa_api.c).  Every call that
+ * names a node takes and returns the OS's number (/sys/devices/system/node,
+ * libnuma, the kernel's kmalloc_node); inside slabkit a node is the
+ * provider's dense index.  sk_node_from_user: the index of OS node
+ * `os_node`, SK_NODE_ANY for -1 (NUMA_NO_NODE, UMA_ANYDOMAIN), or
+ * SK_NODE_INVALID for a number that names no node of this machine.
+ * sk_node_to_user: the OS number of an index (-1 stays -1). */
+#define SK_NODE_INVALID (-2)
+int sk_node_from_user(int os_node);
+static inline int sk_node_to_user(int node)
+{
+	return node < 0 ? -1 : sk_numa_node_os(node);
+}
+/* "0,2" : the OS numbers of the nodes, for messages; returns buf. */
+const char *sk_node_list(char *buf, size_t len);
 void sk_meta_reset(void);
 
 /* Registered with atexit at the first init: SLABKIT_STATS and SLABKIT_LEAKS

@@ -551,7 +551,7 @@ SK_EXPORT unsigned slabkit_nodes(void)
 SK_EXPORT int slabkit_current_node(void)
 {
 	sk_ensure_init();
-	return sk_numa_cpu_node(sk_pcpu_current_cpu());
+	return sk_node_to_user(sk_numa_cpu_node(sk_pcpu_current_cpu()));
 }
 
 /*

@@ -95,7 +95,8 @@ static struct skeg_slab *slab_of_locked(struct sk_skeg *k, const void *addr, uin
 static void *source_alloc(struct sk_skeg *k, int domain, int flags, uint8_t *pflag)
 {
 	if (k->p.allocf)
-		return k->p.allocf(k->p.zone, k->slab_bytes, domain, pflag, flags);
+		/* The user's page source is told the OS's node number. */
+		return k->p.allocf(k->p.zone, k->slab_bytes, sk_node_to_user(domain), pflag, flags);
 	void *mem = sk_pages_alloc_exact(domain == UMA_ANYDOMAIN ? SK_NODE_ANY : domain,
 					 k->slab_bytes >> SK_PAGE_SHIFT, SK_PAGE_LARGE, NULL);
 	if (mem)

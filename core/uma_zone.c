@@ -632,7 +632,8 @@ static void *import_batch(uma_zone_t z, int domain, int flags)
 	void *store[STASH_BATCH];
 	uint32_t room = stash_limit(z) > sk_load(&z->stash_n) ? stash_limit(z) - sk_load(&z->stash_n) : 0;
 	int want = (int)SK_MIN(room + 1, STASH_BATCH);
-	int got = z->import(z->arg, store, want, domain, flags);
+	/* The user's callback is told the OS's number, as every public call. */
+	int got = z->import(z->arg, store, want, sk_node_to_user(domain), flags);
 	if (got <= 0)
 		return NULL;
 	for (int i = 1; i < SK_MIN(got, want); i++) {
@@ -697,9 +698,12 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 {
 	if (!uma_flags_ok(z, flags, call))
 		return NULL;
-	if (domain != UMA_ANYDOMAIN && (domain < 0 || (unsigned)domain >= sk_state.nodes)) {
-		sk_errorf("slabkit: %s(%s): domain %d does not exist (%u domains)", call, z->name, domain,
-			  sk_state.nodes);
+	int os_domain = domain;
+	domain = sk_node_from_user(os_domain); /* the OS's number -> the provider's index */
+	if (domain == SK_NODE_INVALID) {
+		char list[128];
+		sk_errorf("slabkit: %s(%s): domain %d does not exist (the OS's nodes: %s)", call, z->name,
+			  os_domain, sk_node_list(list, sizeof(list)));
 		return NULL;
 	}
 	if (sk_unlikely(z->pcpu) && !(flags & SK_UMA_PCPU_CALL)) {

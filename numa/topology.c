@@ -218,6 +218,9 @@ int sk_numa_node_os(int node)
 
 int sk_numa_node_from_os(int os_node)
 {
+	/* Without holes (nearly every machine) the numbers are the indexes. */
+	if (os_node >= 0 && (unsigned)os_node < topo.nodes && topo.node_os[os_node] == os_node)
+		return os_node;
 	for (unsigned n = 0; os_node >= 0 && n < topo.nodes; n++)
 		if (topo.node_os[n] == os_node)
 			return (int)n;

@@ -18,7 +18,10 @@
  *    allocations fill the per-CPU caches in between;
  *  - per-node figures are exact (large blocks counted by order, directed
  *    hits, bytes in use summing to the whole);
- *  - OS node numbers round-trip.
+ *  - OS node numbers round-trip, and every call that names a node takes
+ *    and returns the OS's number (ctest also runs it with OS nodes 1 and 3,
+ *    "holes", where slabkit's indexes are 0 and 1); numbers the OS does not
+ *    have are refused.
  *
  * Each check prints one "numa_nodes:" summary line on stdout, which the
  * guest script copies into its log.
@@ -31,7 +34,9 @@
 
 #include <slabkit/freebsd/malloc.h>
 #include <slabkit/freebsd/uma.h>
+#include <slabkit/linux/gfp.h>
 #include <slabkit/linux/slab.h>
+#include <slabkit/linux/vmalloc.h>
 
 #include "numa_test.h"
 
@@ -42,15 +47,15 @@ MALLOC_DEFINE(M_NUMATEST, "numatest", "numa_nodes test");
 
 static size_t per_node = 1200; /* objects per node, per call, per round */
 
-/* Every object of objs is on `node` for slabkit and, when physical, for
- * the kernel; prints the summary line. */
+/* Every object of objs is on node index `node` (OS node os_of[node]) for
+ * slabkit and, when physical, for the kernel; prints the summary line. */
 static void check_placement(const char *call, void **objs, size_t n, int node)
 {
 	size_t ours = 0, phys = 0;
-	int want_os = slabkit_node_os(node);
+	int want_os = os_of[node];
 
 	for (size_t i = 0; i < n; i++)
-		ours += slabkit_ptr_node(objs[i]) == node;
+		ours += slabkit_ptr_node(objs[i]) == want_os;
 	if (physical) {
 		int *os = calloc(n, sizeof(int));
 		assert_non_null(os);
@@ -110,10 +115,12 @@ static size_t call_size(enum call c, size_t i)
 	}
 }
 
-static void *call_alloc(enum call c, int node, size_t i)
+/* An object of call c on OS node os_node. */
+static void *call_alloc(enum call c, int os_node, size_t i)
 {
 	size_t size = call_size(c, i);
 	void *p = NULL;
+	int node = os_node;
 
 	switch (c) {
 	case CALL_KMALLOC_NODE:
@@ -217,6 +224,19 @@ static void teardown_objects(void)
 	zone = NULL;
 }
 
+/* The smallest non-negative number that is not one of the OS's nodes
+ * (2 on a 2-node machine, 0 with the holes topology's nodes 1 and 3). */
+static int missing_os_node(void)
+{
+	for (int os = 0;; os++) {
+		bool used = false;
+		for (unsigned n = 0; n < nodes; n++)
+			used |= os_of[n] == os;
+		if (!used)
+			return os;
+	}
+}
+
 /* --- the tests --- */
 
 static void test_ptr_node(void **state)
@@ -230,17 +250,17 @@ static void test_ptr_node(void **state)
 	assert_int_equal(slabkit_ptr_node(libc), -1);
 	free(libc);
 	for (unsigned n = 0; n < nodes; n++) {
-		char *p = kmalloc_node(3 * 4096, GFP_KERNEL, (int)n);
+		char *p = kmalloc_node(3 * 4096, GFP_KERNEL, os_of[n]);
 		assert_non_null(p);
-		/* Every byte of the block, not only its start. */
-		assert_int_equal(slabkit_ptr_node(p), (int)n);
-		assert_int_equal(slabkit_ptr_node(p + 4096 + 17), (int)n);
-		assert_int_equal(slabkit_ptr_node(p + 3 * 4096 - 1), (int)n);
+		/* Every byte of the block, not only its start: the OS's number. */
+		assert_int_equal(slabkit_ptr_node(p), os_of[n]);
+		assert_int_equal(slabkit_ptr_node(p + 4096 + 17), os_of[n]);
+		assert_int_equal(slabkit_ptr_node(p + 3 * 4096 - 1), os_of[n]);
 		kfree(p);
 	}
 	void *any = kmalloc(64, GFP_KERNEL);
 	assert_non_null(any);
-	int node = slabkit_ptr_node(any);
+	int node = slabkit_node_from_os(slabkit_ptr_node(any));
 	assert_true(node >= 0 && (unsigned)node < nodes);
 	kfree(any);
 }
@@ -266,6 +286,97 @@ static void test_os_numbers(void **state)
 	assert_int_equal(slabkit_node_from_os(1 << 20), -1);
 }
 
+/* A zone over an import callback: what domain the callback is told. */
+static int import_domain_seen = -2;
+
+static int import_from_keg(void *arg, void **store, int count, int domain, int flags)
+{
+	import_domain_seen = domain;
+	int got = 0;
+	while (got < count && (store[got] = uma_zalloc_domain(arg, NULL, domain, flags)))
+		got++;
+	return got;
+}
+
+static void release_to_keg(void *arg, void **store, int count)
+{
+	for (int i = 0; i < count; i++)
+		uma_zfree(arg, store[i]);
+}
+
+/* Every call that names a node takes the OS's number and every call that
+ * returns one gives the OS's: with the holes topology (OS nodes 1 and 3)
+ * slabkit's indexes 0 and 1 are never accepted or returned in their
+ * place.  A number the OS does not have is refused with a message. */
+static void test_os_numbers_in_calls(void **state)
+{
+	(void)state;
+	for (unsigned n = 0; n < nodes; n++) {
+		int os = os_of[n];
+		void *p;
+
+		assert_non_null(p = kzalloc_node(100, GFP_KERNEL, os));
+		assert_int_equal(slabkit_ptr_node(p), os);
+		assert_int_equal(page_to_nid(virt_to_page(p)), os);
+		kfree(p);
+		assert_non_null(p = kmalloc_array_node(10, 100, GFP_KERNEL, os));
+		assert_int_equal(slabkit_ptr_node(p), os);
+		kfree(p);
+		assert_non_null(p = kvmalloc_node(3 * 4096, GFP_KERNEL, os));
+		assert_int_equal(slabkit_ptr_node(p), os);
+		kvfree(p);
+		assert_non_null(p = vmalloc_node(5 * 4096, os));
+		assert_int_equal(slabkit_ptr_node(p), os);
+		vfree(p);
+		struct page *pg = alloc_pages_node(os, GFP_KERNEL | __GFP_THISNODE, 2);
+		assert_non_null(pg);
+		assert_int_equal(page_to_nid(pg), os);
+		assert_int_equal(slabkit_ptr_node(page_address(pg)), os);
+		__free_pages(pg, 2);
+		assert_non_null(p = bsd_malloc_domainset(200, M_NUMATEST, DOMAINSET_PREF(os), M_WAITOK));
+		assert_int_equal(slabkit_ptr_node(p), os);
+		bsd_free(p, M_NUMATEST);
+		if (node_cpu[n] >= 0) {
+			assert_true(pin_to(node_cpu[n]));
+			assert_int_equal(slabkit_current_node(), os);
+			unpin();
+		}
+	}
+
+	/* A zone's import callback is told the OS's number too. */
+	uma_zone_t czone = uma_zcache_create("numa_nodes_import", 128, NULL, NULL, NULL, NULL,
+					     import_from_keg, release_to_keg, zone, 0);
+	assert_non_null(czone);
+	for (unsigned n = 0; n < nodes; n++) {
+		import_domain_seen = -2;
+		void *p = uma_zalloc_domain(czone, NULL, os_of[n], M_WAITOK);
+		assert_non_null(p);
+		assert_int_equal(import_domain_seen, os_of[n]);
+		assert_int_equal(slabkit_ptr_node(p), os_of[n]);
+		uma_zfree(czone, p);
+	}
+	uma_zdestroy(czone);
+
+	/* Numbers that name no node: refused, each with a message. */
+	int bad = missing_os_node();
+	sk_expect_messages();
+	unsigned before = sk_captured("does not exist", NULL, NULL) + sk_captured("no such", NULL, NULL);
+	assert_null(kmalloc_node(64, GFP_KERNEL, bad));
+	assert_null(kzalloc_node(5 * 4096, GFP_KERNEL, bad));
+	assert_null(kmem_cache_alloc_node(cache, GFP_KERNEL, bad));
+	assert_null(uma_zalloc_domain(zone, NULL, bad, M_NOWAIT));
+	assert_null(bsd_malloc_domainset(64, M_NUMATEST, DOMAINSET_FIXED(bad), M_NOWAIT));
+	assert_null(vmalloc_node(4096, bad));
+	assert_null(alloc_pages_node(bad, GFP_KERNEL, 0));
+	assert_null(kmalloc_node(64, GFP_KERNEL, -5));
+	unsigned after = sk_captured("does not exist", NULL, NULL) + sk_captured("no such", NULL, NULL);
+	assert_true(after - before >= 8);
+	printf("numa_nodes: backend=%s nodes=%u OS numbers in every call:", slabkit_backend(), nodes);
+	for (unsigned n = 0; n < nodes; n++)
+		printf(" %d", os_of[n]);
+	printf(" (OS node %d refused)\n", bad);
+}
+
 /*
  * Directed allocations on every node, ROUNDS times.  Between rounds the
  * objects are freed half here, half by a thread on another node's CPU
@@ -282,7 +393,7 @@ static void directed_rounds(enum call c)
 		for (unsigned node = 0; node < nodes; node++) {
 			churn_any(c);
 			for (size_t i = 0; i < n; i++)
-				objs[node * n + i] = call_alloc(c, (int)node, i);
+				objs[node * n + i] = call_alloc(c, os_of[node], i);
 			char what[64];
 			snprintf(what, sizeof(what), "%s/round%d", call_names[c], round);
 			check_placement(what, &objs[node * n], n, (int)node);
@@ -340,8 +451,8 @@ static void from_cpu_run(void *arg)
 		void *objs[200];
 		churn_any(CALL_CACHE_ALLOC_NODE);
 		for (int i = 0; i < 200; i++) {
-			objs[i] = kmem_cache_alloc_node(cache, GFP_KERNEL, (int)node);
-			job->bad += !objs[i] || slabkit_ptr_node(objs[i]) != (int)node;
+			objs[i] = kmem_cache_alloc_node(cache, GFP_KERNEL, os_of[node]);
+			job->bad += !objs[i] || slabkit_ptr_node(objs[i]) != os_of[node];
 		}
 		/* Freed here: this CPU's caches now hold `node`'s objects. */
 		for (int i = 0; i < 200; i++)
@@ -371,22 +482,22 @@ static void test_node_stats_exact(void **state)
 	const size_t size = 16 * 4096; /* order 4 */
 
 	for (unsigned n = 0; n < nodes; n++) {
-		assert_int_equal(slabkit_node_stats((int)n, &before[n]), 0);
+		assert_int_equal(slabkit_node_stats(os_of[n], &before[n]), 0);
 		assert_int_equal(before[n].node, (int)n);
-		assert_int_equal(before[n].os_node, slabkit_node_os((int)n));
+		assert_int_equal(before[n].os_node, os_of[n]);
 		assert_true(before[n].bytes_reserved >= ((uint64_t)1 << 30));
 		assert_true(before[n].bytes_committed >= before[n].bytes_in_use);
 	}
-	assert_int_equal(slabkit_node_stats((int)nodes, &after[0]), -EINVAL);
+	assert_int_equal(slabkit_node_stats(missing_os_node(), &after[0]), -EINVAL);
 	assert_int_equal(slabkit_node_stats(-1, &after[0]), -EINVAL);
 
 	void *big[MAX_NODES];
 	for (unsigned n = 0; n < nodes; n++) {
-		big[n] = kmalloc_node(size, GFP_KERNEL, (int)n);
+		big[n] = kmalloc_node(size, GFP_KERNEL, os_of[n]);
 		assert_non_null(big[n]);
 	}
 	for (unsigned n = 0; n < nodes; n++) {
-		assert_int_equal(slabkit_node_stats((int)n, &after[n]), 0);
+		assert_int_equal(slabkit_node_stats(os_of[n], &after[n]), 0);
 		assert_int_equal(after[n].used_blocks[4], before[n].used_blocks[4] + 1);
 		assert_int_equal(after[n].directed_hits, before[n].directed_hits + 1);
 		assert_int_equal(after[n].directed_misses, before[n].directed_misses);
@@ -395,7 +506,7 @@ static void test_node_stats_exact(void **state)
 	for (unsigned n = 0; n < nodes; n++)
 		kfree(big[n]);
 	for (unsigned n = 0; n < nodes; n++) {
-		assert_int_equal(slabkit_node_stats((int)n, &after[n]), 0);
+		assert_int_equal(slabkit_node_stats(os_of[n], &after[n]), 0);
 		assert_int_equal(after[n].used_blocks[4], before[n].used_blocks[4]);
 		assert_int_equal(after[n].bytes_in_use, before[n].bytes_in_use);
 	}
@@ -405,7 +516,7 @@ static void test_node_stats_exact(void **state)
 	uint64_t in_use = 0, reserved = 0;
 	slabkit_stats(&all);
 	for (unsigned n = 0; n < nodes; n++) {
-		assert_int_equal(slabkit_node_stats((int)n, &after[n]), 0);
+		assert_int_equal(slabkit_node_stats(os_of[n], &after[n]), 0);
 		in_use += after[n].bytes_in_use;
 		reserved += after[n].bytes_reserved;
 		uint64_t used_pages = 0;
@@ -442,7 +553,7 @@ static void test_metadata_on_its_node(void **state)
 		run_on_cpu(node_cpu[n], make_cache_run, &job);
 		assert_non_null(job.s);
 		/* The handle is slabkit's cache struct itself. */
-		assert_int_equal(slabkit_ptr_node(job.s), (int)n);
+		assert_int_equal(slabkit_ptr_node(job.s), os_of[n]);
 		kmem_cache_destroy(job.s);
 		checked++;
 	}
@@ -519,19 +630,19 @@ static void test_memory_returned(void **state)
 
 	uma_reclaim(UMA_RECLAIM_DRAIN_CPU);
 	for (unsigned k = 0; k < nodes; k++)
-		assert_int_equal(slabkit_node_stats((int)k, &before[k]), 0);
+		assert_int_equal(slabkit_node_stats(os_of[k], &before[k]), 0);
 	uint64_t rss0 = rss_bytes();
 	for (unsigned k = 0; k < nodes; k++)
 		for (size_t i = 0; i < n; i++) {
-			void *p = (i & 1) ? kmalloc_node(obj, GFP_KERNEL, (int)k)
-					  : uma_zalloc_domain(zone, NULL, (int)k, M_WAITOK);
+			void *p = (i & 1) ? kmalloc_node(obj, GFP_KERNEL, os_of[k])
+					  : uma_zalloc_domain(zone, NULL, os_of[k], M_WAITOK);
 			assert_non_null(p);
 			memset(p, 1, 128);
 			objs[k * n + i] = p;
 		}
 	uint64_t rss_peak = rss_bytes();
 	for (unsigned k = 0; k < nodes; k++)
-		assert_int_equal(slabkit_node_stats((int)k, &peak[k]), 0);
+		assert_int_equal(slabkit_node_stats(os_of[k], &peak[k]), 0);
 	/* Freed from another node's CPU for half of them. */
 	for (unsigned k = 0; k < nodes; k++) {
 		struct free_job job = { CALL_KMALLOC_NODE, NULL, 0 };
@@ -545,13 +656,13 @@ static void test_memory_returned(void **state)
 	uma_reclaim(UMA_RECLAIM_DRAIN_CPU);
 	uint64_t rss1 = rss_bytes();
 	for (unsigned k = 0; k < nodes; k++) {
-		assert_int_equal(slabkit_node_stats((int)k, &after[k]), 0);
+		assert_int_equal(slabkit_node_stats(os_of[k], &after[k]), 0);
 		uint64_t live = peak[k].bytes_committed - before[k].bytes_committed;
 		uint64_t kept = after[k].bytes_committed > before[k].bytes_committed
 					? after[k].bytes_committed - before[k].bytes_committed : 0;
-		printf("numa_nodes: backend=%s node=%u committed: %.1f MiB before, +%.1f MiB live, "
+		printf("numa_nodes: backend=%s os_node=%d committed: %.1f MiB before, +%.1f MiB live, "
 		       "+%.2f MiB after free+reclaim (%.1f%%), %llu madvise calls for %.1f MiB returned\n",
-		       slabkit_backend(), k, before[k].bytes_committed / 1048576.0, live / 1048576.0,
+		       slabkit_backend(), os_of[k], before[k].bytes_committed / 1048576.0, live / 1048576.0,
 		       kept / 1048576.0, live ? 100.0 * kept / live : 0.0,
 		       (unsigned long long)(after[k].madvise_calls - before[k].madvise_calls),
 		       (after[k].bytes_returned - before[k].bytes_returned) / 1048576.0);
@@ -601,6 +712,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		SK_TEST(test_ptr_node),
 		SK_TEST(test_os_numbers),
+		SK_TEST(test_os_numbers_in_calls),
 		SK_TEST(test_node_stats_exact),
 		SK_TEST(test_kmalloc_node),
 		SK_TEST(test_kmem_cache_alloc_node),

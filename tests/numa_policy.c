@@ -91,7 +91,7 @@ static void batch_alloc_run(void *arg)
 	for (size_t i = 0; i < b->n; i++)
 		b->objs[i] = call_alloc(b->call);
 	for (size_t i = 0; i < b->n; i++)
-		b->ours[i] = slabkit_ptr_node(b->objs[i]);
+		b->ours[i] = slabkit_node_from_os(slabkit_ptr_node(b->objs[i])); /* an index */
 	if (physical)
 		physical_nodes(b->objs, b->n, b->os);
 }
@@ -241,14 +241,15 @@ static void check_policy(const char *label, enum expect expect, int node, unsign
 			} else {
 				int want = expect == EXPECT_LOCAL ? (int)cpu_node : node;
 				size_t phys_off, off = batch_off_node(&b, want, &phys_off);
-				printf("numa_policy: backend=%s nodes=%u policy=%s call=%s cpu-node=%u placed "
+				/* Printed as the OS numbers them, like every report. */
+				printf("numa_policy: backend=%s nodes=%u policy=%s call=%s cpu-node=%d placed "
 				       "on node %d: %zu/%zu physical-off=%s%zu\n",
-				       slabkit_backend(), nodes, label, call_names[c], cpu_node, want, n - off, n,
-				       physical ? "" : "unchecked:", phys_off);
+				       slabkit_backend(), nodes, label, call_names[c], os_of[cpu_node], os_of[want],
+				       n - off, n, physical ? "" : "unchecked:", phys_off);
 				fflush(stdout);
 				if (off || phys_off)
-					fail_msg("%s %s from node %u's CPU: %zu objects off node %d (%zu physically)",
-						 label, call_names[c], cpu_node, off, want, phys_off);
+					fail_msg("%s %s from OS node %d's CPU: %zu objects off OS node %d (%zu physically)",
+						 label, call_names[c], os_of[cpu_node], off, os_of[want], phys_off);
 			}
 			/* Freed from the next node's CPU: cross-node frees too. */
 			run_on_cpu(node_cpu[(cpu_node + 1) % nodes], batch_free_run, &b);

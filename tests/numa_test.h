@@ -15,9 +15,12 @@
 
 #define MAX_NODES 64
 
+/* Nodes are enumerated by slabkit's index 0..nodes-1; every public call
+ * takes and returns the OS's number, os_of[index]. */
 static unsigned nodes;
+static int os_of[MAX_NODES];   /* slabkit_node_os(index) */
 static bool physical;          /* check move_pages too (a real multi-node kernel) */
-static int node_cpu[MAX_NODES];/* a CPU of each node this process may run on, or -1 */
+static int node_cpu[MAX_NODES];/* a CPU of each node (by index) this process may run on, or -1 */
 
 /* --- where an object is --- */
 
@@ -65,7 +68,7 @@ static void find_node_cpus(void)
 	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
 		if (!CPU_ISSET(cpu, &allowed) || !pin_to(cpu))
 			continue;
-		int node = slabkit_current_node();
+		int node = slabkit_node_from_os(slabkit_current_node());
 		if (node >= 0 && node < MAX_NODES && node_cpu[node] < 0)
 			node_cpu[node] = cpu;
 	}
@@ -101,6 +104,8 @@ static void run_on_cpu(int cpu, void (*fn)(void *), void *arg)
 static void numa_test_setup(void)
 {
 	nodes = slabkit_nodes();
+	for (unsigned n = 0; n < nodes && n < MAX_NODES; n++)
+		os_of[n] = slabkit_node_os((int)n);
 	physical = getenv("SLABKIT_TEST_PHYSICAL") && atoi(getenv("SLABKIT_TEST_PHYSICAL"));
 	find_node_cpus();
 }

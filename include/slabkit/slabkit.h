@@ -225,20 +225,26 @@ int slabkit_validate(const char *cache_or_null);
 uint64_t slabkit_debug_errors(void);
 
 /*
- * NUMA.  slabkit numbers the nodes it sees 0..slabkit_nodes()-1 (hwloc's
- * logical order); these are the numbers kmalloc_node, kmem_cache_alloc_node,
- * uma_zalloc_domain and malloc_domainset take.  The OS numbers its nodes its
- * own way (/sys/devices/system/node, libnuma, move_pages(2)), with holes on
- * some machines: slabkit_node_os and slabkit_node_from_os translate.
+ * NUMA.  Every call that names a node takes and returns the OS's node
+ * number, as the kernel, libnuma and /sys/devices/system/node use it:
+ * kmalloc_node and the other *_node calls, alloc_pages_node and
+ * page_to_nid, uma_zalloc_domain (and the domain a zone's import or allocf
+ * callback is told), DOMAINSET_PREF/FIXED, slabkit_ptr_node,
+ * slabkit_current_node, slabkit_node_stats and the policy texts.  A number
+ * the OS does not have is refused with a message.  The nodes are
+ * enumerated by index: node i (0 <= i < slabkit_nodes(), hwloc's logical
+ * order) has OS number slabkit_node_os(i).  On machines whose node numbers
+ * have no holes (most) index and OS number are the same.
  */
 unsigned slabkit_nodes(void);
+/* The OS node of the calling CPU. */
 int slabkit_current_node(void);
-/* The node whose arena holds p (any byte of any block slabkit handed
+/* The OS node whose arena holds p (any byte of any block slabkit handed
  * out), or -1 for a pointer slabkit does not own. */
 int slabkit_ptr_node(const void *p);
-/* OS node number of slabkit node `node`; -1 if there is no such node. */
-int slabkit_node_os(int node);
-/* slabkit node of OS node number `os_node`; -1 if slabkit has none. */
+/* OS node number of the index-th node; -1 if there is no such index. */
+int slabkit_node_os(int index);
+/* Index (0..slabkit_nodes()-1) of OS node `os_node`; -1 if it has none. */
 int slabkit_node_from_os(int os_node);
 
 #define SLABKIT_PAGE_ORDERS 19 /* buddy orders 0 (4 KiB) .. 18 (1 GiB) */
@@ -246,8 +252,8 @@ int slabkit_node_from_os(int os_node);
 /* One node's page figures, from the page provider (exact: read under the
  * node's lock).  Bytes are multiples of the 4 KiB page. */
 struct slabkit_node_stats {
-	int node;                  /* slabkit's node number */
-	int os_node;               /* the OS's number for it */
+	int node;                  /* its index, 0..slabkit_nodes()-1 */
+	int os_node;               /* the OS's number: the one every call takes */
 	uint64_t memory_bytes;     /* the node's memory as hwloc reports it (0: unknown) */
 	uint64_t bytes_reserved;   /* virtual address space of the node's arena */
 	uint64_t bytes_in_use;     /* pages handed out (slabs, large blocks, metadata) */
@@ -261,8 +267,9 @@ struct slabkit_node_stats {
 	uint64_t used_blocks[SLABKIT_PAGE_ORDERS]; /* live allocations by buddy order */
 	uint64_t free_blocks[SLABKIT_PAGE_ORDERS]; /* free blocks by buddy order */
 };
-/* 0 and *out filled, or -EINVAL for a node that does not exist. */
-int slabkit_node_stats(int node, struct slabkit_node_stats *out);
+/* OS node os_node's figures: 0 and *out filled, or -EINVAL for a number
+ * that names no node. */
+int slabkit_node_stats(int os_node, struct slabkit_node_stats *out);
 
 /* The process's node policy as text ("local", "preferred:1", "interleave",
  * "bind:0"; node numbers are the OS's), written into buf; returns buf. */
