@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -325,7 +326,7 @@ static bool in_quarantine(struct sk_debug *d, const void *obj)
 
 static void count_error(struct sk_cache *c)
 {
-	if (dbg(c))
+	if (c && dbg(c))
 		ck_pr_inc_64(&dbg(c)->errors);
 	ck_pr_inc_64(&total_errors);
 }
@@ -732,27 +733,44 @@ void sk_debug_resize(struct sk_cache *c, void *obj, size_t new_size, bool zero)
 
 /* --- validation --- */
 
+void sk_validate_report(struct sk_cache *c, const char *what, const void *where, const char *fix,
+			const char *fmt, ...)
+{
+	char detail[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	const char *name = c ? c->name : "kmalloc heap";
+	count_error(c);
+	sk_errorf("=============================================================================");
+	sk_errorf("BUG %s: %s", name, what);
+	sk_errorf("At %p: %s", where, detail);
+	sk_errorf("FIX %s: %s", name, fix);
+	end_report(what);
+}
+
+/* Every error found is reported once, and counted by whoever reports it. */
 static uint64_t validate_cache(struct sk_cache *c)
 {
 	struct sk_debug *d = dbg(c);
-	uint64_t before = d ? ck_pr_load_64(&d->errors) : 0;
-	uint64_t backend_errors = 0;
+	uint64_t errors = 0;
 
 	if (d) {
 		pthread_mutex_lock(&d->lock);
 		for (size_t i = 0; i < d->live_cap; i++)
 			if (d->live[i].obj)
-				check_red_zones(c, (unsigned char *)d->live[i].obj, d->live[i].size, RED_ACTIVE);
+				errors += (uint64_t)check_red_zones(c, (unsigned char *)d->live[i].obj,
+								    d->live[i].size, RED_ACTIVE);
 		for (unsigned k = 0; k < d->q_count; k++)
-			check_free_object(c, d->quarantine[(d->q_head + k) % d->q_cap]);
+			errors += (uint64_t)check_free_object(c, d->quarantine[(d->q_head + k) % d->q_cap]);
 		pthread_mutex_unlock(&d->lock);
 	}
-	if (c->ops->validate) {
-		backend_errors = c->ops->validate(c);
-		for (uint64_t i = 0; i < backend_errors; i++)
-			count_error(c);
-	}
-	return (d ? ck_pr_load_64(&d->errors) - before : backend_errors);
+	errors += sk_validate_slots(c);
+	if (c->ops->validate)
+		errors += c->ops->validate(c);
+	return errors;
 }
 
 SK_EXPORT int slabkit_validate(const char *cache_or_null)
@@ -768,6 +786,9 @@ SK_EXPORT int slabkit_validate(const char *cache_or_null)
 		found = true;
 		errors += validate_cache(c);
 	}
+	/* A backend's own kmalloc heap belongs to no cache (SLOB). */
+	if (!cache_or_null && sk_state.heap_ops && sk_state.heap_ops->validate)
+		errors += sk_state.heap_ops->validate(NULL);
 	pthread_mutex_unlock(&sk_state.registry_lock);
 	if (!found && cache_or_null)
 		return -ENOENT;

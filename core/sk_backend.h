@@ -114,8 +114,11 @@ struct sk_backend_ops {
 
 	void (*cache_info)(struct sk_cache *c, struct sk_backend_cache_info *out);
 	/* slabkit_validate: check the cache's own metadata (free lists, index
-	 * arrays, bitsets, block headers, per-CPU caches), reporting each
-	 * problem with sk_message; returns how many it found. */
+	 * arrays, bitsets, block headers, buckets; core checks the per-CPU
+	 * slots' entries), reporting each problem once with sk_validate_report
+	 * and isolating what is corrupt; returns how many it found.  May be
+	 * NULL.  Called under no lock of the cache.  c NULL: the backend's
+	 * own kmalloc heap (SK_CAP_HEAP_KMALLOC). */
 	uint64_t (*validate)(struct sk_cache *c);
 	/* Set a tunable; 0, -EINVAL.  NULL when the backend has none. */
 	int (*tune)(struct sk_cache *c, const char *key, long value);
@@ -228,6 +231,65 @@ void sk_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Misuse: one line naming the call and the pointer, then the panic hook.
  * Returns only if the hook returns; the caller then does nothing. */
 void sk_misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* --- For ops->validate (core/validate.c) ---
+ *
+ * A backend's validate op walks the metadata it can reach under its own
+ * locks (free lists, index arrays, bitsets, block headers, buckets), checks
+ * it with these helpers, reports each problem once with sk_validate_report
+ * and repairs by leaking: the bad slab's or page's free objects are taken
+ * out of circulation (counted in use, never handed out again), so the cache
+ * keeps working and nothing corrupt is reused.  Core has already checked
+ * the per-CPU slots' entries (sk_validate_slots) when it calls the op. */
+
+/* Index of p among the `nr` objects of c that start at `first`, c->size
+ * apart; -1 when p is outside them or not on an object start. */
+static inline long sk_validate_index(const struct sk_cache *c, const void *first, uint32_t nr,
+				     const void *p)
+{
+	uintptr_t off = (uintptr_t)p - (uintptr_t)first;
+	if ((uintptr_t)p < (uintptr_t)first || off >= (uintptr_t)nr * c->size || off % c->size)
+		return -1;
+	return (long)(off / c->size);
+}
+
+/* Is p the start of an object of c: on a live slab page that c owns, and
+ * on its stride (SK_CAP_STRIDE)?  For pointers held in arrays and buckets. */
+bool sk_validate_is_object(const struct sk_cache *c, const void *p);
+
+/* A set of object indexes, for duplicates and cycles in a walk: up to
+ * SK_VALIDATE_SEEN_MAX objects (a larger slab is walked with its length
+ * bounded instead).  Caller-owned, 8 KiB: put it in static or meta memory
+ * or on a thread's stack. */
+#define SK_VALIDATE_SEEN_MAX 65536u
+struct sk_validate_seen {
+	uint32_t nr;
+	uint64_t bits[SK_VALIDATE_SEEN_MAX / 64];
+};
+static inline void sk_validate_seen_reset(struct sk_validate_seen *s, uint32_t nr)
+{
+	s->nr = nr <= SK_VALIDATE_SEEN_MAX ? nr : 0;
+	for (uint32_t w = 0; w < (s->nr + 63) / 64; w++)
+		s->bits[w] = 0;
+}
+/* Mark index i; false when it was marked already (a duplicate). */
+static inline bool sk_validate_seen_add(struct sk_validate_seen *s, uint32_t i)
+{
+	if (i >= s->nr)
+		return true;
+	uint64_t bit = UINT64_C(1) << (i % 64);
+	bool fresh = !(s->bits[i / 64] & bit);
+	s->bits[i / 64] |= bit;
+	return fresh;
+}
+
+/* One metadata error in the debug layer's report format (docs/debug.md),
+ * counted in slabkit_debug_errors (c NULL: the kmalloc heap):
+ *   BUG <cache>: <what>
+ *   Slab <where>: <detail, printf-style>
+ *   FIX <cache>: <fix> */
+void sk_validate_report(struct sk_cache *c, const char *what, const void *where, const char *fix,
+			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Tunable defaults from the config string for this cache, applied by core
  * right after cache_create through ops->tune. */

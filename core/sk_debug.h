@@ -105,6 +105,10 @@ bool sk_fail_should(const struct sk_cache *c, const char *type_name, unsigned fl
  * every cache when neither cache= nor type= nor an A letter narrows it). */
 uint32_t sk_fail_flags_for(const char *name);
 
+/* slabkit_validate: the entries of every per-CPU slot of c (core/validate.c);
+ * bad ones are reported and dropped.  Returns the errors. */
+uint64_t sk_validate_slots(struct sk_cache *c);
+
 /* Count of error reports since init (slabkit_debug_errors). */
 uint64_t sk_debug_error_count(void);
 

@@ -24,6 +24,14 @@
 
 #include "sk_test.h"
 
+/* The backends' own metadata, for the validation tests that corrupt it. */
+#include "core/sk_cache.h"
+#include "core/sk_percpu.h"
+#include "backends/slab/slab_int.h"
+#include "backends/slob/slob_int.h"
+#include "backends/slub/slub.h"
+#include "backends/uma/uma_int.h"
+
 MALLOC_DEFINE(M_DBGTEST, "dbgtest", "debug layer tests");
 
 /* Hide where a pointer came from, so that the compiler lets a test write
@@ -359,6 +367,133 @@ static void test_all_caches_clean(void **state)
 	FOR_EACH_BACKEND(everything_clean);
 }
 
+/* --- backend metadata (slub_kunit test_next_pointer) ---
+ *
+ * With debug off, a free object's backend metadata is corrupted the way a
+ * write after free would: SLUB's in-object free pointer, SLAB's free-index
+ * array, SLOB's free block header, UMA's free bitset.  Validation reports
+ * it once, isolates the slab, and the cache keeps allocating. */
+
+/* Corrupt the metadata that says `f` (a free object whose neighbours are
+ * live, back in its slab) is free.  Returns what the report names. */
+static const char *corrupt_free_metadata(const char *b, struct sk_cache *c, unsigned char *f)
+{
+	struct sk_page *pg = sk_page_of(f);
+
+	if (!strcmp(b, "slub")) {
+		/* The next pointer now lands inside an object. */
+		*(void **)(f + c->free_offset) = f + 8;
+		return "Free pointer corrupt";
+	}
+	if (!strcmp(b, "slab")) {
+		struct slab_cache *sc = slab_cache_of(c);
+		void *fl = slab_freelist(sc, pg);
+		uint32_t active = slab_active(pg);
+		assert_true(active + 1 < sc->num);
+		/* Two entries name the same object. */
+		slab_freelist_set(sc, fl, active, slab_freelist_get(sc, fl, active + 1));
+		return "Free-index array corrupt";
+	}
+	if (!strcmp(b, "slob")) {
+		/* The free block's next-block offset points backwards. */
+		uint64_t *hdr = (uint64_t *)(void *)f;
+		*hdr = (*hdr & ~((uint64_t)0xffff << 16)) | (uint64_t)1 << 16;
+		return "Free list corrupt";
+	}
+	/* uma: f's bit cleared while the slab's free count still counts it. */
+	struct uma_kz *kz = skuma_kz_of_item(f);
+	struct uma_keg *keg = &kz->kz_keg;
+	uma_bitword_t *bits = keg->uk_hdr == UMA_HDR_DESC ? (uma_bitword_t *)&pg->bk[3] : (uma_bitword_t *)pg->bk[3];
+	size_t idx = (size_t)(f - (unsigned char *)sk_page_addr(pg)) / keg->uk_rsize;
+	assert_true((bits[idx / UMA_WORD_BITS] >> (idx % UMA_WORD_BITS)) & 1);
+	bits[idx / UMA_WORD_BITS] &= ~((uma_bitword_t)1 << (idx % UMA_WORD_BITS));
+	return "Free bitset corrupt";
+}
+
+static void free_pointer(const char *b)
+{
+	init_with(b, NULL, NULL);
+	struct kmem_cache *s = kmem_cache_create("skt_fp", 64, 0, 0, NULL);
+	assert_non_null(s);
+	enum { N = 300 };
+	unsigned char *p[N];
+	for (int i = 0; i < N; i++) {
+		p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(p[i]);
+		memset(p[i], 0x11, 64);
+	}
+	/* Every other object freed, then every per-CPU and node cache
+	 * drained, so that the freed ones sit in their slabs' metadata. */
+	for (int i = 1; i < N; i += 2)
+		kmem_cache_free(s, p[i]);
+	kmem_cache_shrink(s);
+	assert_int_equal(slabkit_validate(NULL), 0);
+
+	uint64_t e0 = slabkit_debug_errors();
+	const char *what = corrupt_free_metadata(b, (struct sk_cache *)s, p[N / 2 + 1]);
+	assert_int_equal(slabkit_validate("skt_fp"), 1);
+	expect_errors(e0, 1, what, b);
+	sk_assert_reported("FIX skt_fp", "Isolating", NULL);
+	assert_int_equal(slabkit_validate("skt_fp"), 0); /* isolated: reported once */
+
+	/* Objects go on being handed out and freed correctly, the live ones
+	 * of the isolated slab included, and nothing is corrupt afterwards. */
+	still_works(s, 64);
+	for (int i = 0; i < N; i += 2)
+		kmem_cache_free(s, p[i]);
+	still_works(s, 64);
+	assert_int_equal(slabkit_debug_errors(), e0 + 1);
+	kmem_cache_destroy(s);
+	slabkit_fini();
+}
+
+static void test_free_pointer(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(free_pointer);
+}
+
+/* A per-CPU cache (SLAB's array, SLUB's sheaf, UMA's alloc bucket) holding
+ * an interior pointer: core's check of the slots finds and drops it. */
+static void slot_entry(const char *b)
+{
+	init_with(b, NULL, NULL);
+	struct kmem_cache *s = kmem_cache_create("skt_slot", 64, 0, 0, NULL);
+	struct sk_cache *c = (struct sk_cache *)s;
+	if (!c->pcpu_base) { /* SLOB: no per-CPU layer */
+		kmem_cache_destroy(s);
+		slabkit_fini();
+		return;
+	}
+	void *p[8];
+	for (int i = 0; i < 8; i++)
+		p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+	for (int i = 0; i < 8; i++)
+		kmem_cache_free(s, p[i]);
+	struct sk_pcpu_slot *slot = NULL;
+	for (unsigned cpu = 0; cpu < sk_pcpu_nr && !slot; cpu++)
+		if (sk_pcpu_array_count(sk_pcpu_slot(c, cpu)))
+			slot = sk_pcpu_slot(c, cpu);
+	assert_non_null(slot);
+	unsigned n = sk_pcpu_array_count(slot);
+	slot->entries[n - 1] = (char *)slot->entries[n - 1] + 8;
+
+	uint64_t e0 = slabkit_debug_errors();
+	assert_int_equal(slabkit_validate("skt_slot"), 1);
+	expect_errors(e0, 1, "Per-CPU cache holds a pointer", b);
+	assert_int_equal(sk_pcpu_array_count(slot), n - 1);
+	assert_int_equal(slabkit_validate("skt_slot"), 0);
+	still_works(s, 64);
+	kmem_cache_destroy(s);
+	slabkit_fini();
+}
+
+static void test_slot_entries(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(slot_entry);
+}
+
 /* --- failure injection --- */
 
 static void failures(const char *b)
@@ -454,6 +589,8 @@ int main(void)
 		cmocka_unit_test(test_double_and_invalid_free),
 		cmocka_unit_test(test_leak_destroy),
 		cmocka_unit_test(test_all_caches_clean),
+		cmocka_unit_test(test_free_pointer),
+		cmocka_unit_test(test_slot_entries),
 		cmocka_unit_test(test_failure_injection),
 		cmocka_unit_test(test_bad_spec),
 	};

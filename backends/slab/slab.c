@@ -60,6 +60,7 @@ const struct sk_backend_ops sk_slab_ops = {
 	.shrink = bslab_shrink,
 	.tick = bslab_tick,
 	.cache_info = bslab_cache_info,
+	.validate = bslab_validate,
 	.tune = bslab_tune,
 	.fork_lock = bslab_fork_lock,
 };

@@ -370,4 +370,8 @@ void bslab_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out);
 /* Return every object of a locked slot's array to its node's slabs. */
 void bslab_flush_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, struct slab_link *destroy);
 
+/* --- slab_validate.c: slabkit_validate --- */
+
+uint64_t bslab_validate(struct sk_cache *c);
+
 #endif /* SLABKIT_BACKEND_SLAB_INT_H */

@@ -322,6 +322,12 @@ static void slob_cache_info(struct sk_cache *c, struct sk_backend_cache_info *ou
 	memset(out, 0, sizeof(*out));
 }
 
+/* slabkit_validate: a cache's pool, or (c NULL) the kmalloc heap. */
+static uint64_t slob_validate(struct sk_cache *c)
+{
+	return slob_pool_validate(c ? (struct slob_pool *)c->backend : slob_kmalloc_pool(), c);
+}
+
 /* fork(): the one heap lock covers every pool; caches have no lock. */
 static void slob_fork_lock(struct sk_cache *c, unsigned level, bool lock)
 {
@@ -344,6 +350,7 @@ const struct sk_backend_ops sk_slob_ops = {
 	.shrink = slob_shrink,
 	.tick = NULL,
 	.cache_info = slob_cache_info,
+	.validate = slob_validate,
 	.tune = NULL,
 	.kmalloc_max = SLOB_KMALLOC_MAX,
 	.kmalloc = slob_kmalloc,

@@ -799,3 +799,114 @@ void sk_slob_debug_page_counts(uint64_t *allocs, uint64_t *frees)
 	*frees = slob_heap.page_frees;
 	pthread_mutex_unlock(&slob_heap.lock);
 }
+
+/* --- slabkit_validate: block headers and free lists --- */
+
+#define ISOLATE "Isolating the page's free blocks (never handed out again)"
+
+/*
+ * One listed page, under the lock: its free list in address order, each
+ * block inside the page with a free header, never adjacent to the next;
+ * the units and the largest block as its state says; and on a kmalloc
+ * page, every unit between free blocks in kmalloc blocks with a valid
+ * header, so that the blocks' units sum to the page.  Returns true when
+ * sound.
+ */
+static bool slob_page_sound(struct slob_pool *pool, struct sk_cache *c, struct sk_page *pg)
+{
+	char *base = sk_page_addr(pg);
+	struct slob_state st = slob_state_get(pg);
+	unsigned units = 0, largest = 0, blocks = 0, used_from = 0;
+	unsigned obj_units = pool->kind == SLOB_KIND_CACHE ? pool->min_units : 0;
+
+	for (unsigned off = st.free_off, prev_end = 0; off != SLOB_END; blocks++) {
+		uint64_t word = off < SLOB_PAGE_UNITS ? *slob_word(base, off) : 0;
+		unsigned n = (unsigned)(word & 0xffff), next = (unsigned)((word >> 16) & 0xffff);
+		const char *what = NULL;
+
+		if (off >= SLOB_PAGE_UNITS || (blocks && off <= prev_end))
+			what = "Free list corrupt (a link out of the page or out of address order)";
+		else if ((uint32_t)(word >> 32) != SLOB_MAGIC_FREE || !n || off + n > SLOB_PAGE_UNITS)
+			what = "Free block header corrupt";
+		else if (next != SLOB_END && next <= off + n)
+			what = "Free list corrupt (blocks overlap or touch without merging)";
+		if (!what && obj_units && (off - used_from) % obj_units)
+			what = "Free block inside an object (the used units are not whole objects)";
+		for (unsigned u = used_from; !what && !obj_units && u < off;) {
+			uint64_t h = *slob_word(base, u);
+			unsigned hn = (unsigned)(h & 0xffff);
+			if ((uint32_t)(h >> 32) != SLOB_MAGIC_KMALLOC || hn < 2 || u + hn > off)
+				what = "kmalloc block header corrupt (the blocks do not sum to the page)";
+			else
+				u += hn;
+		}
+		if (what) {
+			sk_validate_report(c, what, base, ISOLATE,
+					   "%s page: block at unit %u reads %#llx; %u free block(s) of %u unit(s) before it",
+					   c ? "cache" : "kmalloc", off, (unsigned long long)word, blocks, units);
+			return false;
+		}
+		units += n;
+		largest = n > largest ? n : largest;
+		prev_end = off + n;
+		used_from = off + n;
+		off = next;
+	}
+	for (unsigned u = used_from; !obj_units && u < SLOB_PAGE_UNITS;) {
+		uint64_t h = *slob_word(base, u);
+		unsigned hn = (unsigned)(h & 0xffff);
+		if ((uint32_t)(h >> 32) != SLOB_MAGIC_KMALLOC || hn < 2 || u + hn > SLOB_PAGE_UNITS) {
+			sk_validate_report(c, "kmalloc block header corrupt (the blocks do not sum to the page)",
+					   base, ISOLATE, "kmalloc page: header at unit %u reads %#llx", u,
+					   (unsigned long long)h);
+			return false;
+		}
+		u += hn;
+	}
+	if (units != st.free_units || largest != st.largest) {
+		sk_validate_report(c, "Page free counts disagree with its free list", base, ISOLATE,
+				   "%u free unit(s), largest block %u on the list; the page says %u and %u", units,
+				   largest, st.free_units, st.largest);
+		return false;
+	}
+	return true;
+}
+
+uint64_t slob_pool_validate(struct slob_pool *pool, struct sk_cache *c)
+{
+	uint64_t errors = 0;
+
+	pthread_mutex_lock(&slob_heap.lock);
+	for (int i = 0; i < SLOB_NR_LISTS; i++) {
+		struct slob_list *l = &pool->list[i];
+		for (uint32_t k = 0; k < l->count;) {
+			struct sk_page *pg = slob_entry_page(l->entry[k]);
+			if (!slob_page_in_pool(pg, pool) || pg->bk[0] != k) {
+				sk_validate_report(c, "Page list corrupt", sk_page_addr(pg), "Entry dropped from the list",
+						   "list %d entry %u names a page that is not this pool's (or not there)",
+						   i + 1, k);
+				l->entry[k] = l->entry[--l->count];
+				if (k < l->count)
+					slob_entry_page(l->entry[k])->bk[0] = k;
+				if (l->cursor >= l->count)
+					l->cursor = 0;
+				errors++;
+				continue;
+			}
+			if (slob_page_sound(pool, c, pg)) {
+				k++;
+				continue;
+			}
+			/* Isolate: off its list (the last entry moves to k),
+			 * and no free block left.  Blocks freed into it later
+			 * start a sound free list; the lost units keep it from
+			 * ever being empty, so it is never released (leaked). */
+			slob_list_del(pool, pg);
+			slob_state_put(pg, (struct slob_state){ .free_units = 0, .free_off = SLOB_END,
+								.largest = 0, .list = SLOB_LIST_NONE });
+			errors++;
+		}
+	}
+	pthread_mutex_unlock(&slob_heap.lock);
+	return errors;
+}

@@ -184,6 +184,11 @@ enum slob_free_result slob_pool_kfree(struct slob_pool *pool, struct sk_page *pg
  * page is published and never changed while it lives. */
 bool slob_page_is_kmalloc(const struct sk_page *pg);
 
+/* slabkit_validate: every listed page of the pool (c: its cache, NULL for
+ * the kmalloc pool); bad pages are reported and isolated.  Takes the heap
+ * lock.  Returns the errors. */
+uint64_t slob_pool_validate(struct slob_pool *pool, struct sk_cache *c);
+
 int slob_heap_init(void);
 void slob_heap_fini(void);
 

@@ -18,6 +18,7 @@
  *   slub_alloc.c  ___slab_alloc: the slow path behind core's fast path.
  *   slub_cache.c  layout and slab order, shrink, destroy, reports,
  *                 tunables, and the exported ops table.
+ *   slub_validate.c  slabkit_validate: the free lists inside free objects.
  *
  * Where SLUB keeps what (all in page descriptors and core's slots; SLUB
  * adds no per-object metadata):
@@ -294,6 +295,10 @@ void slub_pcpu_init(struct sk_cache *c, struct sk_pcpu_slot *slot, unsigned cpu)
 /* --- slub_alloc.c --- */
 
 void *slub_alloc(struct sk_cache *c, int node, unsigned flags);
+
+/* --- slub_validate.c: ops->validate --- */
+
+uint64_t slub_validate(struct sk_cache *c);
 
 /* --- for tests: what the structures hold right now --- */
 

@@ -419,6 +419,7 @@ const struct sk_backend_ops sk_slub_ops = {
 	.free = slub_free,
 	.shrink = slub_shrink,
 	.cache_info = slub_cache_info,
+	.validate = slub_validate,
 	.tune = slub_tune,
 	.fork_lock = slub_fork_lock,
 };

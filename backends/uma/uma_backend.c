@@ -240,6 +240,7 @@ const struct sk_backend_ops sk_uma_ops = {
 	.shrink = uma_shrink,
 	.tick = uma_tick,
 	.cache_info = uma_cache_info,
+	.validate = skuma_validate,
 	.tune = uma_tune,
 	.fork_lock = uma_fork_lock,
 };

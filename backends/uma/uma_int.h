@@ -256,6 +256,15 @@ void skuma_cache_drain_cpus(struct sk_cache *c);
 /* Free items held by CPU buckets (racy sum, for reports). */
 uint64_t skuma_cache_cpu_items(const struct sk_cache *c);
 
+/* --- slabkit_validate (uma_validate.c, the keg part in uma_keg.c) --- */
+
+uint64_t skuma_validate(struct sk_cache *c);
+/* The keg's slab lists and bitsets, each domain under its lock. */
+uint64_t skuma_keg_validate(struct sk_cache *c, struct uma_kz *kz);
+/* Is this item (an object of the keg) marked free in its slab?  Takes its
+ * domain's keg lock. */
+bool skuma_keg_item_free_in_slab(struct uma_kz *kz, const void *item);
+
 /* --- Readers for tests (no locking beyond ck_pr loads) --- */
 
 /* The backend state of the cache an item belongs to; NULL if not a slab item. */

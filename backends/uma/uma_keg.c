@@ -607,3 +607,129 @@ uint64_t skuma_keg_free_items(const struct uma_kz *kz)
 		n += sk_load(&kz->kz_keg.uk_domain[d].ukd_free_items);
 	return n;
 }
+
+/* --- slabkit_validate: the slab lists and bitsets (uma_validate.c has the rest) --- */
+
+#define ISOLATE "Isolating the slab's free items (never handed out again)"
+
+enum keg_verdict { KEG_SOUND, KEG_MOVED, KEG_BAD };
+
+/* A listed slab, under its domain's lock: its free count on the right list
+ * (else it is moved), the number of set bits equal to it, no bit past the
+ * slab's items. */
+static enum keg_verdict keg_check_slab(struct sk_cache *c, struct uma_keg *keg, struct uma_keg_domain *kd,
+				       struct sk_page *slab, struct sk_page **on)
+{
+	uma_bitword_t *bits = slab_bitset(keg, slab);
+	uint32_t freecount = slab_freecount(slab), set = 0, past = 0;
+
+	if (freecount > keg->uk_ipers) {
+		sk_validate_report(c, "Slab free count corrupt", slab_base(slab), ISOLATE,
+				   "free count %u, the slab holds %u items", freecount, keg->uk_ipers);
+		return KEG_BAD;
+	}
+	for (uint32_t w = 0; w < keg->uk_bitset_words; w++) {
+		uma_bitword_t word = bits[w];
+		uint32_t first = w * UMA_WORD_BITS;
+		uint32_t valid = keg->uk_ipers > first ? keg->uk_ipers - first : 0;
+		if (valid < UMA_WORD_BITS) {
+			past += (uint32_t)__builtin_popcountl(word >> valid);
+			word &= ((uma_bitword_t)1 << valid) - 1;
+		}
+		set += (uint32_t)__builtin_popcountl(word);
+	}
+	if (set != freecount || past) {
+		sk_validate_report(c, "Free bitset corrupt", slab_base(slab), ISOLATE,
+				   "%u item bit(s) set (and %u past the %u items); the free count says %u", set, past,
+				   keg->uk_ipers, freecount);
+		return KEG_BAD;
+	}
+	if (slab_list(keg, kd, freecount) != on) {
+		sk_validate_report(c, "Slab on the wrong list", slab_base(slab), "Moving it to its list",
+				   "free count %u of %u", freecount, keg->uk_ipers);
+		slab_list_remove(on, slab);
+		slab_list_insert(slab_list(keg, kd, freecount), slab);
+		return KEG_MOVED;
+	}
+	return KEG_SOUND;
+}
+
+/* Take a bad slab's free items out of circulation: no bit set, a free
+ * count of 0, on the full list.  Items its users free later come back as
+ * usual; the slab is never free again (leaked). */
+static void keg_isolate_slab(struct uma_keg *keg, struct uma_keg_domain *kd, struct sk_page *slab,
+			     struct sk_page **on)
+{
+	uint32_t was = slab_freecount(slab) > keg->uk_ipers ? keg->uk_ipers : slab_freecount(slab);
+
+	slab_list_remove(on, slab);
+	memset(slab_bitset(keg, slab), 0, bitset_bytes(keg->uk_ipers));
+	slab->bk[2] = 0;
+	slab_list_insert(&kd->ukd_full, slab);
+	sk_store(&kd->ukd_free_items, kd->ukd_free_items - was);
+	if (was == keg->uk_ipers)
+		sk_store(&kd->ukd_free_slabs, kd->ukd_free_slabs - 1);
+}
+
+uint64_t skuma_keg_validate(struct sk_cache *c, struct uma_kz *kz)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	uint64_t errors = 0;
+
+	for (unsigned d = 0; d < keg->uk_ndomains; d++) {
+		struct uma_keg_domain *kd = &keg->uk_domain[d];
+		struct sk_page **lists[3] = { &kd->ukd_part, &kd->ukd_free, &kd->ukd_full };
+		uint64_t slabs = 0, free_slabs = 0, free_items = 0;
+
+		pthread_mutex_lock(&kd->ukd_lock);
+		for (int k = 0; k < 3; k++) {
+			struct sk_page *slab = *lists[k], *next;
+			for (uint64_t steps = 0; slab && steps <= kd->ukd_slabs; steps++, slab = next) {
+				next = slab_next(slab);
+				if (slab->owner != c) {
+					sk_validate_report(c, "Slab list corrupt", slab_base(slab),
+							   "Stopped walking the list",
+							   "a slab on domain %u's list is owned by %p", d, slab->owner);
+					errors++;
+					break;
+				}
+				enum keg_verdict v = keg_check_slab(c, keg, kd, slab, lists[k]);
+				errors += v != KEG_SOUND;
+				if (v == KEG_BAD)
+					keg_isolate_slab(keg, kd, slab, lists[k]);
+			}
+		}
+		for (int k = 0; k < 3; k++)
+			for (struct sk_page *slab = *lists[k]; slab && slabs <= kd->ukd_slabs; slab = slab_next(slab)) {
+				slabs++;
+				free_slabs += slab_freecount(slab) == keg->uk_ipers;
+				free_items += slab_freecount(slab);
+			}
+		if (slabs != kd->ukd_slabs || free_slabs != kd->ukd_free_slabs || free_items != kd->ukd_free_items) {
+			sk_validate_report(c, "Keg counters disagree with the slabs", (void *)kd, "Recounted",
+					   "domain %u: %llu slabs, %llu free, %llu free items counted; the keg said %llu, %llu, %llu",
+					   d, (unsigned long long)slabs, (unsigned long long)free_slabs,
+					   (unsigned long long)free_items, (unsigned long long)kd->ukd_slabs,
+					   (unsigned long long)kd->ukd_free_slabs, (unsigned long long)kd->ukd_free_items);
+			sk_store(&kd->ukd_slabs, slabs);
+			sk_store(&kd->ukd_free_slabs, free_slabs);
+			sk_store(&kd->ukd_free_items, free_items);
+			errors++;
+		}
+		pthread_mutex_unlock(&kd->ukd_lock);
+	}
+	return errors;
+}
+
+bool skuma_keg_item_free_in_slab(struct uma_kz *kz, const void *item)
+{
+	struct uma_keg *keg = &kz->kz_keg;
+	struct sk_page *slab = sk_page_of(item);
+	struct uma_keg_domain *kd = &keg->uk_domain[skuma_slab_domain(kz, slab)];
+	size_t idx = (size_t)((const char *)item - slab_base(slab)) / keg->uk_rsize;
+
+	pthread_mutex_lock(&kd->ukd_lock);
+	bool free = (slab_bitset(keg, slab)[idx / UMA_WORD_BITS] >> (idx % UMA_WORD_BITS)) & 1;
+	pthread_mutex_unlock(&kd->ukd_lock);
+	return free;
+}
