@@ -11,8 +11,8 @@
  * buddy of block (pfn, k) is pfn ^ 2^k, always inside the same arena.
  *
  * A free block's head descriptor carries kind SK_PAGE_FREE, its order,
- * pflags SK_PF_FREE_HEAD (plus SK_PF_CLEAN) and bk[0]/bk[1] as next/prev
- * links of its free list, so insert and remove are O(1).  What must stay
+ * pflags SK_PF_FREE_HEAD (plus SK_PF_CLEAN) and its link on a free list
+ * (struct sk_free_words, common/sk_list.h), so insert and remove are O(1).  What must stay
  * true, under the arena lock:
  *  - SK_PF_FREE_HEAD is set on a descriptor iff it heads a block on one of
  *    the free lists.  So "the buddy is free, a head and of order k" is the
@@ -88,15 +88,32 @@ static unsigned largest_block(size_t pfn, size_t n)
 	return SK_MIN(SK_MIN(align, fit), (unsigned)SK_MAX_ORDER);
 }
 
-static struct sk_page **list_of(struct sk_arena *a, unsigned order, bool clean)
+static struct sk_list *list_of(struct sk_arena *a, unsigned order, bool clean)
 {
 	return clean ? &a->free_clean[order] : &a->free_dirty[order];
+}
+
+static struct sk_list *free_link(struct sk_page *pg)
+{
+	return &((struct sk_free_words *)sk_page_words(pg))->fw_link;
+}
+
+static struct sk_page *block_of_link(struct sk_list *l)
+{
+	return sk_page_of_words(l, offsetof(struct sk_free_words, fw_link));
+}
+
+/* The first block of a free list, or NULL. */
+static struct sk_page *list_first_block(struct sk_list *head)
+{
+	struct sk_list *l = sk_list_first(head);
+	return l ? block_of_link(l) : NULL;
 }
 
 /* Put (pfn, order) on its free list as is: no merging. */
 static void list_insert(struct sk_arena *a, size_t pfn, unsigned order, bool clean)
 {
-	struct sk_page *pg = desc_of(pfn), **head = list_of(a, order, clean);
+	struct sk_page *pg = desc_of(pfn);
 
 	pg->owner = NULL;
 	pg->npages = 0;
@@ -104,11 +121,7 @@ static void list_insert(struct sk_arena *a, size_t pfn, unsigned order, bool cle
 	pg->order = (uint8_t)order;
 	pg->pflags = SK_PF_FREE_HEAD | (clean ? SK_PF_CLEAN : 0);
 	pg->reserved = a->age; /* when it became free: sk_arena_release_idle */
-	pg->bk[0] = (uintptr_t)*head;
-	pg->bk[1] = 0;
-	if (*head)
-		(*head)->bk[1] = (uintptr_t)pg;
-	*head = pg;
+	sk_list_add_head(free_link(pg), list_of(a, order, clean));
 	a->nfree[order]++;
 	a->nonempty |= 1u << order;
 	if (!clean) {
@@ -121,17 +134,10 @@ static void list_remove(struct sk_arena *a, struct sk_page *pg)
 {
 	unsigned order = pg->order;
 	bool clean = pg->pflags & SK_PF_CLEAN;
-	struct sk_page *next = (struct sk_page *)pg->bk[0];
-	struct sk_page *prev = (struct sk_page *)pg->bk[1];
 
-	if (prev)
-		prev->bk[0] = (uintptr_t)next;
-	else
-		*list_of(a, order, clean) = next;
-	if (next)
-		next->bk[1] = (uintptr_t)prev;
+	sk_list_del(free_link(pg));
 	pg->pflags = 0;
-	pg->bk[0] = pg->bk[1] = 0;
+	*free_link(pg) = (struct sk_list){ NULL, NULL };
 	if (--a->nfree[order] == 0)
 		a->nonempty &= ~(1u << order);
 	if (!clean) {
@@ -234,6 +240,10 @@ void sk_arena_init(struct sk_arena *a, unsigned id, size_t first_pfn, size_t npa
 {
 	memset(a, 0, sizeof(*a));
 	pthread_mutex_init(&a->lock, NULL);
+	for (unsigned k = 0; k < SK_ORDERS; k++) {
+		sk_list_init(&a->free_dirty[k]);
+		sk_list_init(&a->free_clean[k]);
+	}
 	a->id = id;
 	/* Highest first, so the lowest block ends up at the list head. */
 	for (size_t pfn = first_pfn + npages; pfn > first_pfn;) {
@@ -261,7 +271,9 @@ size_t sk_arena_alloc(struct sk_arena *a, unsigned order, size_t npages, unsigne
 	a->nused[order]++;
 	/* The smallest block that fits; a resident one first. */
 	unsigned k = order + (unsigned)__builtin_ctz(fits);
-	struct sk_page *pg = a->free_dirty[k] ? a->free_dirty[k] : a->free_clean[k];
+	struct sk_page *pg = list_first_block(&a->free_dirty[k]);
+	if (!pg)
+		pg = list_first_block(&a->free_clean[k]);
 	bool clean = pg->pflags & SK_PF_CLEAN;
 	size_t pfn = pfn_of(pg);
 
@@ -356,8 +368,8 @@ void sk_arena_release_free(struct sk_arena *a)
 	for (uint64_t rounds = a->dirty_blocks; rounds && a->dirty_blocks; rounds--) {
 		inflight.n = 0;
 		for (unsigned k = 0; k < SK_ORDERS && inflight.n < SK_INFLIGHT_MAX; k++) {
-			while (a->free_dirty[k] && inflight.n < SK_INFLIGHT_MAX) {
-				struct sk_page *pg = a->free_dirty[k];
+			struct sk_page *pg;
+			while (inflight.n < SK_INFLIGHT_MAX && (pg = list_first_block(&a->free_dirty[k]))) {
 				size_t pfn = pfn_of(pg);
 				list_remove(a, pg);
 				inflight.blk[inflight.n++] =
@@ -390,9 +402,10 @@ uint64_t sk_arena_release_idle(struct sk_arena *a, uint64_t max_pages)
 		more = false;
 		inflight.n = 0;
 		for (unsigned k = SK_ORDERS; k-- > 0 && inflight.n < SK_INFLIGHT_MAX && taken < max_pages;) {
-			struct sk_page *pg = a->free_dirty[k];
-			while (pg && inflight.n < SK_INFLIGHT_MAX && taken < max_pages) {
-				struct sk_page *next = (struct sk_page *)pg->bk[0];
+			struct sk_list *head = &a->free_dirty[k], *l = head->next;
+			while (l != head && inflight.n < SK_INFLIGHT_MAX && taken < max_pages) {
+				struct sk_page *pg = block_of_link(l);
+				l = l->next;
 				if (pg->reserved < pass) {
 					size_t pfn = pfn_of(pg);
 					list_remove(a, pg);
@@ -400,9 +413,8 @@ uint64_t sk_arena_release_idle(struct sk_arena *a, uint64_t max_pages)
 						(struct sk_free_block){ pfn, k, pfn, pfn + order_pages(k) };
 					taken += order_pages(k);
 				}
-				pg = next;
 			}
-			more |= pg != NULL;
+			more |= l != head;
 		}
 		if (!inflight.n)
 			break;

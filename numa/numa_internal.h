@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/sk_list.h"
 #include "numa/sk_numa.h"
 
 #define SK_ORDERS (SK_MAX_ORDER + 1)
@@ -44,14 +45,21 @@ void sk_topo_reset(void);
 #define SK_PF_FREE_HEAD 0x1u /* head of a block on one of the node's free lists */
 #define SK_PF_CLEAN 0x2u     /* that free block is known not resident */
 
+/* The buddy allocator's view of a free block's head descriptor words
+ * (struct sk_page's bk storage); provider.c zeroes them when it hands the
+ * block out. */
+struct sk_free_words {
+	struct sk_list fw_link; /* on its arena's free list of its order and cleanliness */
+} __attribute__((may_alias));
+
 struct sk_arena {
 	/* Synchronization: `lock` protects every field but `id`, and the
-	 * head descriptors (order, pflags, bk[0..1]) of the blocks on this
+	 * head descriptors (order, pflags, link) of the blocks on this
 	 * arena's free lists.  Never held together with another arena's lock. */
 	pthread_mutex_t lock;
 	uint32_t nonempty;                        /* bit k: a free block of order k exists */
-	struct sk_page *free_dirty[SK_ORDERS];    /* maybe resident: handed out first */
-	struct sk_page *free_clean[SK_ORDERS];    /* madvised or never touched */
+	struct sk_list free_dirty[SK_ORDERS];     /* maybe resident: handed out first */
+	struct sk_list free_clean[SK_ORDERS];     /* madvised or never touched */
 	uint64_t nfree[SK_ORDERS];                /* blocks on both lists of order k */
 	uint64_t dirty_blocks;                    /* blocks on the free_dirty lists */
 	uint64_t pages_in_use;                    /* handed out, not yet freed */

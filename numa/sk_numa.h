@@ -65,11 +65,29 @@ struct sk_page {
 	 * while they set the slab up; the provider zeroes it on the head). */
 	uint32_t obj_base;
 	uint32_t reserved;    /* provider-private */
-	/* 16-byte aligned: backends may cmpxchg16b bk[0..1] or bk[2..3]. */
+	/* The words of whoever holds the block, on its head page: the buddy
+	 * allocator while it is free (its list link), the backend while it is
+	 * a slab or heap page, core while it is a large block.  Each owner
+	 * names them in a view struct of its own (struct sk_free_words in
+	 * numa_internal.h, struct uma_slab in backends/uma/uma_int.h, ...),
+	 * declared may_alias and reached with sk_page_words(); bk is only the
+	 * storage.  16-byte aligned: backends may cmpxchg16b words 0..1 or 2..3. */
 	uintptr_t bk[4] __attribute__((aligned(16)));
 } __attribute__((aligned(64)));
 
 _Static_assert(sizeof(struct sk_page) == 64, "one cache line per page descriptor");
+
+/* The owner words of pg, for the owner's view struct; and back from a
+ * pointer into them (a list link at `offset` bytes in) to the descriptor. */
+static inline void *sk_page_words(struct sk_page *pg)
+{
+	return (void *)pg->bk;
+}
+
+static inline struct sk_page *sk_page_of_words(void *word, size_t offset)
+{
+	return (struct sk_page *)(void *)((char *)word - offset - __builtin_offsetof(struct sk_page, bk));
+}
 
 /* Where numa/ sends its messages (one printf-style line, no newline).
  * numa/ includes nothing above it, so core passes its hook down. */

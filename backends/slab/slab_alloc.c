@@ -178,9 +178,9 @@ void *bslab_alloc(struct sk_cache *c, int node, unsigned flags)
 static void slab_free_to_node(struct sk_cache *c, struct slab_cache *sc, void *obj, int home)
 {
 	struct slab_node *n = sc->node[home];
-	struct slab_link destroy;
+	struct sk_list destroy;
 
-	slab_list_init(&destroy);
+	sk_list_init(&destroy);
 	pthread_mutex_lock(&n->list_lock);
 	bslab_free_block(c, n, &obj, 1, &destroy);
 	pthread_mutex_unlock(&n->list_lock);
@@ -188,7 +188,7 @@ static void slab_free_to_node(struct sk_cache *c, struct slab_cache *sc, void *o
 }
 
 void bslab_drain_alien_locked(struct sk_cache *c, struct slab_alien *al, int home,
-			      struct slab_link *destroy)
+			      struct sk_list *destroy)
 {
 	struct slab_cache *sc = slab_cache_of(c);
 	struct slab_node *n = sc->node[home];
@@ -218,9 +218,9 @@ static void slab_free_alien(struct sk_cache *c, struct slab_cache *sc, void *obj
 			    int here)
 {
 	struct slab_alien *al = sc->node[here]->alien[home];
-	struct slab_link destroy;
+	struct sk_list destroy;
 
-	slab_list_init(&destroy);
+	sk_list_init(&destroy);
 	pthread_mutex_lock(&al->lock);
 	if (al->ac.avail >= al->ac.limit)
 		bslab_drain_alien_locked(c, al, home, &destroy);
@@ -234,7 +234,7 @@ static void slab_free_alien(struct sk_cache *c, struct slab_cache *sc, void *obj
 /* The slot is ours and full: make room by moving its batchcount oldest
  * entries to the shared array, or back to their slabs when it is full. */
 static void slab_flush_array(struct sk_cache *c, struct slab_cache *sc, struct sk_pcpu_slot *slot,
-			     struct slab_link *destroy)
+			     struct sk_list *destroy)
 {
 	struct slab_node *n = sc->node[slab_slot_node(slot)];
 	uint32_t top = slab_slot_top(slot);
@@ -261,7 +261,7 @@ void bslab_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 	struct slab_cache *sc = slab_cache_of(c);
 	int home = slab->node, here = bslab_current_node(sc);
 	struct sk_pcpu_slot *slot;
-	struct slab_link destroy;
+	struct sk_list destroy;
 	uint32_t top;
 
 	if ((unsigned)home >= sc->nr_nodes) {
@@ -284,7 +284,7 @@ void bslab_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 		slab_free_to_node(c, sc, obj, home);
 		return;
 	}
-	slab_list_init(&destroy);
+	sk_list_init(&destroy);
 	if (slab_slot_top(slot) >= slot->limit)
 		slab_flush_array(c, sc, slot, &destroy);
 	top = slab_slot_top(slot);

@@ -36,6 +36,7 @@
 
 #include <ck_pr.h>
 
+#include "../../common/sk_list.h"
 #include "../../core/sk_backend.h"
 
 /* Linux's constants (mm/slab.c, include/linux/slab.h). */
@@ -51,96 +52,59 @@
 #define SLAB_LIMIT_MAX 4096u
 #define SLAB_SHARED_ENTRIES_MAX 65536u
 
-#define slab_container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
-/* --- lists: circular, doubly linked, with a sentinel head --- */
-
-struct slab_link {
-	struct slab_link *next, *prev;
-};
-
-static inline void slab_list_init(struct slab_link *head)
-{
-	head->next = head->prev = head;
-}
-
-static inline bool slab_list_empty(const struct slab_link *head)
-{
-	return head->next == head;
-}
-
-static inline void slab_list_insert(struct slab_link *l, struct slab_link *prev,
-				    struct slab_link *next)
-{
-	l->prev = prev;
-	l->next = next;
-	prev->next = l;
-	next->prev = l;
-}
-
-static inline void slab_list_add(struct slab_link *l, struct slab_link *head)
-{
-	slab_list_insert(l, head, head->next);
-}
-
-static inline void slab_list_add_tail(struct slab_link *l, struct slab_link *head)
-{
-	slab_list_insert(l, head->prev, head);
-}
-
-static inline void slab_list_del(struct slab_link *l)
-{
-	l->prev->next = l->next;
-	l->next->prev = l->prev;
-	l->next = l->prev = l;
-}
-
-/* --- the slab descriptor: the head page's bk[] words --- */
+/* --- the slab descriptor: the head page's owner words --- */
 /*
- *   bk[0], bk[1]  list links (struct slab_link) on its node's lists
- *   bk[2]         low 32 bits: active (objects handed out of this slab);
- *                 high 32 bits: offset of the first object (the colour)
- *   bk[3]         the free-index array: its address (on the slab's tail,
- *                 or from sk_meta_zalloc), or the array itself when it
- *                 fits in 8 bytes (SLAB_FREELIST_IN_DESC)
  * Synchronization: the list_lock of the slab's node, except while the slab
  * is being built or destroyed (then it is on no list and only its builder
  * or destroyer sees it).
  */
+struct slab_desc {
+	struct sk_list sd_link;   /* on its node's full, partial or free list */
+	uint32_t sd_active;       /* objects handed out of this slab */
+	uint32_t sd_colour_off;   /* offset of the first object (the colour) */
+	/* The free-index array: its address (on the slab's tail, or from
+	 * sk_meta_zalloc), or the array itself when it fits in 8 bytes
+	 * (SLAB_FREELIST_IN_DESC). */
+	uintptr_t sd_freelist;
+} __attribute__((may_alias));
 
 enum slab_freelist_where {
 	SLAB_FREELIST_ON_SLAB, /* at the end of the slab's own memory */
-	SLAB_FREELIST_IN_DESC, /* off the slab, inside bk[3] of the descriptor */
+	SLAB_FREELIST_IN_DESC, /* off the slab, inside the descriptor's sd_freelist */
 	SLAB_FREELIST_META,    /* off the slab, from sk_meta_zalloc */
 };
 
-static inline struct slab_link *slab_link_of(struct sk_page *pg)
+static inline struct slab_desc *slab_desc(struct sk_page *pg)
 {
-	return (struct slab_link *)(void *)&pg->bk[0];
+	return (struct slab_desc *)sk_page_words(pg);
 }
 
-static inline struct sk_page *slab_of_link(struct slab_link *l)
+static inline struct sk_list *slab_link_of(struct sk_page *pg)
 {
-	return slab_container_of((void *)l, struct sk_page, bk);
+	return &slab_desc(pg)->sd_link;
 }
 
-static inline uint32_t slab_active(const struct sk_page *pg)
+static inline struct sk_page *slab_of_link(struct sk_list *l)
 {
-	return (uint32_t)pg->bk[2];
+	return sk_page_of_words(l, offsetof(struct slab_desc, sd_link));
+}
+
+static inline uint32_t slab_active(struct sk_page *pg)
+{
+	return slab_desc(pg)->sd_active;
 }
 
 static inline void slab_set_active(struct sk_page *pg, uint32_t active)
 {
-	pg->bk[2] = (pg->bk[2] & ~(uintptr_t)0xffffffffu) | active;
+	slab_desc(pg)->sd_active = active;
 }
 
-static inline uint32_t slab_colour_offset(const struct sk_page *pg)
+static inline uint32_t slab_colour_offset(struct sk_page *pg)
 {
-	return (uint32_t)(pg->bk[2] >> 32);
+	return slab_desc(pg)->sd_colour_off;
 }
 
-static inline char *slab_s_mem(const struct sk_page *pg)
+static inline char *slab_s_mem(struct sk_page *pg)
 {
 	return (char *)sk_page_addr(pg) + slab_colour_offset(pg);
 }
@@ -172,7 +136,7 @@ struct slab_node {
 	 * free_limit, free_touched and the shared array (pointer and contents).
 	 */
 	pthread_mutex_t list_lock;
-	struct slab_link slabs_full, slabs_partial, slabs_free;
+	struct sk_list slabs_full, slabs_partial, slabs_free;
 	uint64_t total_slabs;      /* slabs on the three lists */
 	uint64_t free_slabs;       /* slabs on slabs_free */
 	uint64_t free_objects;     /* free objects in this node's slabs (not in arrays) */
@@ -288,8 +252,8 @@ static inline void slab_slot_set_top(struct sk_pcpu_slot *slot, uint32_t top)
 static inline void *slab_freelist(const struct slab_cache *sc, struct sk_page *pg)
 {
 	if (sc->freelist_where == SLAB_FREELIST_IN_DESC)
-		return &pg->bk[3];
-	return (void *)pg->bk[3];
+		return &slab_desc(pg)->sd_freelist;
+	return (void *)slab_desc(pg)->sd_freelist;
 }
 
 static inline unsigned slab_freelist_get(const struct slab_cache *sc, const void *fl, unsigned i)
@@ -327,7 +291,7 @@ void bslab_cache_destroy(struct sk_cache *c);
  * the provider or a UMA init fails. */
 struct sk_page *bslab_grow(struct sk_cache *c, int node, unsigned flags);
 /* Destroy the slabs on `list` (unlinked already).  No lock held. */
-void bslab_destroy_list(struct sk_cache *c, struct slab_link *list);
+void bslab_destroy_list(struct sk_cache *c, struct sk_list *list);
 
 /* Arrays for the shared and alien caches (sk_meta_zalloc). */
 struct slab_array *bslab_array_alloc(uint32_t capacity);
@@ -344,10 +308,10 @@ uint32_t bslab_take_objects(struct slab_cache *sc, struct slab_node *n, void **o
 /* Return nr objects of node n to their slabs; slabs released past
  * free_limit go to *destroy. */
 void bslab_free_block(struct sk_cache *c, struct slab_node *n, void **objs, uint32_t nr,
-		      struct slab_link *destroy);
+		      struct sk_list *destroy);
 /* Unlink up to max empty slabs (oldest first) onto *destroy; returns how many. */
 uint64_t bslab_detach_free(struct slab_cache *sc, struct slab_node *n, uint64_t max,
-			   struct slab_link *destroy);
+			   struct sk_list *destroy);
 /* The free_limit of n for the current batchcount. */
 uint64_t bslab_free_limit(const struct slab_cache *sc, const struct slab_node *n);
 
@@ -357,7 +321,7 @@ void *bslab_alloc(struct sk_cache *c, int node, unsigned flags);
 void bslab_free(struct sk_cache *c, void *obj, struct sk_page *slab);
 /* Empty an alien array into its home node.  Caller holds al->lock. */
 void bslab_drain_alien_locked(struct sk_cache *c, struct slab_alien *al, int home,
-			      struct slab_link *destroy);
+			      struct sk_list *destroy);
 /* Current node, clamped to the nodes this cache knows. */
 int bslab_current_node(const struct slab_cache *sc);
 
@@ -368,7 +332,7 @@ uint64_t bslab_shrink(struct sk_cache *c, enum sk_shrink_level level);
 int bslab_tune(struct sk_cache *c, const char *key, long value);
 void bslab_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out);
 /* Return every object of a locked slot's array to its node's slabs. */
-void bslab_flush_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, struct slab_link *destroy);
+void bslab_flush_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, struct sk_list *destroy);
 
 /* --- slab_validate.c: slabkit_validate --- */
 

@@ -143,9 +143,9 @@ static struct slab_node *slab_node_create(struct slab_cache *sc, int id)
 	if (!n)
 		return NULL;
 	pthread_mutex_init(&n->list_lock, NULL);
-	slab_list_init(&n->slabs_full);
-	slab_list_init(&n->slabs_partial);
-	slab_list_init(&n->slabs_free);
+	sk_list_init(&n->slabs_full);
+	sk_list_init(&n->slabs_partial);
+	sk_list_init(&n->slabs_free);
 	n->id = id;
 	for (unsigned cpu = 0; cpu < sk_numa_cpus(); cpu++)
 		if (sk_numa_cpu_node(cpu) == id)
@@ -299,18 +299,18 @@ static void slab_destroy(struct sk_cache *c, struct slab_cache *sc, struct sk_pa
 			sk_cache_destruct(c, s_mem + (size_t)i * sc->size);
 	}
 	if (sc->freelist_where == SLAB_FREELIST_META)
-		sk_meta_free((void *)pg->bk[3], sc->freelist_bytes);
+		sk_meta_free((void *)slab_desc(pg)->sd_freelist, sc->freelist_bytes);
 	sk_slab_pages_free(c, sk_page_addr(pg));
 }
 
-void bslab_destroy_list(struct sk_cache *c, struct slab_link *list)
+void bslab_destroy_list(struct sk_cache *c, struct sk_list *list)
 {
 	struct slab_cache *sc = slab_cache_of(c);
 
-	while (!slab_list_empty(list)) {
-		struct slab_link *l = list->next;
+	while (!sk_list_empty(list)) {
+		struct sk_list *l = list->next;
 
-		slab_list_del(l);
+		sk_list_del(l);
 		slab_destroy(c, sc, slab_of_link(l));
 	}
 }
@@ -342,11 +342,11 @@ struct sk_page *bslab_grow(struct sk_cache *c, int node, unsigned flags)
 	switch (sc->freelist_where) {
 	case SLAB_FREELIST_ON_SLAB:
 		fl = addr + sc->slab_bytes - sc->freelist_bytes;
-		pg->bk[3] = (uintptr_t)fl;
+		slab_desc(pg)->sd_freelist = (uintptr_t)fl;
 		break;
 	case SLAB_FREELIST_IN_DESC:
-		pg->bk[3] = 0;
-		fl = &pg->bk[3];
+		slab_desc(pg)->sd_freelist = 0;
+		fl = &slab_desc(pg)->sd_freelist;
 		break;
 	default:
 		fl = sk_meta_zalloc(sc->freelist_bytes);
@@ -354,11 +354,12 @@ struct sk_page *bslab_grow(struct sk_cache *c, int node, unsigned flags)
 			sk_slab_pages_free(c, addr);
 			return NULL;
 		}
-		pg->bk[3] = (uintptr_t)fl;
+		slab_desc(pg)->sd_freelist = (uintptr_t)fl;
 		break;
 	}
-	pg->bk[2] = (uintptr_t)(colour * sc->colour_off) << 32; /* active = 0 */
-	slab_list_init(slab_link_of(pg));
+	slab_desc(pg)->sd_active = 0;
+	slab_desc(pg)->sd_colour_off = colour * sc->colour_off;
+	sk_list_init(slab_link_of(pg));
 	for (uint32_t i = 0; i < sc->num; i++)
 		slab_freelist_set(sc, fl, i, i);
 
@@ -384,7 +385,7 @@ struct sk_page *bslab_grow(struct sk_cache *c, int node, unsigned flags)
 
 void bslab_attach(struct slab_cache *sc, struct slab_node *n, struct sk_page *pg)
 {
-	slab_list_add_tail(slab_link_of(pg), &n->slabs_free);
+	sk_list_add_tail(slab_link_of(pg), &n->slabs_free);
 	n->free_slabs++;
 	n->total_slabs++;
 	n->free_objects += sc->num;
@@ -393,13 +394,13 @@ void bslab_attach(struct slab_cache *sc, struct slab_node *n, struct sk_page *pg
 /* Refile a slab after objects left or came back. */
 static void slab_refile(struct slab_cache *sc, struct slab_node *n, struct sk_page *pg)
 {
-	struct slab_link *l = slab_link_of(pg);
+	struct sk_list *l = slab_link_of(pg);
 
-	slab_list_del(l);
+	sk_list_del(l);
 	if (slab_active(pg) == sc->num)
-		slab_list_add(l, &n->slabs_full);
+		sk_list_add_head(l, &n->slabs_full);
 	else
-		slab_list_add(l, &n->slabs_partial);
+		sk_list_add_head(l, &n->slabs_partial);
 }
 
 uint32_t bslab_take_from(struct slab_cache *sc, struct slab_node *n, struct sk_page *pg,
@@ -426,15 +427,15 @@ uint32_t bslab_take_objects(struct slab_cache *sc, struct slab_node *n, void **o
 	uint32_t got = 0;
 
 	while (got < want) {
-		struct slab_link *l;
+		struct sk_list *l;
 
 		/* Partial slabs first: fill what is started before breaking into
 		 * an empty slab that could otherwise go back. */
-		if (!slab_list_empty(&n->slabs_partial)) {
+		if (!sk_list_empty(&n->slabs_partial)) {
 			l = n->slabs_partial.next;
 		} else {
 			n->free_touched = true;
-			if (slab_list_empty(&n->slabs_free))
+			if (sk_list_empty(&n->slabs_free))
 				break;
 			l = n->slabs_free.next;
 		}
@@ -467,13 +468,13 @@ bad:
 }
 
 void bslab_free_block(struct sk_cache *c, struct slab_node *n, void **objs, uint32_t nr,
-		      struct slab_link *destroy)
+		      struct sk_list *destroy)
 {
 	struct slab_cache *sc = slab_cache_of(c);
 
 	for (uint32_t i = 0; i < nr; i++) {
 		struct sk_page *pg = sk_page_of(objs[i]);
-		struct slab_link *l;
+		struct sk_list *l;
 
 		if (!pg || pg->kind != SK_PAGE_SLAB || pg->owner != c || pg->node != n->id) {
 			sk_message("slab: cache %s: %p is not an object of node %d (ignored)",
@@ -484,14 +485,14 @@ void bslab_free_block(struct sk_cache *c, struct slab_node *n, void **objs, uint
 			continue;
 		n->free_objects++;
 		l = slab_link_of(pg);
-		slab_list_del(l);
+		sk_list_del(l);
 		if (slab_active(pg) == 0) {
-			slab_list_add(l, &n->slabs_free);
+			sk_list_add_head(l, &n->slabs_free);
 			n->free_slabs++;
 		} else {
 			/* The tail of the partial list: the most time for its
 			 * other objects to come back too. */
-			slab_list_add_tail(l, &n->slabs_partial);
+			sk_list_add_tail(l, &n->slabs_partial);
 		}
 	}
 	if (sc->nofree)
@@ -501,16 +502,16 @@ void bslab_free_block(struct sk_cache *c, struct slab_node *n, void **objs, uint
 }
 
 uint64_t bslab_detach_free(struct slab_cache *sc, struct slab_node *n, uint64_t max,
-			   struct slab_link *destroy)
+			   struct sk_list *destroy)
 {
 	uint64_t done = 0;
 
 	/* The coldest first: free_block adds newly emptied slabs at the head. */
-	while (done < max && !slab_list_empty(&n->slabs_free)) {
-		struct slab_link *l = n->slabs_free.prev;
+	while (done < max && !sk_list_empty(&n->slabs_free)) {
+		struct sk_list *l = n->slabs_free.prev;
 
-		slab_list_del(l);
-		slab_list_add(l, destroy);
+		sk_list_del(l);
+		sk_list_add_head(l, destroy);
 		n->free_slabs--;
 		n->total_slabs--;
 		n->free_objects -= sc->num;
@@ -524,11 +525,11 @@ uint64_t bslab_detach_free(struct slab_cache *sc, struct slab_node *n, uint64_t 
 void bslab_cache_destroy(struct sk_cache *c)
 {
 	struct slab_cache *sc = slab_cache_of(c);
-	struct slab_link destroy;
+	struct sk_list destroy;
 
 	if (!sc)
 		return;
-	slab_list_init(&destroy);
+	sk_list_init(&destroy);
 	pthread_mutex_lock(&sc->tune_lock);
 	/* Nothing is in use and nobody else may touch the cache now, and core
 	 * drained every array just before; a slot that still holds objects is
@@ -577,11 +578,11 @@ void bslab_cache_destroy(struct sk_cache *c)
 		bslab_detach_free(sc, n, UINT64_MAX, &destroy);
 		/* Core destroys only caches with nothing in use; slabs still on
 		 * the other lists would mean lost objects.  Free them anyway. */
-		while (!slab_list_empty(&n->slabs_partial) || !slab_list_empty(&n->slabs_full)) {
-			struct slab_link *l = !slab_list_empty(&n->slabs_partial) ? n->slabs_partial.next
+		while (!sk_list_empty(&n->slabs_partial) || !sk_list_empty(&n->slabs_full)) {
+			struct sk_list *l = !sk_list_empty(&n->slabs_partial) ? n->slabs_partial.next
 										 : n->slabs_full.next;
-			slab_list_del(l);
-			slab_list_add(l, &destroy);
+			sk_list_del(l);
+			sk_list_add_head(l, &destroy);
 			n->total_slabs--;
 			busy++;
 		}

@@ -28,7 +28,7 @@
 
 #include "slab_int.h"
 
-void bslab_flush_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, struct slab_link *destroy)
+void bslab_flush_slot(struct sk_cache *c, struct sk_pcpu_slot *slot, struct sk_list *destroy)
 {
 	struct slab_node *n = slab_cache_of(c)->node[slab_slot_node(slot)];
 	uint32_t top = slab_slot_top(slot);
@@ -51,7 +51,7 @@ static uint32_t slab_reap_amount(uint32_t limit, uint32_t avail)
 	return tofree;
 }
 
-static void slab_drain_aliens(struct sk_cache *c, struct slab_cache *sc, struct slab_link *destroy)
+static void slab_drain_aliens(struct sk_cache *c, struct slab_cache *sc, struct sk_list *destroy)
 {
 	for (unsigned id = 0; id < sc->nr_nodes; id++) {
 		for (unsigned m = 0; m < sc->nr_nodes; m++) {
@@ -67,7 +67,7 @@ static void slab_drain_aliens(struct sk_cache *c, struct slab_cache *sc, struct 
 }
 
 /* Give 1/5 of CPU `cpu`'s array back if it was idle since the last pass. */
-static void slab_reap_cpu(struct sk_cache *c, unsigned cpu, struct slab_link *destroy)
+static void slab_reap_cpu(struct sk_cache *c, unsigned cpu, struct sk_list *destroy)
 {
 	struct slab_cache *sc = slab_cache_of(c);
 	struct sk_pcpu_slot *slot = sk_pcpu_slot(c, cpu);
@@ -107,7 +107,7 @@ static void slab_reap_cpu(struct sk_cache *c, unsigned cpu, struct slab_link *de
 
 /* The node half of a reap: the shared array, then empty slabs. */
 static void slab_reap_node(struct sk_cache *c, struct slab_cache *sc, struct slab_node *n,
-			   struct slab_link *destroy)
+			   struct sk_list *destroy)
 {
 	struct slab_array *sh;
 
@@ -137,9 +137,9 @@ static void slab_reap_node(struct sk_cache *c, struct slab_cache *sc, struct sla
 /* One reap pass; the caller holds tune_lock. */
 static void slab_reap(struct sk_cache *c, struct slab_cache *sc, bool node_pass)
 {
-	struct slab_link destroy;
+	struct sk_list destroy;
 
-	slab_list_init(&destroy);
+	sk_list_init(&destroy);
 	slab_drain_aliens(c, sc, &destroy);
 	if (c->pcpu_base)
 		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++)
@@ -179,10 +179,10 @@ static uint64_t slab_slabs_held(struct slab_cache *sc)
 uint64_t bslab_shrink(struct sk_cache *c, enum sk_shrink_level level)
 {
 	struct slab_cache *sc = slab_cache_of(c);
-	struct slab_link destroy;
+	struct sk_list destroy;
 	uint64_t held;
 
-	slab_list_init(&destroy);
+	sk_list_init(&destroy);
 	pthread_mutex_lock(&sc->tune_lock);
 	if (level == SK_SHRINK_TRIM) {
 		slab_reap(c, sc, true);
@@ -234,7 +234,7 @@ static int slab_resize_cpu_arrays(struct sk_cache *c, struct slab_cache *sc, uin
 		struct slab_cpu *ex = slab_cpu_of(slot);
 		void **fresh = NULL, **old;
 		uint32_t old_capacity;
-		struct slab_link destroy;
+		struct sk_list destroy;
 
 		if (!slab_slot_ready(slot))
 			continue; /* pcpu_init will read sc->limit */
@@ -243,7 +243,7 @@ static int slab_resize_cpu_arrays(struct sk_cache *c, struct slab_cache *sc, uin
 			if (!fresh)
 				return -ENOMEM;
 		}
-		slab_list_init(&destroy);
+		sk_list_init(&destroy);
 		slot = sk_pcpu_lock_cpu(c, cpu);
 		bslab_flush_slot(c, slot, &destroy);
 		old = slot->entries;
@@ -263,7 +263,7 @@ static int slab_resize_cpu_arrays(struct sk_cache *c, struct slab_cache *sc, uin
 static int slab_resize_shared(struct sk_cache *c, struct slab_node *n, uint32_t entries)
 {
 	struct slab_array *fresh = NULL, *old;
-	struct slab_link destroy;
+	struct sk_list destroy;
 
 	if ((n->shared ? n->shared->capacity : 0) == entries)
 		return 0;
@@ -272,7 +272,7 @@ static int slab_resize_shared(struct sk_cache *c, struct slab_node *n, uint32_t 
 		if (!fresh)
 			return -ENOMEM;
 	}
-	slab_list_init(&destroy);
+	sk_list_init(&destroy);
 	pthread_mutex_lock(&n->list_lock);
 	old = n->shared;
 	if (old)
@@ -286,9 +286,9 @@ static int slab_resize_shared(struct sk_cache *c, struct slab_node *n, uint32_t 
 
 static void slab_set_alien_limit(struct sk_cache *c, struct slab_cache *sc, uint32_t alien_limit)
 {
-	struct slab_link destroy;
+	struct sk_list destroy;
 
-	slab_list_init(&destroy);
+	sk_list_init(&destroy);
 	for (unsigned id = 0; id < sc->nr_nodes; id++) {
 		for (unsigned m = 0; m < sc->nr_nodes; m++) {
 			struct slab_alien *al = sc->node[id]->alien[m];
@@ -397,7 +397,7 @@ void bslab_cache_info(struct sk_cache *c, struct sk_backend_cache_info *out)
 		pthread_mutex_lock(&n->list_lock);
 		slab_free += n->free_objects;
 		empty += n->free_slabs;
-		for (struct slab_link *l = n->slabs_partial.next; l != &n->slabs_partial; l = l->next)
+		for (struct sk_list *l = n->slabs_partial.next; l != &n->slabs_partial; l = l->next)
 			partial++;
 		if (n->shared)
 			shared_free += n->shared->avail;

@@ -70,19 +70,19 @@ static enum verdict check_slab(struct sk_cache *c, struct slab_cache *sc, struct
 static uint64_t validate_lists(struct sk_cache *c, struct slab_cache *sc, struct slab_node *n,
 			       struct sk_validate_seen *seen)
 {
-	struct slab_link *heads[3] = { &n->slabs_full, &n->slabs_partial, &n->slabs_free };
-	struct slab_link found;
+	struct sk_list *heads[3] = { &n->slabs_full, &n->slabs_partial, &n->slabs_free };
+	struct sk_list found;
 	uint64_t errors = 0;
 	uint64_t slabs = 0, free_slabs = 0, free_objects = 0;
 
 	/* Take every slab off the lists, then file each again. */
-	slab_list_init(&found);
+	sk_list_init(&found);
 	for (int k = 0; k < 3; k++) {
 		uint64_t steps = 0;
-		while (!slab_list_empty(heads[k]) && steps++ <= n->total_slabs + 1) {
-			struct slab_link *l = heads[k]->next;
+		while (!sk_list_empty(heads[k]) && steps++ <= n->total_slabs + 1) {
+			struct sk_list *l = heads[k]->next;
 			struct sk_page *pg = slab_of_link(l);
-			slab_list_del(l);
+			sk_list_del(l);
 			enum verdict v = check_slab(c, sc, pg, k, seen);
 			errors += v != SLAB_SOUND;
 			if (v == SLAB_BAD) {
@@ -91,15 +91,15 @@ static uint64_t validate_lists(struct sk_cache *c, struct slab_cache *sc, struct
 				n->free_slabs -= active == 0;
 				slab_set_active(pg, sc->num);
 			}
-			slab_list_add_tail(l, &found);
+			sk_list_add_tail(l, &found);
 		}
 	}
-	while (!slab_list_empty(&found)) {
-		struct slab_link *l = found.next;
+	while (!sk_list_empty(&found)) {
+		struct sk_list *l = found.next;
 		struct sk_page *pg = slab_of_link(l);
 		uint32_t active = slab_active(pg);
-		slab_list_del(l);
-		slab_list_add_tail(l, active == sc->num ? &n->slabs_full
+		sk_list_del(l);
+		sk_list_add_tail(l, active == sc->num ? &n->slabs_full
 				      : active == 0   ? &n->slabs_free
 						      : &n->slabs_partial);
 		slabs++;

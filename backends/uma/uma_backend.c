@@ -58,7 +58,12 @@ static int uma_cache_create(struct sk_cache *c)
 		return err;
 	}
 	for (unsigned d = 0; d < nd; d++) {
-		pthread_mutex_init(&kz->kz_keg.uk_domain[d].ukd_lock, NULL);
+		struct uma_keg_domain *kd = &kz->kz_keg.uk_domain[d];
+
+		pthread_mutex_init(&kd->ukd_lock, NULL);
+		sk_list_init(&kd->ukd_part);
+		sk_list_init(&kd->ukd_free);
+		sk_list_init(&kd->ukd_full);
 		pthread_mutex_init(&kz->kz_zone.uz_domain[d].uzd_lock, NULL);
 	}
 

@@ -35,6 +35,7 @@
 
 #include <ck_pr.h>
 
+#include "../../common/sk_list.h"
 #include "../../core/sk_backend.h"
 
 /* --- Constants --- */
@@ -53,21 +54,34 @@ typedef uintptr_t uma_bitword_t;
 
 /* Where a slab's free bitset lives. */
 enum uma_slab_hdr {
-	UMA_HDR_DESC,    /* in the head page descriptor's bk[3] (ipers <= 64) */
+	UMA_HDR_DESC,    /* in the head page descriptor's us_bits (ipers <= 64) */
 	UMA_HDR_INLINE,  /* at the end of the slab, in space items cannot use */
-	UMA_HDR_OFFPAGE, /* in sk_meta_zalloc memory, bk[3] points at it */
+	UMA_HDR_OFFPAGE, /* in sk_meta_zalloc memory, us_bits points at it */
 };
 
 /*
- * Slab header, kept in the head page descriptor of the slab's pages
- * (written only under the owning keg domain's lock once the slab is listed):
- *   bk[0]  next slab on its list (struct sk_page *), bk[1] previous;
- *   bk[2]  free item count;
- *   bk[3]  the bitset word (UMA_HDR_DESC) or a pointer to the bitset.
- * A set bit means the item is free in the slab (UMA's us_free).  The slab's
- * domain is the descriptor's node; which list it is on follows from the
- * free count: 0 full, uk_ipers free, anything else partial.
+ * Slab header, kept in the head page descriptor of the slab's pages (its
+ * owner words, sk_page_words; written only under the owning keg domain's
+ * lock once the slab is listed).  A set bit means the item is free in the
+ * slab (UMA's us_free).  The slab's domain is the descriptor's node; which
+ * list it is on follows from the free count: 0 full, uk_ipers free,
+ * anything else partial.
  */
+struct uma_slab {
+	struct sk_list us_link;  /* on its keg domain's free, partial or full list */
+	uintptr_t us_freecount;  /* free items */
+	uintptr_t us_bits;       /* the bitset word (UMA_HDR_DESC) or the bitset's address */
+} __attribute__((may_alias));
+
+static inline struct uma_slab *uma_slab(struct sk_page *pg)
+{
+	return (struct uma_slab *)sk_page_words(pg);
+}
+
+static inline struct sk_page *uma_slab_page(struct sk_list *link)
+{
+	return sk_page_of_words(link, offsetof(struct uma_slab, us_link));
+}
 
 /*
  * A bucket: a stack of free, constructed items.
@@ -127,13 +141,13 @@ struct uma_zone_domain {
  */
 struct uma_keg_domain {
 	pthread_mutex_t ukd_lock;
-	struct sk_page *ukd_part;       /* slabs with some items free */
-	struct sk_page *ukd_free;       /* slabs with every item free */
-	struct sk_page *ukd_full;       /* slabs with no item free */
+	struct sk_list ukd_part;        /* slabs with some items free, most recently moved first */
+	struct sk_list ukd_free;        /* slabs with every item free */
+	struct sk_list ukd_full;        /* slabs with no item free */
 	uint64_t ukd_slabs;             /* slabs on the three lists */
 	uint64_t ukd_free_slabs;        /* slabs on ukd_free */
 	uint64_t ukd_free_items;        /* free items over all three lists */
-	char ukd_pad[40];               /* 128 bytes */
+	char ukd_pad[16];               /* 128 bytes */
 };
 
 /* Layout and page source.  Written in cache_create, read-only after

@@ -35,21 +35,16 @@ _Static_assert(sizeof(struct uma_keg_domain) % 64 == 0, "keg domains fill whole 
 
 /* --- slab header accessors (the head page descriptor) --- */
 
-static inline struct sk_page *slab_next(const struct sk_page *slab)
+static inline uint32_t slab_freecount(struct sk_page *slab)
 {
-	return (struct sk_page *)slab->bk[0];
-}
-
-static inline uint32_t slab_freecount(const struct sk_page *slab)
-{
-	return (uint32_t)slab->bk[2];
+	return (uint32_t)uma_slab(slab)->us_freecount;
 }
 
 static inline uma_bitword_t *slab_bitset(const struct uma_keg *keg, struct sk_page *slab)
 {
 	if (keg->uk_hdr == UMA_HDR_DESC)
-		return (uma_bitword_t *)&slab->bk[3];
-	return (uma_bitword_t *)slab->bk[3];
+		return &uma_slab(slab)->us_bits;
+	return (uma_bitword_t *)uma_slab(slab)->us_bits;
 }
 
 static inline char *slab_base(const struct sk_page *slab)
@@ -177,7 +172,7 @@ int skuma_keg_layout(struct uma_kz *kz, const struct sk_cache *c)
 
 /* --- slab lists (keg domain lock held) --- */
 
-static struct sk_page **slab_list(struct uma_keg *keg, struct uma_keg_domain *kd, uint32_t freecount)
+static struct sk_list *slab_list(struct uma_keg *keg, struct uma_keg_domain *kd, uint32_t freecount)
 {
 	if (freecount == 0)
 		return &kd->ukd_full;
@@ -186,45 +181,22 @@ static struct sk_page **slab_list(struct uma_keg *keg, struct uma_keg_domain *kd
 	return &kd->ukd_part;
 }
 
-static void slab_list_insert(struct sk_page **head, struct sk_page *slab)
-{
-	slab->bk[0] = (uintptr_t)*head;
-	slab->bk[1] = 0;
-	if (*head)
-		(*head)->bk[1] = (uintptr_t)slab;
-	*head = slab;
-}
-
-static void slab_list_remove(struct sk_page **head, struct sk_page *slab)
-{
-	struct sk_page *next = (struct sk_page *)slab->bk[0];
-	struct sk_page *prev = (struct sk_page *)slab->bk[1];
-
-	if (prev)
-		prev->bk[0] = (uintptr_t)next;
-	else
-		*head = next;
-	if (next)
-		next->bk[1] = (uintptr_t)prev;
-}
-
 /* Change a listed slab's free count, moving it between lists as needed. */
 static void slab_set_freecount(struct uma_keg *keg, struct uma_keg_domain *kd,
 			       struct sk_page *slab, uint32_t now)
 {
 	uint32_t was = slab_freecount(slab);
-	struct sk_page **from = slab_list(keg, kd, was), **to = slab_list(keg, kd, now);
 
-	if (from != to) {
-		slab_list_remove(from, slab);
-		slab_list_insert(to, slab);
+	if (slab_list(keg, kd, was) != slab_list(keg, kd, now)) {
+		sk_list_del(&uma_slab(slab)->us_link);
+		sk_list_add_head(&uma_slab(slab)->us_link, slab_list(keg, kd, now));
 		if (was == keg->uk_ipers)
 			sk_store(&kd->ukd_free_slabs, kd->ukd_free_slabs - 1);
 		if (now == keg->uk_ipers)
 			sk_store(&kd->ukd_free_slabs, kd->ukd_free_slabs + 1);
 	}
 	sk_store(&kd->ukd_free_items, kd->ukd_free_items + now - was);
-	slab->bk[2] = now;
+	uma_slab(slab)->us_freecount = now;
 }
 
 /* Take up to max free items out of a listed slab. */
@@ -275,9 +247,9 @@ static void slab_release_pages(struct uma_kz *kz, struct sk_page *slab)
 {
 	struct uma_keg *keg = &kz->kz_keg;
 
-	if (keg->uk_hdr == UMA_HDR_OFFPAGE && slab->bk[3])
-		sk_meta_free((void *)slab->bk[3], bitset_bytes(keg->uk_ipers));
-	slab->bk[3] = 0;
+	if (keg->uk_hdr == UMA_HDR_OFFPAGE && uma_slab(slab)->us_bits)
+		sk_meta_free((void *)uma_slab(slab)->us_bits, bitset_bytes(keg->uk_ipers));
+	uma_slab(slab)->us_bits = 0;
 	sk_slab_pages_free(kz->kz_cache, slab_base(slab));
 }
 
@@ -303,7 +275,8 @@ static struct sk_page *slab_alloc(struct uma_kz *kz, int node, unsigned flags)
 	if (!base)
 		return NULL;
 	struct sk_page *slab = sk_page_of_raw(base);
-	slab->bk[0] = slab->bk[1] = slab->bk[3] = 0;
+	sk_list_init(&uma_slab(slab)->us_link);
+	uma_slab(slab)->us_bits = 0;
 	if ((uintptr_t)base & (c->align - 1)) {
 		sk_message("uma: slab %p of zone %s is not aligned to %u bytes", (void *)base, c->name,
 			   c->align);
@@ -315,17 +288,17 @@ static struct sk_page *slab_alloc(struct uma_kz *kz, int node, unsigned flags)
 
 	uma_bitword_t *bits;
 	if (keg->uk_hdr == UMA_HDR_DESC) {
-		bits = (uma_bitword_t *)&slab->bk[3];
+		bits = &uma_slab(slab)->us_bits;
 	} else if (keg->uk_hdr == UMA_HDR_INLINE) {
 		bits = (uma_bitword_t *)(base + keg->uk_bitset_off);
-		slab->bk[3] = (uintptr_t)bits;
+		uma_slab(slab)->us_bits = (uintptr_t)bits;
 	} else {
 		bits = sk_meta_zalloc(bitset_bytes(keg->uk_ipers));
 		if (!bits) {
 			slab_release_pages(kz, slab);
 			return NULL;
 		}
-		slab->bk[3] = (uintptr_t)bits;
+		uma_slab(slab)->us_bits = (uintptr_t)bits;
 	}
 	for (uint32_t w = 0; w < keg->uk_bitset_words; w++) {
 		uint32_t left = keg->uk_ipers - w * UMA_WORD_BITS;
@@ -339,14 +312,14 @@ static struct sk_page *slab_alloc(struct uma_kz *kz, int node, unsigned flags)
 			return NULL;
 		}
 	}
-	slab->bk[2] = keg->uk_ipers;
+	uma_slab(slab)->us_freecount = keg->uk_ipers;
 	return slab;
 }
 
 /* List a new slab on its domain (lock held). */
 static void slab_insert(struct uma_keg *keg, struct uma_keg_domain *kd, struct sk_page *slab)
 {
-	slab_list_insert(&kd->ukd_free, slab);
+	sk_list_add_head(&uma_slab(slab)->us_link, &kd->ukd_free);
 	sk_store(&kd->ukd_slabs, kd->ukd_slabs + 1);
 	sk_store(&kd->ukd_free_slabs, kd->ukd_free_slabs + 1);
 	sk_store(&kd->ukd_free_items, kd->ukd_free_items + keg->uk_ipers);
@@ -373,17 +346,19 @@ static int keg_import_domain(struct uma_kz *kz, int domain, void **store, int ma
 		return 0;
 	pthread_mutex_lock(&kd->ukd_lock);
 	while (n < max) {
-		struct sk_page *slab = kd->ukd_part ? kd->ukd_part : kd->ukd_free;
+		struct sk_list *link = sk_list_first(&kd->ukd_part);
 
-		if (slab) {
-			n += slab_take(keg, kd, slab, store + n, max - n);
+		if (!link)
+			link = sk_list_first(&kd->ukd_free);
+		if (link) {
+			n += slab_take(keg, kd, uma_slab_page(link), store + n, max - n);
 			continue;
 		}
 		if (!grow)
 			break;
 		grow = false;
 		pthread_mutex_unlock(&kd->ukd_lock);
-		slab = slab_alloc(kz, domain, flags);
+		struct sk_page *slab = slab_alloc(kz, domain, flags);
 		if (!slab)
 			return n;
 		int got = skuma_slab_domain(kz, slab);
@@ -516,26 +491,21 @@ static void keg_drain_domain(struct uma_kz *kz, int domain)
 {
 	struct uma_keg *keg = &kz->kz_keg;
 	struct uma_keg_domain *kd = &keg->uk_domain[domain];
-	struct sk_page *list;
+	struct sk_list list, *link, *next;
 	uint64_t count;
 
 	if (sk_load(&kd->ukd_free_slabs) == 0)
 		return;
 	pthread_mutex_lock(&kd->ukd_lock);
-	list = kd->ukd_free;
+	sk_list_take_all(&list, &kd->ukd_free);
 	count = kd->ukd_free_slabs;
-	kd->ukd_free = NULL;
 	sk_store(&kd->ukd_free_slabs, 0);
 	sk_store(&kd->ukd_slabs, kd->ukd_slabs - count);
 	sk_store(&kd->ukd_free_items, kd->ukd_free_items - count * keg->uk_ipers);
 	pthread_mutex_unlock(&kd->ukd_lock);
 
-	while (list) {
-		struct sk_page *next = slab_next(list);
-
-		slab_free(kz, list, keg->uk_ipers);
-		list = next;
-	}
+	sk_list_for_each_safe(link, next, &list)
+		slab_free(kz, uma_slab_page(link), keg->uk_ipers);
 }
 
 void skuma_keg_drain(struct uma_kz *kz, int domain)
@@ -558,19 +528,15 @@ void skuma_keg_destroy(struct uma_kz *kz)
 
 	for (unsigned d = 0; d < keg->uk_ndomains; d++) {
 		struct uma_keg_domain *kd = &keg->uk_domain[d];
-		struct sk_page **lists[] = { &kd->ukd_free, &kd->ukd_part, &kd->ukd_full };
+		struct sk_list *lists[] = { &kd->ukd_free, &kd->ukd_part, &kd->ukd_full };
 
 		pthread_mutex_lock(&kd->ukd_lock);
 		for (size_t l = 0; l < SK_ARRAY_SIZE(lists); l++) {
-			struct sk_page *slab = *lists[l];
+			struct sk_list slabs, *link, *next;
 
-			*lists[l] = NULL;
-			while (slab) {
-				struct sk_page *next = slab_next(slab);
-
-				slab_free(kz, slab, keg->uk_ipers);
-				slab = next;
-			}
+			sk_list_take_all(&slabs, lists[l]);
+			sk_list_for_each_safe(link, next, &slabs)
+				slab_free(kz, uma_slab_page(link), keg->uk_ipers);
 		}
 		kd->ukd_slabs = kd->ukd_free_slabs = kd->ukd_free_items = 0;
 		pthread_mutex_unlock(&kd->ukd_lock);
@@ -592,7 +558,8 @@ void skuma_keg_slab_counts(struct uma_kz *kz, uint64_t *partial, uint64_t *empty
 	for (unsigned d = 0; d < kz->kz_keg.uk_ndomains; d++) {
 		struct uma_keg_domain *kd = &kz->kz_keg.uk_domain[d];
 		pthread_mutex_lock(&kd->ukd_lock);
-		for (struct sk_page *slab = kd->ukd_part; slab; slab = (struct sk_page *)slab->bk[0])
+		struct sk_list *link;
+		sk_list_for_each(link, &kd->ukd_part)
 			(*partial)++;
 		*empty += kd->ukd_free_slabs;
 		pthread_mutex_unlock(&kd->ukd_lock);
@@ -618,7 +585,7 @@ enum keg_verdict { KEG_SOUND, KEG_MOVED, KEG_BAD };
  * (else it is moved), the number of set bits equal to it, no bit past the
  * slab's items. */
 static enum keg_verdict keg_check_slab(struct sk_cache *c, struct uma_keg *keg, struct uma_keg_domain *kd,
-				       struct sk_page *slab, struct sk_page **on)
+				       struct sk_page *slab, struct sk_list *on)
 {
 	uma_bitword_t *bits = slab_bitset(keg, slab);
 	uint32_t freecount = slab_freecount(slab), set = 0, past = 0;
@@ -647,8 +614,8 @@ static enum keg_verdict keg_check_slab(struct sk_cache *c, struct uma_keg *keg, 
 	if (slab_list(keg, kd, freecount) != on) {
 		sk_validate_report(c, "Slab on the wrong list", slab_base(slab), "Moving it to its list",
 				   "free count %u of %u", freecount, keg->uk_ipers);
-		slab_list_remove(on, slab);
-		slab_list_insert(slab_list(keg, kd, freecount), slab);
+		sk_list_del(&uma_slab(slab)->us_link);
+		sk_list_add_head(&uma_slab(slab)->us_link, slab_list(keg, kd, freecount));
 		return KEG_MOVED;
 	}
 	return KEG_SOUND;
@@ -657,15 +624,14 @@ static enum keg_verdict keg_check_slab(struct sk_cache *c, struct uma_keg *keg, 
 /* Take a bad slab's free items out of circulation: no bit set, a free
  * count of 0, on the full list.  Items its users free later come back as
  * usual; the slab is never free again (leaked). */
-static void keg_isolate_slab(struct uma_keg *keg, struct uma_keg_domain *kd, struct sk_page *slab,
-			     struct sk_page **on)
+static void keg_isolate_slab(struct uma_keg *keg, struct uma_keg_domain *kd, struct sk_page *slab)
 {
 	uint32_t was = slab_freecount(slab) > keg->uk_ipers ? keg->uk_ipers : slab_freecount(slab);
 
-	slab_list_remove(on, slab);
+	sk_list_del(&uma_slab(slab)->us_link);
 	memset(slab_bitset(keg, slab), 0, bitset_bytes(keg->uk_ipers));
-	slab->bk[2] = 0;
-	slab_list_insert(&kd->ukd_full, slab);
+	uma_slab(slab)->us_freecount = 0;
+	sk_list_add_head(&uma_slab(slab)->us_link, &kd->ukd_full);
 	sk_store(&kd->ukd_free_items, kd->ukd_free_items - was);
 	if (was == keg->uk_ipers)
 		sk_store(&kd->ukd_free_slabs, kd->ukd_free_slabs - 1);
@@ -678,14 +644,15 @@ uint64_t skuma_keg_validate(struct sk_cache *c, struct uma_kz *kz)
 
 	for (unsigned d = 0; d < keg->uk_ndomains; d++) {
 		struct uma_keg_domain *kd = &keg->uk_domain[d];
-		struct sk_page **lists[3] = { &kd->ukd_part, &kd->ukd_free, &kd->ukd_full };
+		struct sk_list *lists[3] = { &kd->ukd_part, &kd->ukd_free, &kd->ukd_full };
 		uint64_t slabs = 0, free_slabs = 0, free_items = 0;
 
 		pthread_mutex_lock(&kd->ukd_lock);
 		for (int k = 0; k < 3; k++) {
-			struct sk_page *slab = *lists[k], *next;
-			for (uint64_t steps = 0; slab && steps <= kd->ukd_slabs; steps++, slab = next) {
-				next = slab_next(slab);
+			struct sk_list *link = lists[k]->next, *next;
+			for (uint64_t steps = 0; link != lists[k] && steps <= kd->ukd_slabs; steps++, link = next) {
+				struct sk_page *slab = uma_slab_page(link);
+				next = link->next;
 				if (slab->owner != c) {
 					sk_validate_report(c, "Slab list corrupt", slab_base(slab),
 							   "Stopped walking the list",
@@ -696,11 +663,13 @@ uint64_t skuma_keg_validate(struct sk_cache *c, struct uma_kz *kz)
 				enum keg_verdict v = keg_check_slab(c, keg, kd, slab, lists[k]);
 				errors += v != KEG_SOUND;
 				if (v == KEG_BAD)
-					keg_isolate_slab(keg, kd, slab, lists[k]);
+					keg_isolate_slab(keg, kd, slab);
 			}
 		}
 		for (int k = 0; k < 3; k++)
-			for (struct sk_page *slab = *lists[k]; slab && slabs <= kd->ukd_slabs; slab = slab_next(slab)) {
+			for (struct sk_list *link = lists[k]->next; link != lists[k] && slabs <= kd->ukd_slabs;
+			     link = link->next) {
+				struct sk_page *slab = uma_slab_page(link);
 				slabs++;
 				free_slabs += slab_freecount(slab) == keg->uk_ipers;
 				free_items += slab_freecount(slab);
