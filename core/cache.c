@@ -672,6 +672,7 @@ SK_EXPORT void slabkit_stats(struct slabkit_stats *out)
 	out->large_pages = sk_load(&sk_state.large.pages);
 	out->page_blocks = sk_load(&sk_state.pages.allocs) - sk_load(&sk_state.pages.frees);
 	out->page_block_pages = sk_load(&sk_state.pages.pages);
+	out->pcpu_area_bytes = sk_pcpu_area_bytes();
 	sk_numa_stats(&ns);
 	out->pages_reserved = ns.pages_reserved;
 	out->pages_in_use = ns.pages_in_use;

@@ -66,6 +66,7 @@ static void fork_prepare(void)
 	sk_trace_fork_lock(true);
 	sk_libc_fork_lock(true, true);
 	sk_meta_fork_lock(true);
+	sk_pcpu_area_fork_lock(true);
 	if (fork_had_state)
 		sk_numa_fork_lock(true);
 }
@@ -74,6 +75,7 @@ static void fork_release(bool child)
 {
 	if (fork_had_state)
 		sk_numa_fork_lock(false);
+	sk_pcpu_area_fork_lock(false);
 	sk_meta_fork_lock(false);
 	sk_libc_fork_lock(false, true);
 	sk_trace_fork_lock(false);

@@ -6,7 +6,8 @@
  *
  * Lock order: a thread holds at most one slot lock at a time (drainers walk
  * the CPUs one by one); backends take their own locks after it, never
- * before (sk_core.h has the whole order).
+ * before (sk_core.h has the whole order).  area_lock is a leaf: nothing
+ * else is taken while it is held.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -113,11 +114,130 @@ unsigned sk_pcpu_current_cpu(void)
 	return (unsigned)cpu < sk_pcpu_nr ? (unsigned)cpu : (unsigned)cpu % sk_pcpu_nr;
 }
 
+/*
+ * Where the slots live.  The page provider reserves a per-CPU area of one
+ * unit per CPU, unit c bound to CPU c's node (sk_numa_pcpu_area).  A
+ * cache's slots take the same offset in every unit: slot(cpu) is
+ * pcpu_base + cpu * unit, so the fast paths' arithmetic (base + cpu *
+ * stride, sk_fastpath.h) is unchanged and each CPU's slot is in its own
+ * node's memory.  The offsets are handed out in 64-byte granules, first
+ * fit, from a bitmap.  When the area is missing or full, the slots are
+ * one array carved from the metadata pools on the creating CPU's node, as
+ * before (stride = the slot size).
+ * Synchronization: area_lock for the bitmap; init/fini reset it.
+ */
+#define AREA_GRANULE 64
+#define AREA_MAX_GRANULES ((SK_PCPU_UNIT_BYTES) / AREA_GRANULE)
+static pthread_mutex_t area_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t area_used[AREA_MAX_GRANULES / 64]; /* bit g: granule g taken */
+static uint64_t area_granules_taken;              /* Synchronization: area_lock */
+
+static bool granule_used(size_t g)
+{
+	return area_used[g / 64] >> (g % 64) & 1;
+}
+
+static void granules_mark(size_t first, size_t n, bool used)
+{
+	for (size_t g = first; g < first + n; g++) {
+		if (used)
+			area_used[g / 64] |= UINT64_C(1) << (g % 64);
+		else
+			area_used[g / 64] &= ~(UINT64_C(1) << (g % 64));
+	}
+	area_granules_taken = used ? area_granules_taken + n : area_granules_taken - n;
+}
+
+/* The offset of `n` free granules in every unit (first fit), or -1. */
+static long area_take(size_t n, size_t granules)
+{
+	for (size_t g = 0, run = 0; g < granules; g++) {
+		if (g % 64 == 0 && area_used[g / 64] == UINT64_MAX && g + 64 <= granules) {
+			run = 0;
+			g += 63; /* a full word: skip it */
+			continue;
+		}
+		run = granule_used(g) ? 0 : run + 1;
+		if (run == n) {
+			granules_mark(g + 1 - n, n, true);
+			return (long)((g + 1 - n) * AREA_GRANULE);
+		}
+	}
+	return -1;
+}
+
+/* Slots of size `stride` for every CPU in the area (zeroed), or NULL. */
+static char *area_alloc(size_t stride)
+{
+	size_t unit;
+	char *area = sk_numa_pcpu_area(&unit);
+	if (!area)
+		return NULL;
+	size_t granules = SK_MIN(unit, (size_t)SK_PCPU_UNIT_BYTES) / AREA_GRANULE;
+	pthread_mutex_lock(&area_lock);
+	long off = area_take(stride / AREA_GRANULE, granules);
+	pthread_mutex_unlock(&area_lock);
+	if (off < 0)
+		return NULL;
+	/* Zeroed here: a freed offset keeps its last cache's slots.  With
+	 * the units bound, the pages land on each unit's node whoever
+	 * touches them. */
+	for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++)
+		memset(area + (size_t)cpu * unit + (size_t)off, 0, stride);
+	return area + off;
+}
+
+/* Is p inside the per-CPU area?  Then *offset is its offset in unit 0. */
+static bool in_area(const char *p, size_t *offset)
+{
+	size_t unit;
+	const char *area = sk_numa_pcpu_area(&unit);
+	if (!area || p < area || p >= area + unit)
+		return false;
+	*offset = (size_t)(p - area);
+	return true;
+}
+
+void sk_pcpu_area_reset(void)
+{
+	pthread_mutex_lock(&area_lock);
+	memset(area_used, 0, sizeof(area_used));
+	area_granules_taken = 0;
+	pthread_mutex_unlock(&area_lock);
+}
+
+void sk_pcpu_area_fork_lock(bool lock)
+{
+	(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&area_lock);
+}
+
+size_t sk_pcpu_area_bytes(void)
+{
+	pthread_mutex_lock(&area_lock);
+	size_t bytes = (size_t)area_granules_taken * AREA_GRANULE * sk_pcpu_nr;
+	pthread_mutex_unlock(&area_lock);
+	return bytes;
+}
+
+bool sk_pcpu_in_area(const struct sk_cache *c)
+{
+	size_t off;
+	return c->pcpu_base && in_area(c->pcpu_base, &off);
+}
+
 int sk_pcpu_create(struct sk_cache *c)
 {
 	size_t stride = sizeof(struct sk_pcpu_slot) + SK_ALIGN_UP((size_t)c->pcpu_extra, 64);
-	char *base = sk_meta_zalloc(stride * sk_pcpu_nr);
+	size_t unit;
+	char *base = area_alloc(stride);
 
+	if (base) {
+		sk_numa_pcpu_area(&unit);
+		c->pcpu_base = base;
+		c->pcpu_stride = (uint32_t)unit;
+		return 0;
+	}
+	base = sk_meta_zalloc(stride * sk_pcpu_nr);
 	if (!base)
 		return -ENOMEM;
 	c->pcpu_base = base;
@@ -129,7 +249,15 @@ void sk_pcpu_destroy(struct sk_cache *c)
 {
 	if (!c->pcpu_base)
 		return;
-	sk_meta_free(c->pcpu_base, (size_t)c->pcpu_stride * sk_pcpu_nr);
+	size_t stride = sizeof(struct sk_pcpu_slot) + SK_ALIGN_UP((size_t)c->pcpu_extra, 64);
+	size_t off;
+	if (in_area(c->pcpu_base, &off)) {
+		pthread_mutex_lock(&area_lock);
+		granules_mark(off / AREA_GRANULE, stride / AREA_GRANULE, false);
+		pthread_mutex_unlock(&area_lock);
+	} else {
+		sk_meta_free(c->pcpu_base, (size_t)c->pcpu_stride * sk_pcpu_nr);
+	}
 	c->fast = SK_FAST_NONE;
 	c->pcpu_base = NULL;
 	c->pcpu_kind = SK_PCPU_NONE;

@@ -98,9 +98,22 @@ const char *sk_pcpu_mode_name(void);
 /* The CPU the caller runs on now (it may migrate right after). */
 unsigned sk_pcpu_current_cpu(void);
 
-/* Allocate and zero the slots of a cache (core calls it at cache creation). */
+/* Allocate and zero the slots of a cache (core calls it at cache creation):
+ * in the provider's per-CPU area when there is room (each CPU's slot on
+ * its node; pcpu_stride is then the area's unit), else one array from the
+ * metadata pools (pcpu_stride is the slot size). */
 int sk_pcpu_create(struct sk_cache *c);
 void sk_pcpu_destroy(struct sk_cache *c);
+/* Does c's slot array live in the per-CPU area? */
+bool sk_pcpu_in_area(const struct sk_cache *c);
+/* Bytes of the per-CPU area holding live caches' slots (all CPUs). */
+size_t sk_pcpu_area_bytes(void);
+/* At most this many bytes per CPU are used of each unit (the bitmap's size). */
+#define SK_PCPU_UNIT_BYTES (4u << 20)
+/* Forget every offset (slabkit_fini, before the area is unmapped). */
+void sk_pcpu_area_reset(void);
+/* fork(): hold the area's lock across it. */
+void sk_pcpu_area_fork_lock(bool lock);
 
 /* The slot of a CPU, without locking (reading counters, initialisation). */
 struct sk_pcpu_slot *sk_pcpu_slot(const struct sk_cache *c, unsigned cpu);

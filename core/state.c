@@ -399,6 +399,7 @@ static int init_locked(const struct slabkit_config *cfg)
 	struct sk_numa_config ncfg = {
 		.arena_bytes_per_node = arena, .fail_every = fail_every, .message = sk_message,
 		.policy = env_or(cfg->numa_policy, "SLABKIT_NUMA_POLICY"),
+		.pcpu_unit_bytes = SK_PCPU_UNIT_BYTES, /* per-CPU slots on their CPU's node */
 	};
 	if ((err = sk_numa_init(&ncfg)) != 0)
 		return err;
@@ -460,6 +461,7 @@ fail_numa:
 	sk_track_fini();
 	sk_debug_reset();
 	sk_meta_reset();
+	sk_pcpu_area_reset();
 	sk_numa_fini();
 	memset(&sk_state, 0, sizeof(sk_state));
 	return err;
@@ -526,6 +528,7 @@ SK_EXPORT void slabkit_fini(void)
 	sk_store(&sk_state.ready, false);
 	sk_debug_reset();
 	sk_meta_reset();
+	sk_pcpu_area_reset();
 	sk_numa_fini();
 	pthread_mutex_destroy(&sk_state.registry_lock);
 	memset(&sk_state, 0, sizeof(sk_state));

@@ -154,6 +154,51 @@ static size_t arena_bytes_wanted(const struct sk_numa_config *cfg, unsigned node
 	return SK_MAX(SK_ALIGN_UP(want, SK_BLOCK_BYTES), SK_BLOCK_BYTES);
 }
 
+/* --- the per-CPU area --- */
+
+static char *pcpu_area;       /* Synchronization: written by init/fini only */
+static size_t pcpu_area_unit;
+
+/* Reserve sk_numa_cpus() units and bind each run of CPUs of one node to it
+ * (needs the hwloc topology open).  No area (and a message) if the address
+ * space cannot be had: core then carves slots from its metadata pools. */
+static void pcpu_area_reserve(size_t unit)
+{
+	unsigned cpus = sk_numa_cpus();
+	/* The fast paths compute cpu * unit in 32 bits (sk_fastpath.h). */
+	while (unit > SK_PAGE_SIZE && (uint64_t)cpus * unit > UINT32_MAX)
+		unit /= 2;
+	if (!unit || (uint64_t)cpus * unit > UINT32_MAX)
+		return;
+	size_t len = (size_t)cpus * unit;
+	char *area = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+			  -1, 0);
+	if (area == MAP_FAILED) {
+		sk_numa_msg("slabkit: numa: no address space for the per-CPU area (%zu bytes); "
+			    "per-CPU slots come from the metadata pools", len);
+		return;
+	}
+	/* Each unit is touched a few lines at a time: a transparent huge
+	 * page would commit 2 MiB of it at once. */
+	madvise(area, len, MADV_NOHUGEPAGE);
+	for (unsigned first = 0; first < cpus;) {
+		int node = sk_numa_cpu_node(first);
+		unsigned end = first + 1;
+		while (end < cpus && sk_numa_cpu_node(end) == node)
+			end++;
+		sk_topo_bind(area + (size_t)first * unit, (size_t)(end - first) * unit, (unsigned)node);
+		first = end;
+	}
+	pcpu_area = area;
+	pcpu_area_unit = unit;
+}
+
+void *sk_numa_pcpu_area(size_t *unit_bytes)
+{
+	*unit_bytes = pcpu_area_unit;
+	return pcpu_area;
+}
+
 int sk_numa_init(const struct sk_numa_config *cfg)
 {
 	numa_message = cfg ? cfg->message : NULL;
@@ -177,6 +222,8 @@ int sk_numa_init(const struct sk_numa_config *cfg)
 		sk_arena_init(&prov.arena[n], n, n * prov.arena_pages, prov.arena_pages);
 		sk_topo_bind((void *)(sk_arena_base + n * arena_bytes), arena_bytes, n);
 	}
+	if (cfg && cfg->pcpu_unit_bytes)
+		pcpu_area_reserve(cfg->pcpu_unit_bytes);
 	sk_topo_close_hwloc();
 	sk_arena_size = prov.nodes * arena_bytes;
 	sk_pages_set_fail_every(cfg ? cfg->fail_every : 0);
@@ -207,6 +254,10 @@ void sk_numa_fini(void)
 		munmap(map, prov.page_map_bytes);
 		memset(&prov, 0, sizeof(prov));
 	}
+	if (pcpu_area)
+		munmap(pcpu_area, (size_t)sk_numa_cpus() * pcpu_area_unit);
+	pcpu_area = NULL;
+	pcpu_area_unit = 0;
 	sk_topo_reset();
 }
 

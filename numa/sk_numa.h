@@ -116,6 +116,9 @@ struct sk_numa_config {
 	unsigned fail_every;         /* every Nth allocation fails (0: never) */
 	sk_numa_message_fn message;  /* NULL: stderr */
 	const char *policy;          /* for SK_NODE_ANY (sk_numa_policy_parse); NULL: local */
+	/* Bytes per CPU of the per-CPU area (a power of two, a multiple of the
+	 * page; halved while cpus * unit exceeds 4 GiB).  0: no area. */
+	size_t pcpu_unit_bytes;
 };
 
 /* Load the topology, reserve and bind the arenas.  0 or -errno (printed). */
@@ -254,6 +257,18 @@ int sk_numa_node_stats(int node, struct sk_numa_node_stats *out);
 
 /* Provider node of the arena holding addr (any byte, live or free), or -1. */
 int sk_numa_addr_node(const void *addr);
+
+/*
+ * The per-CPU area, reserved at init: sk_numa_cpus() units of *unit_bytes
+ * each, unit c at base + c * unit_bytes and bound to CPU c's node (on a
+ * real multi-node machine; elsewhere placed by first touch like the
+ * arenas).  Core lays a cache's per-CPU slots at one offset in every unit,
+ * as the kernel's percpu allocator does, so a CPU's slot is in its node's
+ * memory and still at base + cpu * stride.  NULL when there is none.
+ * Not part of the arenas: sk_page_of and sk_numa_addr_node know nothing
+ * of it.
+ */
+void *sk_numa_pcpu_area(size_t *unit_bytes);
 
 /* --- address -> descriptor, O(1), lock-free --- */
 

@@ -39,6 +39,8 @@
 #include <slabkit/linux/vmalloc.h>
 
 #include "numa_test.h"
+/* The per-CPU slots are core's (the test links the static library). */
+#include "core/sk_core.h"
 
 MALLOC_DEFINE(M_NUMATEST, "numatest", "numa_nodes test");
 
@@ -530,6 +532,72 @@ static void test_node_stats_exact(void **state)
 	printf("numa_nodes: backend=%s nodes=%u node-stats exact\n", slabkit_backend(), nodes);
 }
 
+/* Each CPU's per-CPU slot of a cache lives in the per-CPU area's unit of
+ * that CPU, which the provider bound to the CPU's node: every slot at
+ * area + cpu * unit + the cache's offset (slabkit's bookkeeping) and, in
+ * the guests, physically on the CPU's node (move_pages).  Every kmalloc
+ * cache and the test's kmem_cache are checked; SLOB has no per-CPU layer. */
+static void test_pcpu_slots_on_their_node(void **state)
+{
+	(void)state;
+	size_t unit;
+	char *area = sk_numa_pcpu_area(&unit);
+	struct sk_cache *checked[SK_KMALLOC_CLASSES + 1];
+	unsigned ncaches = 0, slots = 0, phys_ok = 0;
+
+	assert_non_null(area);
+	assert_true(unit >= 4096 && (unit & (unit - 1)) == 0);
+	for (int i = 0; i < SK_KMALLOC_CLASSES; i++)
+		if (sk_state.kmalloc_caches[i] && sk_state.kmalloc_caches[i]->pcpu_base)
+			checked[ncaches++] = sk_state.kmalloc_caches[i];
+	if (((struct sk_cache *)cache)->pcpu_base)
+		checked[ncaches++] = (struct sk_cache *)cache;
+	if (!ncaches) {
+		printf("numa_nodes: backend=%s no per-CPU slots to check (no per-CPU layer)\n",
+		       slabkit_backend());
+		return;
+	}
+	unsigned cpus = sk_numa_cpus();
+	for (unsigned k = 0; k < ncaches; k++) {
+		struct sk_cache *c = checked[k];
+		assert_true(sk_pcpu_in_area(c));
+		size_t off = (size_t)(c->pcpu_base - area);
+		assert_true(off < unit);
+		assert_int_equal(c->pcpu_stride, unit);
+		for (unsigned cpu = 0; cpu < cpus; cpu++) {
+			void *slot = sk_pcpu_slot(c, cpu);
+			assert_ptr_equal(slot, area + (size_t)cpu * unit + off);
+			slots++;
+			if (physical) {
+				int os = -1;
+				physical_nodes(&slot, 1, &os);
+				int want = slabkit_node_os(sk_numa_cpu_node(cpu));
+				if (os != want)
+					fail_msg("cache %s: CPU %u's slot on OS node %d, its CPU is on %d", c->name,
+						 cpu, os, want);
+				phys_ok++;
+			}
+		}
+	}
+	/* The area's figure moves with a cache's slots and back. */
+	struct slabkit_stats before, with, after;
+	slabkit_stats(&before);
+	struct kmem_cache *extra = kmem_cache_create("numa_nodes_pcpu", 40, 0, 0, NULL);
+	assert_non_null(extra);
+	slabkit_stats(&with);
+	assert_true(sk_pcpu_in_area((struct sk_cache *)extra));
+	assert_true(with.pcpu_area_bytes >= before.pcpu_area_bytes + 64 * cpus);
+	kmem_cache_destroy(extra);
+	slabkit_stats(&after);
+	assert_int_equal(after.pcpu_area_bytes, before.pcpu_area_bytes);
+
+	char phys_text[32] = "not-checked";
+	if (physical)
+		snprintf(phys_text, sizeof(phys_text), "%u", phys_ok);
+	printf("numa_nodes: backend=%s nodes=%u per-CPU slots in their CPU's unit: caches=%u cpus=%u "
+	       "slots=%u physical_ok=%s\n", slabkit_backend(), nodes, ncaches, cpus, slots, phys_text);
+}
+
 /* Metadata: a cache made by a thread on node n's CPU has its struct on
  * node n (core/meta.c's per-node pools). */
 struct make_cache_job {
@@ -582,6 +650,8 @@ static void test_metadata_returned(void **state)
 	}
 	slabkit_stats(&st);
 	uint64_t peak = st.pages_in_use;
+	printf("numa_nodes: backend=%s per-CPU area with %d caches more: %.1f KiB a CPU\n",
+	       slabkit_backend(), NCACHES, st.pcpu_area_bytes / 1024.0 / st.cpus);
 	for (int i = 0; i < NCACHES; i++)
 		kmem_cache_destroy(caches[i]);
 	slabkit_shrink_all();
@@ -720,6 +790,7 @@ int main(void)
 		SK_TEST(test_malloc_domainset),
 		SK_TEST(test_directed_from_every_cpu),
 		SK_TEST(test_metadata_on_its_node),
+		SK_TEST(test_pcpu_slots_on_their_node),
 		SK_TEST(test_metadata_returned),
 		SK_TEST(test_memory_returned),
 	};

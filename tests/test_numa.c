@@ -518,6 +518,34 @@ static void test_multi_node_synthetic(void **state)
 	assert_null(sk_pages_alloc(4, 0, SK_PAGE_SLAB, &tag_a));
 }
 
+/* A node with more memory than the 64 GiB default gets an arena as large
+ * as its memory (hwloc's local_memory), so all of it can be used; the
+ * address -> node arithmetic still holds past the first 64 GiB. */
+static void test_arena_sized_from_node_memory(void **state)
+{
+	setenv("HWLOC_SYNTHETIC", "node:2(memory=100GB) core:1 pu:1", 1);
+	assert_int_equal(sk_numa_init(NULL), 0);
+	assert_int_equal(sk_numa_nodes(), 2);
+	uint64_t mem = sk_numa_node_memory(0);
+	assert_true(mem >= (uint64_t)90 * GiB); /* hwloc: 100e9 bytes */
+	struct sk_numa_stats st = stats();
+	uint64_t per_node = (st.pages_reserved / 2) << SK_PAGE_SHIFT;
+	assert_true(per_node >= mem);
+	assert_true(per_node > (uint64_t)64 * GiB);
+	assert_int_equal(per_node % GiB, 0);
+	/* Past the default's end: still node 0, then node 1. */
+	char *base = (char *)sk_arena_base;
+	assert_int_equal(sk_numa_addr_node(base + 64 * GiB + 4096), 0);
+	assert_int_equal(sk_numa_addr_node(base + per_node - 1), 0);
+	assert_int_equal(sk_numa_addr_node(base + per_node), 1);
+	assert_int_equal(sk_numa_addr_node(base + 2 * per_node - 1), 1);
+	assert_int_equal(sk_numa_addr_node(base + 2 * per_node), -1);
+	/* An explicit size still wins. */
+	sk_numa_fini();
+	init_provider(GiB, 0);
+	assert_int_equal(stats().pages_reserved, 2 * BLOCK_PAGES);
+}
+
 /* With the address space limited, the 64 GiB default halves until the
  * kernel accepts it, and the smaller arena works. */
 static void test_reservation_halves(void **state)
@@ -674,6 +702,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_release_to_os, teardown),
 		cmocka_unit_test_teardown(test_release_idle, teardown),
 		cmocka_unit_test_teardown(test_multi_node_synthetic, teardown),
+		cmocka_unit_test_teardown(test_arena_sized_from_node_memory, teardown),
 		cmocka_unit_test_teardown(test_reservation_halves, teardown),
 		cmocka_unit_test_teardown(test_init_fini_cycles, teardown),
 		cmocka_unit_test_teardown(test_concurrent, teardown),

@@ -184,6 +184,9 @@ struct slabkit_stats {
 	/* Live blocks of the Linux page allocator API (alloc_pages,
 	 * __get_free_pages, alloc_pages_exact) and the pages they hold. */
 	uint64_t page_blocks, page_block_pages;
+	/* Bytes of the per-CPU area (outside the arenas, so not in the page
+	 * figures above) holding live caches' per-CPU slots, all CPUs. */
+	uint64_t pcpu_area_bytes;
 };
 void slabkit_stats(struct slabkit_stats *out);
 
