@@ -1,0 +1,61 @@
+/*
+ * What every fuzz harness shares: slabkit set up once per process without
+ * the maintenance thread (so per-CPU counter sums are exact between
+ * operations), hooks that turn an unexpected panic into a mismatch, and the
+ * operation count printed at exit (the figure a long run reports).
+ */
+#include <errno.h>
+
+#include "fuzz.h"
+
+unsigned long long fz_ops;
+/* Panics the running operation announced (fz_expect_panic). */
+unsigned fz_panics_expected, fz_panics_seen;
+
+static void count_ops_at_exit(void)
+{
+	fprintf(stderr, "%s: %llu operations checked against the model, no mismatch\n", fz_name,
+		fz_ops);
+}
+
+static void on_panic(const char *message)
+{
+	if (!fz_panics_expected)
+		fz_fail("unexpected panic: %s", message ? message : "(null)");
+	fz_panics_seen++;
+}
+
+static void on_message(const char *line)
+{
+	if (getenv("FZ_VERBOSE"))
+		fprintf(stderr, "  [slabkit] %s\n", line);
+}
+
+void fz_setup(void)
+{
+	static bool done;
+	if (done)
+		return;
+	done = true;
+	slabkit_set_panic_hook(on_panic);
+	slabkit_set_message_hook(on_message);
+	struct slabkit_config cfg = { .tick_ms = -1 };
+	int rc = slabkit_init(&cfg);
+	if (rc == -EALREADY) { /* a MALLOC_DEFINE constructor initialised it lazily */
+		slabkit_fini();
+		rc = slabkit_init(&cfg);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "%s: slabkit_init failed (%d)\n", fz_name, rc);
+		exit(2);
+	}
+	atexit(count_ops_at_exit);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	fz_setup();
+	return 0;
+}
