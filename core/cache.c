@@ -303,8 +303,9 @@ static void *alloc_untracked(struct sk_cache *c, int node, unsigned flags)
 {
 	void *obj;
 
-	/* The fast path also misses when its count field is full. */
-	if (node == SK_NODE_ANY && sk_pcpu_fold_if_full(c) && (obj = slot_pop(c)))
+	/* The fast path also misses when its count field is full.  Never for a
+	 * debug cache (see sk_cache_alloc_slow). */
+	if (node == SK_NODE_ANY && !c->debug && sk_pcpu_fold_if_full(c) && (obj = slot_pop(c)))
 		return obj;
 	if (node == SK_NODE_ANY && sk_unlikely(c->numa_steer)) {
 		/* A preferred, bound or interleaved cache: the policy names the
@@ -334,7 +335,9 @@ sk_noinline void *sk_cache_alloc_slow(struct sk_cache *c, int node, unsigned fla
 {
 	if (sk_likely(!sk_track_cache(c)))
 		return alloc_untracked(c, node, flags);
-	void *obj = node == SK_NODE_ANY ? sk_track_pcpu_pop(c) : NULL;
+	/* A debug cache's objects come only from the debug layer: the CPU slot
+	 * may hold objects it never saw (SLUB's CPU freelist after a refill). */
+	void *obj = node == SK_NODE_ANY && !c->debug ? sk_track_pcpu_pop(c) : NULL;
 	if (!obj)
 		obj = alloc_untracked(c, node, flags);
 	if (obj)

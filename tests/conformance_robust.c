@@ -427,7 +427,46 @@ static void test_zone_set_max_races(void **state)
 	}
 }
 
+/* Found by tests/fuzz/fuzz_kmem_cache: a cache with SLAB_STORE_USER and
+ * red zones or poisoning handed out objects from its CPU slot (SLUB's CPU
+ * freelist) without the debug layer, which then refused their frees as
+ * "not an object of this cache in use" and leaked them.  Every object of
+ * such a cache, through every free call, must be freed cleanly. */
+static void test_debug_store_user_cache_frees(void **state)
+{
+	(void)state;
+	static const unsigned flag_sets[] = {
+		SLAB_STORE_USER | SLAB_RED_ZONE, SLAB_STORE_USER | SLAB_POISON,
+		SLAB_STORE_USER | SLAB_RED_ZONE | SLAB_POISON,
+	};
+	for (unsigned f = 0; f < sizeof(flag_sets) / sizeof(flag_sets[0]); f++) {
+		struct kmem_cache *c = kmem_cache_create("skt_dbg_user", 839, 256, flag_sets[f], NULL);
+		assert_non_null(c);
+		void *p[40];
+		for (int round = 0; round < 3; round++) {
+			for (int i = 0; i < 40; i++) {
+				p[i] = kmem_cache_alloc(c, GFP_KERNEL);
+				assert_non_null(p[i]);
+				memset(p[i], i, 839);
+			}
+			for (int i = 0; i < 40; i++) {
+				if (i % 2)
+					kfree(p[i]);
+				else
+					kmem_cache_free(c, p[i]);
+			}
+		}
+		assert_int_equal(sk_panic_count(), 0);
+		struct slabkit_cache_info info = sk_info("skt_dbg_user");
+		assert_int_equal(info.in_use, 0);
+		assert_int_equal(info.allocs, 120);
+		assert_int_equal(info.frees, 120);
+		kmem_cache_destroy(c);
+	}
+}
+
 static const struct CMUnitTest robust_tests[] = {
+	SK_TEST(test_debug_store_user_cache_frees),
 	SK_TEST(test_ctor_allocates_under_faults),
 	SK_TEST(test_gfp_kernel_does_not_fail),
 	SK_TEST(test_waitok_waits_proportionally),
