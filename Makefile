@@ -4,7 +4,7 @@
 #               writes slabkit-bench.{csv,json,html} here (BENCH_ARGS=--quick: < 60 s)
 #   make test   install what is missing, build, run the whole suite (ctest), the
 #               NUMA guest test (make numa-vm), then the sanitizer builds
-#               (ASan+UBSan, TSan); ctest's 'install' test installs into a
+#               (ASan+UBSan, TSan) and the libFuzzer build (clang); ctest's 'install' test installs into a
 #               scratch prefix and builds a program against it
 #   make numa-vm  boot Debian's kernel under QEMU with 2 and 4 NUMA nodes and check
 #               slabkit's placement there with move_pages (tests/numa-vm.sh)
@@ -18,11 +18,13 @@ DEBIAN_PACKAGES := build-essential cmake pkg-config libck-dev libhwloc-dev libur
   python3 sqlite3 git perl redis-server redis-tools
 # The other mallocs slabkit-bench compares with (LD_PRELOADed; skipped when absent).
 BENCH_PEER_PACKAGES := libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
+# make check-fuzz only: clang and its runtimes (libFuzzer, ASan, UBSan)
+FUZZ_PACKAGES := clang libclang-rt-14-dev
 # make numa-vm only (the kernel itself is fetched with apt-get download, not installed)
 NUMA_VM_PACKAGES := qemu-system-x86 busybox-static cpio xz-utils
 BUILD ?= build
 
-.PHONY: run test deps bench-peers bench-preload build check check-asan check-tsan memcheck numa-vm clean
+.PHONY: run test deps bench-peers bench-preload build check check-asan check-tsan check-fuzz memcheck numa-vm clean
 
 run: deps bench-peers
 	cmake -S . -B $(BUILD)-release -DCMAKE_BUILD_TYPE=Release -DSLABKIT_BUILD_TESTS=OFF
@@ -37,7 +39,7 @@ bench-preload: deps bench-peers
 	python3 preload/bench/run.py --preload $(BUILD)-release/libslabkit-preload.so \
 	  --out $(BUILD)-release/preload-bench.md $(PRELOAD_BENCH_ARGS)
 
-test: deps check numa-vm check-asan check-tsan
+test: deps check numa-vm check-asan check-tsan check-fuzz
 	@echo "make test: every suite passed"
 
 # $(call install_missing,packages,fatal): apt-get install what dpkg lacks.
@@ -90,6 +92,23 @@ check-tsan: deps
 	cmake --build $(BUILD)-tsan -j$(JOBS)
 	TSAN_OPTIONS="halt_on_error=1 detect_deadlocks=0 die_after_fork=0 suppressions=$(CURDIR)/tests/tsan.supp" ctest --test-dir $(BUILD)-tsan --output-on-failure -j2
 
+# The fuzz harnesses (tests/fuzz) built with clang and libFuzzer, ASan and
+# UBSan, a fixed-seed short run of each on every backend (ctest label
+# fuzz).  Every build also runs them without libFuzzer (a seeded driver).
+# docs/testing.md has the long-run commands.
+FUZZ_PROBE := int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }
+check-fuzz: deps
+	$(call install_missing,$(FUZZ_PACKAGES),echo "check-fuzz: could not install$(FUZZ_PACKAGES)")
+	@if ! command -v clang >/dev/null || ! echo '$(FUZZ_PROBE)' | \
+	    clang -x c -fsanitize=fuzzer,address -o /dev/null - 2>/dev/null; then \
+	  echo "check-fuzz: skipped: clang with libFuzzer is not available (Debian: $(FUZZ_PACKAGES))"; \
+	else \
+	  CC=clang cmake -S . -B $(BUILD)-fuzz -DSLABKIT_SANITIZE=fuzzer -DSLABKIT_BUILD_TOOLS=OFF \
+	    -DSLABKIT_BUILD_EXAMPLES=OFF && \
+	  cmake --build $(BUILD)-fuzz -j$(JOBS) --target fuzz_harnesses && \
+	  ctest --test-dir $(BUILD)-fuzz -L fuzz --output-on-failure -j2; \
+	fi
+
 # The conformance suite under valgrind memcheck, once per backend (not part
 # of `make test`: it takes minutes).  Valgrind cannot run restartable
 # sequences, so slabkit runs its per-CPU slots in lock mode by itself; small
@@ -107,4 +126,4 @@ memcheck: deps
 	done; echo "memcheck: clean on $(MEMCHECK_BACKENDS)"
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-release $(BUILD)-asan $(BUILD)-tsan $(BUILD)-memcheck
+	rm -rf $(BUILD) $(BUILD)-release $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz $(BUILD)-memcheck
