@@ -249,7 +249,7 @@ static void *alloc_block(size_t size, struct malloc_type *type, int node, unsign
 	} else {
 		if (!(p = sk_large_alloc(size, node, skf)))
 			return NULL;
-		sk_page_of(p)->bk[0] = (uintptr_t)type;
+		sk_large_words(sk_page_of(p))->lw_type = (uintptr_t)type;
 		*raw = sk_large_size(sk_page_of(p));
 		*class_bit = LARGE_CLASS_BIT;
 		return p;
@@ -276,7 +276,7 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 		sk_misuse("%s: pointer %p was not allocated by slabkit (or was already freed)", call, p);
 		return false;
 	}
-	if ((pg->kind == SK_PAGE_LARGE && (sk_large_origin(pg) != SK_LARGE_MALLOC || !pg->bk[0])) ||
+	if ((pg->kind == SK_PAGE_LARGE && (sk_large_origin(pg) != SK_LARGE_MALLOC || !sk_large_words(pg)->lw_type)) ||
 	    (pg->kind == SK_PAGE_HEAP && !sk_state.heap_ops->heap_is_malloc9(p, pg))) {
 		sk_misuse("%s: pointer %p was not allocated by malloc(9) (a kmalloc block, or not a live "
 			  "block); nothing was done", call, p);
@@ -284,7 +284,7 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 	}
 	if (pg->kind == SK_PAGE_LARGE) {
 		bi->raw = bi->usable = sk_large_size(pg);
-		bi->type = (const struct malloc_type *)pg->bk[0];
+		bi->type = (const struct malloc_type *)sk_large_words(pg)->lw_type;
 	} else if ((pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->front == SK_FRONT_MALLOC) ||
 		   pg->kind == SK_PAGE_HEAP) {
 		bi->raw = sk_block_size(p, pg);
@@ -561,7 +561,7 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 	if (sk_unlikely(sk_track_mode != SK_TRACK_OFF) && kind != SK_PAGE_SLAB)
 		sk_track_free(addr); /* cache objects: the cache's slow path */
 	if (kind == SK_PAGE_LARGE) {
-		pg->bk[0] = 0;
+		sk_large_words(pg)->lw_type = 0;
 		sk_large_free(addr, pg);
 	} else if (kind == SK_PAGE_HEAP) {
 		if (TYPE_TRAILER) /* a second free no longer matches the type */

@@ -4,7 +4,7 @@
  * only whole pages can honour, M_NODUMP and M_EXEC.
  *
  * Page blocks here are ordinary malloc(9) large blocks (the type in the
- * head descriptor's bk[0]), so bsd_free, bsd_realloc and
+ * head descriptor's lw_type), so bsd_free, bsd_realloc and
  * bsd_malloc_usable_size treat them like any other; the page provider
  * undoes M_NODUMP / M_EXEC when the pages are freed.
  *
@@ -49,7 +49,7 @@ void *sk_bsd_malloc_pages(size_t size, size_t align, struct malloc_type *type, i
 			  (attrs & SK_PAGES_EXEC) ? "M_EXEC (executable memory)" : "M_NODUMP", strerror(-err));
 		return NULL;
 	}
-	pg->bk[0] = (uintptr_t)type;
+	sk_large_words(pg)->lw_type = (uintptr_t)type;
 	size_t raw = sk_large_size(pg);
 	if (flags & M_ZERO)
 		memset(p, 0, raw);

@@ -439,11 +439,12 @@ void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order)
 /* SLAB_TYPESAFE_BY_RCU: the pages stay the cache's (kind SLAB, owner c)
  * until a grace period has passed, so a reader that found an object in an
  * RCU read-side section reads memory of the cache's type, never unmapped
- * or another cache's memory.  The head descriptor's bk[0..1] (unused by
- * the backend once it gave the slab up) carry liburcu's head meanwhile. */
+ * or another cache's memory.  The first two owner words of the head
+ * descriptor (unused by the backend once it gave the slab up) carry
+ * liburcu's head meanwhile. */
 static void slab_pages_free_rcu(void *head)
 {
-	struct sk_page *pg = (struct sk_page *)((char *)head - offsetof(struct sk_page, bk));
+	struct sk_page *pg = sk_page_of_words(head, 0);
 	struct sk_cache *c = pg->owner;
 
 	sk_pages_free(sk_page_addr(pg));
@@ -458,7 +459,7 @@ void sk_slab_pages_free(struct sk_cache *c, void *addr)
 	ck_pr_sub_64(&c->ctr.pages, pg->npages);
 	if (c->flags & SK_CACHE_TYPESAFE_BY_RCU) {
 		ck_pr_inc_64(&c->rcu_pending);
-		sk_rcu_call(&pg->bk[0], slab_pages_free_rcu);
+		sk_rcu_call(sk_page_words(pg), slab_pages_free_rcu);
 		return;
 	}
 	sk_pages_free(addr);
@@ -506,7 +507,7 @@ void *sk_large_alloc(size_t size, int node, unsigned flags)
 		ck_pr_inc_64(&sk_state.large.failures);
 		return NULL;
 	}
-	sk_page_of(p)->bk[0] = 0; /* malloc(9) stores its type here; kmalloc blocks have none */
+	sk_large_words(sk_page_of(p))->lw_type = 0; /* kmalloc blocks have no malloc(9) type */
 	ck_pr_inc_64(&sk_state.large.allocs);
 	ck_pr_add_64(&sk_state.large.pages, npages);
 	ck_pr_add_64(&sk_state.large.bytes_requested, size);

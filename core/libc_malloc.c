@@ -175,8 +175,8 @@ static struct large_entry large_cache[LARGE_CACHE_SLOTS];
 static unsigned large_cached;      /* entries in use, oldest first (also peeked unlocked) */
 static size_t large_cached_pages;
 
-/* A cached block's head descriptor carries this in bk[2] (bk[0] and bk[1]
- * are malloc(9)'s type and the block's origin; owner stays NULL, as on
+/* A cached block's head descriptor carries this in lw_cached (lw_type and
+ * lw_origin are malloc(9)'s type and the block's origin; owner stays NULL, as on
  * every page that is not a live slab's): a free() of it is a double free. */
 #define LARGE_CACHED_MARK ((uintptr_t)0x5eca1ed1ab1eull)
 
@@ -208,7 +208,7 @@ static void large_release(void *addr, size_t npages)
 {
 	struct sk_page *pg = sk_page_of(addr);
 
-	pg->bk[2] = 0;
+	sk_large_words(pg)->lw_cached = 0;
 	large_count_pages(-(int64_t)npages);
 	sk_pages_free(addr);
 }
@@ -260,7 +260,7 @@ static void *large_alloc(size_t npages, size_t align_pages)
 		large_release_victims(&v);
 	}
 	if (p) {
-		sk_page_of(p)->bk[2] = 0;
+		sk_large_words(sk_page_of(p))->lw_cached = 0;
 		ck_pr_inc_64(&sk_state.large.allocs);
 	} else {
 		/* An allocation of 2^k pages starts at a multiple of 2^k pages. */
@@ -295,7 +295,7 @@ static void large_free(void *p, struct sk_page *pg)
 	while (large_cached && (large_cached == LARGE_CACHE_SLOTS ||
 				large_cached_pages + npages > LARGE_CACHE_PAGES))
 		v.e[v.n++] = large_take_locked(0);
-	pg->bk[2] = LARGE_CACHED_MARK;
+	sk_large_words(pg)->lw_cached = LARGE_CACHED_MARK;
 	large_cache[large_cached] = (struct large_entry){ p, npages, now };
 	sk_store(&large_cached, large_cached + 1);
 	large_cached_pages += npages;
@@ -490,7 +490,7 @@ static void free_slow(void *p, bool trace)
 			sk_misuse("free: pointer %p is inside the block at %p, not its start", p, sk_page_addr(pg));
 			return;
 		}
-		if (sk_unlikely(pg->bk[2] == LARGE_CACHED_MARK)) {
+		if (sk_unlikely(sk_large_words(pg)->lw_cached == LARGE_CACHED_MARK)) {
 			sk_misuse("free: pointer %p was already freed (double free)", p);
 			return;
 		}
@@ -530,7 +530,7 @@ static size_t block_size(const void *p, struct sk_page *pg, const char *call)
 {
 	if (pg && pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->front == SK_FRONT_LIBC)
 		return ((struct sk_cache *)pg->owner)->object_size;
-	if (pg && pg->kind == SK_PAGE_LARGE && p == sk_page_addr(pg) && pg->bk[2] != LARGE_CACHED_MARK)
+	if (pg && pg->kind == SK_PAGE_LARGE && p == sk_page_addr(pg) && sk_large_words(pg)->lw_cached != LARGE_CACHED_MARK)
 		return sk_large_size(pg);
 	sk_misuse("%s: pointer %p is not a live block of malloc", call, p);
 	return 0;

@@ -280,7 +280,7 @@ static bool linux_block_ok(const void *p, struct sk_page *pg, const char *call, 
 				  p, sk_page_addr(pg));
 			return false;
 		}
-		if (pg->bk[0]) {
+		if (sk_large_words(pg)->lw_type) {
 			sk_misuse("%s: pointer %p belongs to malloc(9); free it with bsd_free", call, p);
 			return false;
 		}

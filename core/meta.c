@@ -11,10 +11,9 @@
  * (sk_meta_zalloc_node from a named node's), so a structure lands on the
  * node of the CPU that makes it; a free goes back to the pool of the page's
  * own node (the page's owner, as the provider records it, names the pool
- * that carved it).  Each carved page is a small slab: its head descriptor's bk[]
- * words (the holder's, see numa/sk_numa.h) keep its free list, its class
- * and live count, and its links on the pool's list of pages with free
- * blocks.  A page whose last block is freed goes back to the page provider
+ * that carved it).  Each carved page is a small slab: its head descriptor's
+ * owner words (struct meta_page) keep its free list, its live count and
+ * its link on the pool's list of pages with free blocks.  A page whose last block is freed goes back to the page provider
  * at once, except the one most recently emptied page of each class and
  * node, kept against alloc/free churn: so metadata freed during a run is
  * returned during the run, not only at slabkit_fini.
@@ -27,6 +26,7 @@
 #include <string.h>
 
 #include "sk_core.h"
+#include "../common/sk_list.h"
 
 #define META_MIN_SHIFT 4   /* 16 B */
 #define META_MAX_SHIFT 11  /* 2 KiB */
@@ -36,19 +36,27 @@ struct meta_free {
 	struct meta_free *next;
 };
 
-/* A carved page's state, in its head descriptor's bk[] words. */
-#define PG_FREELIST(pg) ((pg)->bk[0])  /* struct meta_free *: free blocks */
-#define PG_LIVE(pg) ((pg)->bk[1])      /* blocks handed out */
-#define PG_NEXT(pg) ((pg)->bk[2])      /* struct sk_page *: the pool's partial list */
-#define PG_PREV(pg) ((pg)->bk[3])
+/* A carved page's state, in its head descriptor's owner words. */
+struct meta_page {
+	struct meta_free *mp_freelist; /* free blocks */
+	uintptr_t mp_live;             /* blocks handed out */
+	struct sk_list mp_link;        /* on its pool's partial list of its class */
+} __attribute__((may_alias));
+
+static struct meta_page *meta_page(struct sk_page *pg)
+{
+	return (struct meta_page *)sk_page_words(pg);
+}
 
 /*
- * Synchronization: lock guards every field and the bk[] words of the
- * pool's carved pages.
+ * Synchronization: lock guards every field and the words of the pool's
+ * carved pages.
  */
 struct meta_pool {
 	pthread_mutex_t lock;
-	struct sk_page *partial[META_CLASSES]; /* pages with a free block */
+	/* Pages with a free block.  Statically zero: partial_list() links
+	 * each head to itself on first use. */
+	struct sk_list partial[META_CLASSES];
 	struct sk_page *spare[META_CLASSES];   /* one empty page kept per class (or NULL) */
 	uint64_t pages;                        /* carved pages held (spares included) */
 } __attribute__((aligned(64)));
@@ -69,26 +77,22 @@ static unsigned meta_class(size_t size)
 	return shift - META_MIN_SHIFT;
 }
 
-static void partial_push(struct meta_pool *pool, unsigned cls, struct sk_page *pg)
+static struct sk_list *partial_list(struct meta_pool *pool, unsigned cls)
 {
-	struct sk_page *head = pool->partial[cls];
-	PG_PREV(pg) = 0;
-	PG_NEXT(pg) = (uintptr_t)head;
-	if (head)
-		PG_PREV(head) = (uintptr_t)pg;
-	pool->partial[cls] = pg;
+	struct sk_list *head = &pool->partial[cls];
+	if (sk_unlikely(!head->next))
+		sk_list_init(head);
+	return head;
 }
 
-static void partial_remove(struct meta_pool *pool, unsigned cls, struct sk_page *pg)
+static void partial_push(struct meta_pool *pool, unsigned cls, struct sk_page *pg)
 {
-	struct sk_page *next = (struct sk_page *)PG_NEXT(pg), *prev = (struct sk_page *)PG_PREV(pg);
-	if (prev)
-		PG_NEXT(prev) = (uintptr_t)next;
-	else
-		pool->partial[cls] = next;
-	if (next)
-		PG_PREV(next) = (uintptr_t)prev;
-	PG_NEXT(pg) = PG_PREV(pg) = 0;
+	sk_list_add_head(&meta_page(pg)->mp_link, partial_list(pool, cls));
+}
+
+static void partial_remove(struct sk_page *pg)
+{
+	sk_list_del(&meta_page(pg)->mp_link);
 }
 
 /* A fresh page of class cls for `pool` (its owner), on `node`, all its
@@ -109,8 +113,8 @@ static struct sk_page *carve_page(struct meta_pool *pool, int node, unsigned cls
 		f->next = list;
 		list = f;
 	}
-	PG_FREELIST(pg) = (uintptr_t)list;
-	PG_LIVE(pg) = 0;
+	meta_page(pg)->mp_freelist = list;
+	meta_page(pg)->mp_live = 0;
 	return pg;
 }
 
@@ -134,7 +138,8 @@ static void *meta_zalloc(size_t size, int node)
 	struct meta_pool *pool = &pools[home];
 
 	pthread_mutex_lock(&pool->lock);
-	struct sk_page *pg = pool->partial[cls];
+	struct sk_list *first = sk_list_first(partial_list(pool, cls));
+	struct sk_page *pg = first ? sk_page_of_words(first, offsetof(struct meta_page, mp_link)) : NULL;
 	if (!pg) {
 		pg = pool->spare[cls];
 		pool->spare[cls] = NULL;
@@ -151,11 +156,12 @@ static void *meta_zalloc(size_t size, int node)
 		}
 		partial_push(pool, cls, pg);
 	}
-	struct meta_free *f = (struct meta_free *)PG_FREELIST(pg);
-	PG_FREELIST(pg) = (uintptr_t)f->next;
-	PG_LIVE(pg)++;
+	struct meta_page *mp = meta_page(pg);
+	struct meta_free *f = mp->mp_freelist;
+	mp->mp_freelist = f->next;
+	mp->mp_live++;
 	if (!f->next)
-		partial_remove(pool, cls, pg); /* full */
+		partial_remove(pg); /* full */
 	pthread_mutex_unlock(&pool->lock);
 	memset(f, 0, block);
 	return f;
@@ -190,13 +196,14 @@ void sk_meta_free(void *p, size_t size)
 
 	pthread_mutex_lock(&pool->lock);
 	struct meta_free *f = p;
-	bool was_full = !PG_FREELIST(pg);
-	f->next = (struct meta_free *)PG_FREELIST(pg);
-	PG_FREELIST(pg) = (uintptr_t)f;
+	struct meta_page *mp = meta_page(pg);
+	bool was_full = !mp->mp_freelist;
+	f->next = mp->mp_freelist;
+	mp->mp_freelist = f;
 	if (was_full)
 		partial_push(pool, cls, pg);
-	if (--PG_LIVE(pg) == 0) {
-		partial_remove(pool, cls, pg);
+	if (--mp->mp_live == 0) {
+		partial_remove(pg);
 		to_free = pool->spare[cls];
 		pool->spare[cls] = pg;
 		if (to_free)

@@ -189,11 +189,26 @@ static inline size_t sk_large_size(const struct sk_page *pg)
 }
 
 /*
- * Which API made a large block (SK_PAGE_LARGE): kept in its head
- * descriptor's bk[1] (bk[0] holds a malloc(9) block's type).  Not in
- * `owner`: only the pages of a live slab have an owner (sk_numa.h), and
- * kfree's fast path relies on that.  The provider zeroes bk[] when it hands
- * a block out, so a block starts as SK_LARGE_MALLOC.
+ * Core's words of a large block's head descriptor (SK_PAGE_LARGE; its
+ * owner words, sk_page_words).  The provider zeroes them when it hands a
+ * block out, so a block starts as SK_LARGE_MALLOC with no type.
+ */
+struct sk_large_words {
+	uintptr_t lw_type;    /* const struct malloc_type *: malloc(9)'s type, 0 for kmalloc's */
+	uintptr_t lw_origin;  /* enum sk_large_origin */
+	uintptr_t lw_cached;  /* LARGE_CACHED_MARK while libc_malloc.c's reuse cache holds it */
+	uintptr_t lw_unused;
+} __attribute__((may_alias));
+
+static inline struct sk_large_words *sk_large_words(const struct sk_page *pg)
+{
+	return (struct sk_large_words *)sk_page_words((struct sk_page *)pg);
+}
+
+/*
+ * Which API made a large block: kept in lw_origin.  Not in `owner`: only
+ * the pages of a live slab have an owner (sk_numa.h), and kfree's fast path
+ * relies on that.
  */
 enum sk_large_origin {
 	SK_LARGE_MALLOC = 0, /* kmalloc / malloc(9): kfree, bsd_free */
@@ -203,11 +218,11 @@ enum sk_large_origin {
 };
 static inline enum sk_large_origin sk_large_origin(const struct sk_page *pg)
 {
-	return (enum sk_large_origin)pg->bk[1];
+	return (enum sk_large_origin)sk_large_words(pg)->lw_origin;
 }
 static inline void sk_large_set_origin(struct sk_page *pg, enum sk_large_origin origin)
 {
-	pg->bk[1] = (uintptr_t)origin;
+	sk_large_words(pg)->lw_origin = (uintptr_t)origin;
 }
 /* The allocator and the calls that free such a block, for misuse reports. */
 const char *sk_large_owner_name(const struct sk_page *pg);

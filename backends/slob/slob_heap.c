@@ -26,7 +26,7 @@
  * back to the page provider.
  *
  * Locking: one mutex, slob_heap.lock, guards every pool's lists, every
- * SLOB page's state (its descriptor's bk[0..2]) and every free block's
+ * SLOB page's state (its descriptor's sp_index, sp_state) and every free block's
  * header.  This is the design's choice, as in Linux (one slob_lock): a
  * page's state, its list and its pool's search position change together,
  * and one lock needs no lock order.  The page provider is never called with
@@ -41,12 +41,10 @@
  *       -> the page provider's node lock
  * Core never calls into SLOB while holding either of the inner two.
  *
- * Per-page state, in the head descriptor's bk[] (SLOB pages are order 0):
- *   bk[0]         index of its entry in its list (when listed)
- *   bk[2]         free units | first free offset << 16 | largest free
- *                 block << 32 | list << 48          (struct slob_state)
- *   bk[3]         SLOB_PAGE_TAG | kind: written before the page is published,
- *                 constant while it lives, so it may be read without the lock.
+ * Per-page state, in the head descriptor's owner words (struct slob_words;
+ * SLOB pages are order 0).  A pool's lists are arrays of {page, largest}
+ * entries rather than linked lists: the first-fit search scans the array
+ * without touching the pages' descriptors.
  * Invariants, while the lock is free:
  *   - free units == the sum of the sizes on the page's free list, and
  *     largest == the largest of them;
@@ -82,7 +80,7 @@ static struct slob_heap {
 
 /* --- Per-page state (caller holds the lock, except the kind) --- */
 
-/* bk[2], unpacked. */
+/* sp_state, unpacked. */
 struct slob_state {
 	unsigned free_units; /* units free in the page */
 	unsigned free_off;   /* first free block, SLOB_END if none */
@@ -92,7 +90,7 @@ struct slob_state {
 
 static inline struct slob_state slob_state_get(const struct sk_page *pg)
 {
-	uintptr_t w = pg->bk[2];
+	uintptr_t w = slob_words(pg)->sp_state;
 	return (struct slob_state){
 		.free_units = (unsigned)(w & 0xffff),
 		.free_off = (unsigned)((w >> 16) & 0xffff),
@@ -103,7 +101,7 @@ static inline struct slob_state slob_state_get(const struct sk_page *pg)
 
 static inline void slob_state_put(struct sk_page *pg, struct slob_state st)
 {
-	pg->bk[2] = (uintptr_t)st.free_units | (uintptr_t)st.free_off << 16 |
+	slob_words(pg)->sp_state = (uintptr_t)st.free_units | (uintptr_t)st.free_off << 16 |
 		    (uintptr_t)st.largest << 32 | (uintptr_t)st.list << 48;
 }
 
@@ -130,13 +128,13 @@ static inline uint8_t slob_provider_kind(const struct slob_pool *pool)
 static inline bool slob_page_in_pool(const struct sk_page *pg, const struct slob_pool *pool)
 {
 	return pg->kind == slob_provider_kind(pool) &&
-	       pg->bk[3] == (SLOB_PAGE_TAG | (uintptr_t)pool->kind) &&
+	       slob_words(pg)->sp_tag == (SLOB_PAGE_TAG | (uintptr_t)pool->kind) &&
 	       (pool->kind == SLOB_KIND_KMALLOC || pg->owner == pool->cache);
 }
 
 bool slob_page_is_kmalloc(const struct sk_page *pg)
 {
-	return pg->kind == SK_PAGE_HEAP && pg->bk[3] == (SLOB_PAGE_TAG | SLOB_KIND_KMALLOC);
+	return pg->kind == SK_PAGE_HEAP && slob_words(pg)->sp_tag == (SLOB_PAGE_TAG | SLOB_KIND_KMALLOC);
 }
 
 /* --- Free blocks: the first unit holds {units, next offset, magic} --- */
@@ -207,7 +205,7 @@ static bool slob_list_reserve(struct slob_list *l)
 static inline void slob_list_put(struct slob_list *l, uint32_t idx, uint64_t entry)
 {
 	l->entry[idx] = entry;
-	slob_entry_page(entry)->bk[0] = idx;
+	slob_words(slob_entry_page(entry))->sp_index = idx;
 }
 
 /*
@@ -248,14 +246,14 @@ static bool slob_list_add(struct slob_pool *pool, struct sk_page *pg, enum slob_
 static void slob_list_del(struct slob_pool *pool, struct sk_page *pg)
 {
 	struct slob_list *l = &pool->list[slob_state_get(pg).list - 1];
-	uint32_t idx = (uint32_t)pg->bk[0];
+	uint32_t idx = (uint32_t)slob_words(pg)->sp_index;
 	uint64_t last = l->entry[--l->count];
 
 	if (idx != l->count)
 		slob_list_put(l, idx, last);
 	if (l->cursor >= l->count)
 		l->cursor = 0;
-	pg->bk[0] = 0;
+	slob_words(pg)->sp_index = 0;
 	slob_page_set_list(pg, SLOB_LIST_NONE);
 }
 
@@ -278,7 +276,7 @@ static void slob_page_relist(struct slob_pool *pool, struct sk_page *pg)
 	if (want == st.list) {
 		if (want != SLOB_LIST_NONE) {
 			struct slob_list *l = &pool->list[want - 1];
-			l->entry[pg->bk[0]] = slob_entry(pg, st.largest);
+			l->entry[slob_words(pg)->sp_index] = slob_entry(pg, st.largest);
 			if (st.largest > l->max)
 				l->max = st.largest;
 		}
@@ -469,7 +467,7 @@ void slob_pool_release_kept(struct slob_pool *pool)
 		}
 		if (!pg)
 			return;
-		pg->bk[3] = 0;
+		slob_words(pg)->sp_tag = 0;
 		slob_pool_page_free(pool, sk_page_addr(pg));
 	}
 }
@@ -612,8 +610,8 @@ void *slob_pool_alloc(struct slob_pool *pool, size_t bytes, size_t align, size_t
 	if (!block)
 		return NULL;
 	pg = sk_page_of(block);
-	pg->bk[0] = pg->bk[1] = 0;
-	pg->bk[3] = SLOB_PAGE_TAG | (uintptr_t)pool->kind;
+	slob_words(pg)->sp_index = slob_words(pg)->sp_unused = 0;
+	slob_words(pg)->sp_tag = SLOB_PAGE_TAG | (uintptr_t)pool->kind;
 	slob_set_free(block, 0, SLOB_PAGE_UNITS, SLOB_END);
 	slob_state_put(pg, (struct slob_state){ .free_units = SLOB_PAGE_UNITS, .free_off = 0,
 						.largest = SLOB_PAGE_UNITS,
@@ -631,7 +629,7 @@ void *slob_pool_alloc(struct slob_pool *pool, size_t bytes, size_t align, size_t
 		pool->pages--;
 		slob_heap.page_frees++;
 		pthread_mutex_unlock(&slob_heap.lock);
-		pg->bk[3] = 0;
+		slob_words(pg)->sp_tag = 0;
 		slob_pool_page_free(pool, block);
 		return NULL;
 	}
@@ -639,7 +637,7 @@ void *slob_pool_alloc(struct slob_pool *pool, size_t bytes, size_t align, size_t
 	/* The next search of its list starts on the new page, as Linux's
 	 * list_add to the head did. */
 	if (to != SLOB_LIST_NONE && slob_list_add(pool, pg, to))
-		pool->list[to - 1].cursor = (uint32_t)pg->bk[0];
+		pool->list[to - 1].cursor = (uint32_t)slob_words(pg)->sp_index;
 	pthread_mutex_unlock(&slob_heap.lock);
 	return slob_word(block, (unsigned)off);
 }
@@ -693,7 +691,7 @@ static enum slob_free_result slob_pool_free_common(struct slob_pool *pool, struc
 
 	if (empty) {
 		/* Unlisted: nobody else can reach it any more. */
-		pg->bk[3] = 0;
+		slob_words(pg)->sp_tag = 0;
 		slob_pool_page_free(pool, (void *)base);
 	}
 	return SLOB_FREED;
@@ -754,7 +752,7 @@ bool sk_slob_debug_page(const void *p, struct sk_slob_page_info *out)
 	struct slob_state st;
 	char *base;
 
-	if (!pg || (pg->bk[3] & ~(uintptr_t)0xff) != SLOB_PAGE_TAG ||
+	if (!pg || (slob_words(pg)->sp_tag & ~(uintptr_t)0xff) != SLOB_PAGE_TAG ||
 	    (pg->kind != SK_PAGE_HEAP && pg->kind != SK_PAGE_SLAB))
 		return false;
 	base = sk_page_addr(pg);
@@ -762,7 +760,7 @@ bool sk_slob_debug_page(const void *p, struct sk_slob_page_info *out)
 	pthread_mutex_lock(&slob_heap.lock);
 	st = slob_state_get(pg);
 	out->list = st.list;
-	out->kind = (int)(pg->bk[3] & 0xff);
+	out->kind = (int)(slob_words(pg)->sp_tag & 0xff);
 	out->free_units = st.free_units;
 	out->largest_free = st.largest;
 	out->node = pg->node;
@@ -881,13 +879,13 @@ uint64_t slob_pool_validate(struct slob_pool *pool, struct sk_cache *c)
 		struct slob_list *l = &pool->list[i];
 		for (uint32_t k = 0; k < l->count;) {
 			struct sk_page *pg = slob_entry_page(l->entry[k]);
-			if (!slob_page_in_pool(pg, pool) || pg->bk[0] != k) {
+			if (!slob_page_in_pool(pg, pool) || slob_words(pg)->sp_index != k) {
 				sk_validate_report(c, "Page list corrupt", sk_page_addr(pg), "Entry dropped from the list",
 						   "list %d entry %u names a page that is not this pool's (or not there)",
 						   i + 1, k);
 				l->entry[k] = l->entry[--l->count];
 				if (k < l->count)
-					slob_entry_page(l->entry[k])->bk[0] = k;
+					slob_words(slob_entry_page(l->entry[k]))->sp_index = k;
 				if (l->cursor >= l->count)
 					l->cursor = 0;
 				errors++;

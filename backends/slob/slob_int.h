@@ -88,10 +88,28 @@ static inline enum slob_list_id slob_list_for(size_t bytes)
 }
 
 /*
+ * A SLOB page's head descriptor words (sk_page_words).  Synchronization:
+ * the heap lock, except sp_tag: written before the page is published and
+ * constant while it lives, so it may be read without the lock.
+ */
+struct slob_words {
+	uintptr_t sp_index;  /* index of its entry in its list (when listed) */
+	uintptr_t sp_unused;
+	uintptr_t sp_state;  /* free units | first free offset << 16 | largest free block << 32
+	                      * | list << 48 (struct slob_state, slob_heap.c) */
+	uintptr_t sp_tag;    /* SLOB_PAGE_TAG | kind */
+} __attribute__((may_alias));
+
+static inline struct slob_words *slob_words(const struct sk_page *pg)
+{
+	return (struct slob_words *)sk_page_words((struct sk_page *)pg);
+}
+
+/*
  * One list of partially free pages: a compact array of entries {page
  * number, largest free block}, so that a search reads consecutive words
  * instead of chasing one page descriptor (a cache miss) per page.  A listed
- * page's descriptor holds its index here (bk[0]).
+ * page's descriptor holds its index here (slob_words(pg)->sp_index).
  * Synchronization: every field under the heap lock.
  */
 struct slob_list {

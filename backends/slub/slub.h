@@ -23,13 +23,8 @@
  * Where SLUB keeps what (all in page descriptors and core's slots; SLUB
  * adds no per-object metadata):
  *
- *   slab head descriptor  bk[0] freelist: first free object of the slab
- *                         bk[1] counters: {inuse, objects, frozen}
- *                         bk[2] next slab on a partial list (node or CPU)
- *                         bk[3] prev slab on the node partial list, tagged
- *                               (sk_load/sk_store: read under list_lock
- *                               while an adopting CPU may clear it)
- *                               with SLUB_ON_NODE_PARTIAL; 0 off that list
+ *   slab head descriptor  struct slub_slab (its owner words): freelist,
+ *                         counters, the partial list links
  *   core's slot           entries/top: the sheaf (objects of any slab)
  *                         tag: the slot's node + 1 (frees of that node enter)
  *   slot extra area       struct slub_cpu: the CPU slab and its CPU
@@ -64,10 +59,10 @@
 #define SLUB_MAX_OBJS_PER_SLAB 32767u    /* MAX_OBJS_PER_PAGE (15-bit objects) */
 #define SLUB_MIN_PARTIAL 5u              /* MIN_PARTIAL */
 #define SLUB_MAX_PARTIAL 10u             /* MAX_PARTIAL */
-#define SLUB_ON_NODE_PARTIAL ((uintptr_t)1) /* tag bit in bk[3] */
+#define SLUB_ON_NODE_PARTIAL ((uintptr_t)1) /* tag bit in ss_prev */
 
 /*
- * The counters word of a slab (bk[1]).  Changed only together with the
+ * The counters word of a slab (ss_counters).  Changed only together with the
  * freelist, by slub_cmpxchg_slab().
  *   inuse:   objects not on the slab's freelist: allocated ones, plus the
  *            CPU freelist while the slab is frozen.
@@ -92,7 +87,7 @@ _Static_assert(sizeof(union slub_counters) == 8, "counters fit one word");
 struct slub_cpu {
 	struct sk_page *active;    /* the CPU slab (frozen), NULL: none */
 	void *freelist;            /* its CPU freelist */
-	struct sk_page *partial;   /* unfrozen slabs with free objects, linked through bk[2] */
+	struct sk_page *partial;   /* unfrozen slabs with free objects, linked through ss_next */
 	uint32_t nr_partial;       /* slabs on it */
 	uint32_t unused;
 	void *sheaf[];             /* the slot's entries: slub_cache.sheaf_capacity of them */
@@ -100,10 +95,10 @@ struct slub_cpu {
 
 /* One NUMA node's partial slabs. */
 struct slub_node {
-	/* Synchronization: guards the list, nr_partial and bk[2..3] of every
-	 * slab on the list, and each slab's SLUB_ON_NODE_PARTIAL bit. */
+	/* Synchronization: guards the list, nr_partial and ss_next, ss_prev
+	 * of every slab on the list, and each slab's SLUB_ON_NODE_PARTIAL bit. */
 	pthread_mutex_t list_lock;
-	struct sk_page *head, *tail;  /* doubly linked through bk[2] (next), bk[3] (prev) */
+	struct sk_page *head, *tail;  /* doubly linked through ss_next, ss_prev */
 	/* Written under list_lock; read without it where a stale value is
 	 * harmless (the min_partial test, reports). */
 	uint64_t nr_partial;
@@ -157,6 +152,33 @@ static inline void slub_set_next(const struct sk_cache *c, void *obj, void *next
 	*(void **)((char *)obj + c->free_offset) = next;
 }
 
+/*
+ * A slab's head descriptor words (sk_page_words).  SLUB keeps its own
+ * partial list here rather than common/sk_list.h's: ss_prev carries the
+ * SLUB_ON_NODE_PARTIAL tag that a freer reads under list_lock while an
+ * adopting CPU clears it without the lock (sk_load/sk_store on both sides),
+ * and the per-CPU partial and discard lists are singly linked through
+ * ss_next.
+ */
+struct slub_slab {
+	union {
+		struct {
+			uintptr_t ss_freelist; /* first free object of the slab (void *) */
+			uintptr_t ss_counters; /* union slub_counters: {inuse, objects, frozen} */
+		};
+		uint64_t ss_pair[2];           /* both, for the 16-byte compare-and-swap */
+	};
+	uintptr_t ss_next;     /* struct sk_page *: next slab on a partial (node or CPU) or discard list */
+	uintptr_t ss_prev;     /* previous slab on the node partial list | SLUB_ON_NODE_PARTIAL; 0 off it */
+} __attribute__((may_alias));
+
+/* The words of a slab (const dropped: the words are the owner's to change,
+ * whoever holds a const descriptor pointer). */
+static inline struct slub_slab *slub_words(const struct sk_page *slab)
+{
+	return (struct slub_slab *)sk_page_words((struct sk_page *)slab);
+}
+
 /* --- atomic access to the slab's {freelist, counters} pair ---
  *
  * The pair is read as two acquire loads (a torn pair is harmless: the
@@ -182,12 +204,12 @@ static inline void slub_store_word(uintptr_t *p, uintptr_t v)
 
 static inline void *slub_freelist(const struct sk_page *slab)
 {
-	return (void *)slub_load_word(&slab->bk[0]);
+	return (void *)slub_load_word(&slub_words(slab)->ss_freelist);
 }
 
 static inline union slub_counters slub_counters(const struct sk_page *slab)
 {
-	union slub_counters ctr = { .word = slub_load_word(&slab->bk[1]) };
+	union slub_counters ctr = { .word = slub_load_word(&slub_words(slab)->ss_counters) };
 	return ctr;
 }
 
@@ -200,12 +222,12 @@ static inline bool slub_cmpxchg_slab(struct sk_page *slab, void *old_fl, uint64_
 #if SLUB_ATOMIC_BUILTINS
 	unsigned __int128 expect = (unsigned __int128)old_ctr << 64 | (uintptr_t)old_fl;
 	unsigned __int128 desire = (unsigned __int128)new_ctr << 64 | (uintptr_t)new_fl;
-	return __atomic_compare_exchange_n((unsigned __int128 *)(void *)&slab->bk[0], &expect,
+	return __atomic_compare_exchange_n((unsigned __int128 *)(void *)slub_words(slab)->ss_pair, &expect,
 					   desire, false, __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE);
 #else
 	uint64_t expect[2] = { (uint64_t)(uintptr_t)old_fl, old_ctr };
 	uint64_t desire[2] = { (uint64_t)(uintptr_t)new_fl, new_ctr };
-	return ck_pr_cas_64_2((uint64_t *)(void *)&slab->bk[0], expect, desire);
+	return ck_pr_cas_64_2(slub_words(slab)->ss_pair, expect, desire);
 #endif
 }
 
@@ -213,7 +235,7 @@ static inline bool slub_cmpxchg_slab(struct sk_page *slab, void *old_fl, uint64_
 
 /* A new slab of c on `node` (SK_NODE_ANY: the page provider's choice),
  * every object constructed, all on the returned freelist; the slab is
- * published in no state yet (the caller sets bk[0..1]).  NULL on failure. */
+ * published in no state yet (the caller sets ss_freelist, ss_counters).  NULL on failure. */
 struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void **freelist);
 /* Give a slab with no object in use back to the page provider. */
 void slub_discard_slab(struct sk_cache *c, struct sk_page *slab);
@@ -242,12 +264,12 @@ void slub_remove_partial(struct slub_node *n, struct sk_page *slab);
 static inline bool slub_on_node_partial(const struct sk_page *slab)
 {
 	/* Read under list_lock, but a CPU adopting the slab (not under it)
-	 * may clear bk[3] meanwhile: both sides are atomic accesses. */
-	return (sk_load(&slab->bk[3]) & SLUB_ON_NODE_PARTIAL) != 0;
+	 * may clear ss_prev meanwhile: both sides are atomic accesses. */
+	return (sk_load(&slub_words(slab)->ss_prev) & SLUB_ON_NODE_PARTIAL) != 0;
 }
 static inline struct sk_page *slub_next_on_list(const struct sk_page *slab)
 {
-	return (struct sk_page *)slab->bk[2];
+	return (struct sk_page *)slub_words(slab)->ss_next;
 }
 
 /* May an empty slab be discarded now rather than kept on node n? */
@@ -259,8 +281,8 @@ static inline void slub_cpu_partial_link(struct sk_pcpu_slot *slot, struct sk_pa
 {
 	struct slub_cpu *pc = slub_cpu_of(slot);
 
-	slab->bk[2] = (uintptr_t)pc->partial;
-	sk_store(&slab->bk[3], 0);
+	slub_words(slab)->ss_next = (uintptr_t)pc->partial;
+	sk_store(&slub_words(slab)->ss_prev, 0);
 	pc->partial = slab;
 	sk_store(&pc->nr_partial, pc->nr_partial + 1);
 }
@@ -277,11 +299,11 @@ void slub_flush_partials(struct sk_cache *c, struct sk_page *list);
 
 /* __slab_free.  held: the caller's locked slot (its per-CPU partial list
  * then adopts a slab this free makes partial), or NULL.  With a slot held,
- * a slab to discard goes on *discard (linked through bk[2]) for the caller
+ * a slab to discard goes on *discard (linked through ss_next) for the caller
  * to discard after unlocking: fini is user code. */
 void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct sk_pcpu_slot *held,
 		    struct sk_page **discard);
-/* slub_discard_slab every slab of a list linked through bk[2]. */
+/* slub_discard_slab every slab of a list linked through ss_next. */
 void slub_discard_list(struct sk_cache *c, struct sk_page *list);
 /* ops->free: into this CPU's sheaf (flushing half of a full one), else
  * __slab_free. */

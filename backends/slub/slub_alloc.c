@@ -36,10 +36,10 @@ static struct sk_page *cpu_partial_take(struct sk_pcpu_slot *slot, int node)
 		if (node != SK_NODE_ANY && slab->node != node)
 			continue;
 		if (prev)
-			prev->bk[2] = slab->bk[2];
+			slub_words(prev)->ss_next = slub_words(slab)->ss_next;
 		else
 			pc->partial = slub_next_on_list(slab);
-		slab->bk[2] = 0;
+		slub_words(slab)->ss_next = 0;
 		sk_store(&pc->nr_partial, pc->nr_partial - 1);
 		return slab;
 	}
@@ -138,7 +138,7 @@ static void *cpu_slab_pop(struct sk_cache *c, struct sk_pcpu_slot *slot, int nod
 			return NULL;
 		union slub_counters ctr = slub_counters(slab);
 		ctr.frozen = 1; /* inuse = objects: the whole freelist is the CPU's */
-		slub_store_word(&slab->bk[1], ctr.word);
+		slub_store_word(&slub_words(slab)->ss_counters, ctr.word);
 	}
 have_slab:
 	sk_store(&pc->active, slab);
@@ -219,8 +219,8 @@ static void *alloc_single(struct sk_cache *c, int node, unsigned flags)
 	void *rest = slub_get_next(c, obj);
 	union slub_counters ctr = slub_counters(slab);
 	ctr.inuse = 1;
-	slub_store_word(&slab->bk[0], (uintptr_t)rest);
-	slub_store_word(&slab->bk[1], ctr.word);
+	slub_store_word(&slub_words(slab)->ss_freelist, (uintptr_t)rest);
+	slub_store_word(&slub_words(slab)->ss_counters, ctr.word);
 	if (rest) {
 		struct slub_node *n = slub_node_of(s, slab);
 		pthread_mutex_lock(&n->list_lock);

@@ -176,11 +176,11 @@ static void shrink_node(struct sk_cache *c, struct slub_node *n, uint64_t keep, 
 		next = slub_next_on_list(slab);
 		if (!ctr.inuse && !nofree && n->nr_partial > keep) {
 			slub_remove_partial(n, slab);
-			slab->bk[2] = (uintptr_t)discard;
+			slub_words(slab)->ss_next = (uintptr_t)discard;
 			discard = slab;
 		} else if (sort && free && free <= SHRINK_PROMOTE_MAX) {
 			slub_remove_partial(n, slab);
-			slab->bk[2] = (uintptr_t)promote[free - 1];
+			slub_words(slab)->ss_next = (uintptr_t)promote[free - 1];
 			promote[free - 1] = slab;
 		}
 	}

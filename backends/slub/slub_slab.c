@@ -8,7 +8,7 @@
  * =========================================
  *
  * A slab's freelist and counters {inuse, objects, frozen} live side by side
- * in its head descriptor (bk[0..1]) and change together, by one 16-byte
+ * in its head descriptor (ss_freelist, ss_counters) and change together, by one 16-byte
  * compare-and-swap (slub_cmpxchg_slab).  A thread reads both, computes the
  * new pair and swaps; if anything changed in between, the swap fails and it
  * starts over.  So every transition below is decided on the slab's exact
@@ -123,10 +123,10 @@ struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void
 	union slub_counters ctr = { .word = 0 };
 	ctr.objects = (uint16_t)objects;
 	ctr.inuse = objects; /* the caller hands the freelist out or puts it back */
-	slab->bk[0] = 0;
-	slab->bk[1] = ctr.word;
-	slab->bk[2] = 0;
-	sk_store(&slab->bk[3], 0);
+	slub_words(slab)->ss_freelist = 0;
+	slub_words(slab)->ss_counters = ctr.word;
+	slub_words(slab)->ss_next = 0;
+	sk_store(&slub_words(slab)->ss_prev, 0);
 	*freelist = base;
 	return slab;
 }
@@ -154,24 +154,24 @@ bool slub_may_discard(const struct sk_cache *c, struct slub_node *n)
 
 static struct sk_page *node_prev(const struct sk_page *slab)
 {
-	return (struct sk_page *)(sk_load(&slab->bk[3]) & ~SLUB_ON_NODE_PARTIAL);
+	return (struct sk_page *)(sk_load(&slub_words(slab)->ss_prev) & ~SLUB_ON_NODE_PARTIAL);
 }
 
 void slub_add_partial(struct slub_node *n, struct sk_page *slab, bool tail)
 {
 	if (tail) {
-		slab->bk[2] = 0;
-		sk_store(&slab->bk[3], (uintptr_t)n->tail | SLUB_ON_NODE_PARTIAL);
+		slub_words(slab)->ss_next = 0;
+		sk_store(&slub_words(slab)->ss_prev, (uintptr_t)n->tail | SLUB_ON_NODE_PARTIAL);
 		if (n->tail)
-			n->tail->bk[2] = (uintptr_t)slab;
+			slub_words(n->tail)->ss_next = (uintptr_t)slab;
 		else
 			n->head = slab;
 		n->tail = slab;
 	} else {
-		slab->bk[2] = (uintptr_t)n->head;
-		sk_store(&slab->bk[3], SLUB_ON_NODE_PARTIAL);
+		slub_words(slab)->ss_next = (uintptr_t)n->head;
+		sk_store(&slub_words(slab)->ss_prev, SLUB_ON_NODE_PARTIAL);
 		if (n->head)
-			sk_store(&n->head->bk[3], (uintptr_t)slab | SLUB_ON_NODE_PARTIAL);
+			sk_store(&slub_words(n->head)->ss_prev, (uintptr_t)slab | SLUB_ON_NODE_PARTIAL);
 		else
 			n->tail = slab;
 		n->head = slab;
@@ -184,15 +184,15 @@ void slub_remove_partial(struct slub_node *n, struct sk_page *slab)
 	struct sk_page *next = slub_next_on_list(slab), *prev = node_prev(slab);
 
 	if (prev)
-		prev->bk[2] = (uintptr_t)next;
+		slub_words(prev)->ss_next = (uintptr_t)next;
 	else
 		n->head = next;
 	if (next)
-		sk_store(&next->bk[3], (uintptr_t)prev | SLUB_ON_NODE_PARTIAL);
+		sk_store(&slub_words(next)->ss_prev, (uintptr_t)prev | SLUB_ON_NODE_PARTIAL);
 	else
 		n->tail = prev;
-	slab->bk[2] = 0;
-	sk_store(&slab->bk[3], 0);
+	slub_words(slab)->ss_next = 0;
+	sk_store(&slub_words(slab)->ss_prev, 0);
 	sk_store(&n->nr_partial, n->nr_partial - 1);
 }
 
@@ -322,7 +322,7 @@ void slub_flush_partials(struct sk_cache *c, struct sk_page *list)
 		}
 		/* inuse read under list_lock: 0 is final (see the top). */
 		if (!slub_counters(slab).inuse && slub_may_discard(c, n)) {
-			slab->bk[2] = (uintptr_t)discard;
+			slub_words(slab)->ss_next = (uintptr_t)discard;
 			discard = slab;
 		} else {
 			slub_add_partial(n, slab, true);
@@ -354,7 +354,7 @@ static void put_cpu_partial(struct sk_cache *c, struct sk_page *slab, struct sk_
 	if (!slot) {
 		/* The slot is busy (another thread of this CPU is in a slow
 		 * path, or a drainer): straight to the node list. */
-		slab->bk[2] = 0;
+		slub_words(slab)->ss_next = 0;
 		slub_flush_partials(c, slab);
 		return;
 	}
@@ -428,7 +428,7 @@ void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct 
 			slub_remove_partial(n, slab);
 		pthread_mutex_unlock(&n->list_lock);
 		if (discard) { /* the caller holds a slot lock: fini must wait */
-			slab->bk[2] = (uintptr_t)*discard;
+			slub_words(slab)->ss_next = (uintptr_t)*discard;
 			*discard = slab;
 		} else {
 			slub_discard_slab(c, slab);

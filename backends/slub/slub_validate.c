@@ -161,12 +161,12 @@ static uint64_t validate_cpu(struct sk_cache *c, struct sk_pcpu_slot *slot, stru
 	struct sk_page **link = &pc->partial;
 	while ((slab = *link)) {
 		if (check_slab(c, slab, seen, true, "CPU partial slab's")) {
-			link = (struct sk_page **)(void *)&slab->bk[2];
+			link = (struct sk_page **)(void *)&slub_words(slab)->ss_next;
 			continue;
 		}
 		/* Now full: it leaves the list; the next free adopts it. */
 		*link = slub_next_on_list(slab);
-		slab->bk[2] = 0;
+		slub_words(slab)->ss_next = 0;
 		sk_store(&pc->nr_partial, pc->nr_partial - 1);
 		leak_free_objects(slab);
 		errors++;
