@@ -73,6 +73,7 @@ enum wl_kind {
 	WK_FRAGMENT,  /* mixed 8..512 B, a random 90% freed, reallocated at 512..2048 B */
 	WK_STEADY,    /* long-lived objects: grow, churn, shrink; memory over time */
 	WK_REPLAY,    /* a recorded trace */
+	WK_IDR,       /* a model of the kernel's IDA/IDR test program (idr.c) */
 };
 
 /* Which slabkit API a workload calls (glibc and peers: malloc/free of the

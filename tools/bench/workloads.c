@@ -28,6 +28,7 @@
 #include <slabkit/slabkit.h>
 
 #include "bench.h"
+#include "idr.h"
 
 MALLOC_DECLARE(M_BENCH);
 MALLOC_DEFINE(M_BENCH, "bench", "slabkit-bench objects");
@@ -60,7 +61,7 @@ static struct workload *add(struct run *run, const char *name, const char *secti
 	w->kind = kind;
 	w->api = api;
 	w->size = size;
-	w->timed = kind != WK_FOOTPRINT && kind != WK_FRAGMENT && kind != WK_STEADY;
+	w->timed = kind != WK_FOOTPRINT && kind != WK_FRAGMENT && kind != WK_STEADY && kind != WK_IDR;
 	return w;
 }
 
@@ -167,6 +168,10 @@ void workload_define_all(struct run *run)
 		 (unsigned long long)steady_objects);
 	w = add(run, "steady", "memory", WK_STEADY, API_KMALLOC_VAR, 0, what);
 	w->live = steady_objects;
+	w = add(run, "idr", "memory", WK_IDR, API_KMALLOC_VAR, 0,
+		"the Linux IDA/IDR test's allocations: 576 B nodes (cache, ctor) freed by call_rcu, "
+		"128 B bitmaps, 20 threads; peak RSS");
+	w->live = o->tiny ? 0 : o->quick ? 1 : 2; /* the scale (run_idr) */
 }
 
 /* --- the child's context ----------------------------------------------------------- */
@@ -888,6 +893,96 @@ static int run_steady(struct ctx *c, uint64_t rss_before)
 	return 0;
 }
 
+/* idr: the model of the kernel's IDA/IDR test (idr.c), over kmem_cache and
+ * kmalloc or over malloc (the node constructor run on every malloc, as the
+ * kernel harness's own cache does when its free list is empty). */
+static void idr_node_ctor(void *p)
+{
+	memset(p, 0, IDR_NODE_BYTES);
+}
+
+static void *idr_sk_node_alloc(void *ctx)
+{
+	return kmem_cache_alloc(((struct ctx *)ctx)->cache, GFP_KERNEL);
+}
+
+static void idr_sk_node_free(void *ctx, void *node)
+{
+	kmem_cache_free(((struct ctx *)ctx)->cache, node);
+}
+
+static void *idr_sk_alloc(void *ctx, size_t size)
+{
+	(void)ctx;
+	return kmalloc(size, GFP_KERNEL);
+}
+
+static void idr_sk_free(void *ctx, void *p)
+{
+	(void)ctx;
+	kfree(p);
+}
+
+static void *idr_libc_node_alloc(void *ctx)
+{
+	void *p = malloc(IDR_NODE_BYTES);
+
+	(void)ctx;
+	if (p)
+		idr_node_ctor(p);
+	return p;
+}
+
+static void idr_libc_free(void *ctx, void *p)
+{
+	(void)ctx;
+	free(p);
+}
+
+static void *idr_libc_alloc(void *ctx, size_t size)
+{
+	(void)ctx;
+	return malloc(size);
+}
+
+static int run_idr(struct ctx *c, uint64_t rss_before)
+{
+	struct idr_mem m = { .ctx = c };
+	struct idr_scale s = { .idr_items = 10000, .conv_ids = 1000000, .random_toggles = 100000 };
+	uint64_t took, calls = 0;
+
+	/* The program loops on time (10 s, 2 s); the model on counts, scaled
+	 * to the run's size. */
+	s.find_iterations = c->wl->live >= 2 ? 400000 : c->wl->live ? 100000 : 10000;
+	s.random_rounds = c->wl->live >= 2 ? 3 : 1;
+	s.leak_iterations = c->wl->live >= 2 ? 20000 : c->wl->live ? 5000 : 500;
+	if (!c->wl->live) {
+		s.conv_ids = 100000;
+		s.random_toggles = 10000;
+	}
+	if (c->sk) {
+		c->cache = kmem_cache_create("idr_node", IDR_NODE_BYTES, 0, 0, idr_node_ctor);
+		if (!c->cache) {
+			printf("error creating the node cache failed\n");
+			return 1;
+		}
+		m.node_alloc = idr_sk_node_alloc;
+		m.node_free = idr_sk_node_free;
+		m.small_alloc = idr_sk_alloc;
+		m.small_free = idr_sk_free;
+	} else {
+		m.node_alloc = idr_libc_node_alloc;
+		m.node_free = idr_libc_free;
+		m.small_alloc = idr_libc_alloc;
+		m.small_free = idr_libc_free;
+	}
+	took = idr_model_run(&m, &s, rss_before, &calls);
+	printf("calib %llu\n", (unsigned long long)calls);
+	printf("sample %.4f 0\n", (double)took / (double)(calls ? calls : 1));
+	print_memory(c, rss_before, 0);
+	return 0;
+}
+
 /* --- the child's entry ---------------------------------------------------------- */
 
 static void *nothing(void *arg)
@@ -957,6 +1052,8 @@ int workload_run(const struct child_params *p)
 		return run_fragment(c, rss_before, true);
 	case WK_STEADY:
 		return run_steady(c, rss_before);
+	case WK_IDR:
+		return run_idr(c, rss_before);
 	default:
 		return run_timed(c, p, rss_before);
 	}
