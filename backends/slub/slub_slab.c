@@ -346,8 +346,8 @@ static void put_cpu_partial(struct sk_cache *c, struct sk_page *slab, struct sk_
 
 	if (held) {
 		/* A sheaf flush under the slot lock: past the limit for now
-		 * (by at most one sheaf's worth); the next adoption without
-		 * the lock held flushes the list. */
+		 * (by at most one sheaf's worth); slub_free spills the list
+		 * once the slot lock is dropped. */
 		slub_cpu_partial_link(slot, slab);
 		return;
 	}
@@ -476,16 +476,25 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 		 * half to the slabs, as Linux's barn-less sheaves do), or the
 		 * object is of another node, or the counts needed a fold. */
 		if (slot->limit && slot->tag == (uintptr_t)slab->node + 1) {
-			struct sk_page *discard = NULL;
+			struct sk_page *discard = NULL, *spill = NULL;
 			uint32_t n = sk_pcpu_array_count(slot);
 			if (n >= slot->limit) {
 				slub_sheaf_flush(c, slot, (slot->limit + 1) / 2, &discard);
 				n = sk_pcpu_array_count(slot);
+				/* The flush adopted slabs past the CPU partial
+				 * limit: spill the list now.  A thread that only
+				 * frees (an RCU worker) adopts only here, and its
+				 * list would otherwise grow without bound,
+				 * keeping every slab its frees empty. */
+				if (slub_cpu_of(slot)->nr_partial > sk_load(&slub_of(c)->cpu_partial_slabs))
+					spill = slub_cpu_partial_detach(slot);
 			}
 			slot->entries[n] = obj;
 			sk_pcpu_set_array_count(slot, n + 1);
 			sk_pcpu_unlock(slot);
 			slub_discard_list(c, discard);
+			if (spill)
+				slub_flush_partials(c, spill);
 			return;
 		}
 		sk_pcpu_unlock(slot);
