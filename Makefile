@@ -15,7 +15,7 @@
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 DEBIAN_PACKAGES := build-essential cmake pkg-config libck-dev libhwloc-dev liburcu-dev libcmocka-dev \
-  python3 sqlite3 git perl redis-server redis-tools
+  python3 sqlite3 git perl redis-server redis-tools valgrind
 # The other mallocs slabkit-bench compares with (LD_PRELOADed; skipped when absent).
 BENCH_PEER_PACKAGES := libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
 # make check-fuzz only: clang and its runtimes (libFuzzer, ASan, UBSan)

@@ -22,6 +22,7 @@
 
 #include "sk_core.h"
 #include "sk_debug.h"
+#include "sk_sanitize.h"
 #include "sk_track.h"
 
 #define RED_ACTIVE 0xcc   /* red zones of a live object (SLUB_RED_ACTIVE) */
@@ -34,8 +35,15 @@
 #define QUARANTINE_MAX 256u
 #define QUARANTINE_BYTES ((size_t)1 << 20)
 
+/* The table keeps each user pointer XORed with this, so that it does not
+ * look like a pointer to valgrind's leak check (a live object only the
+ * table knows is a leak) and never reads 0. */
+#define LIVE_HIDE UINT64_C(0xa5a5000000000000)
+#define HIDE(p) ((uintptr_t)(p) ^ (uintptr_t)LIVE_HIDE)
+#define UNHIDE(k) ((void *)((uintptr_t)(k) ^ (uintptr_t)LIVE_HIDE))
+
 struct live_entry {
-	uintptr_t obj;   /* user pointer; 0: empty */
+	uintptr_t obj;   /* HIDE(user pointer); 0: empty */
 	size_t size;     /* bytes asked for (object_size unless kmalloc said less) */
 };
 
@@ -44,6 +52,8 @@ struct sk_debug {
 	uint32_t flags;                /* the cache's debug letters */
 	bool poison;                   /* P, and no ctor or init owns the free object */
 	bool red_zone;                 /* Z */
+	bool san;                      /* tell ASan / valgrind (sk_sanitize.h) */
+	bool san_defined;              /* a new object's bytes hold values (ctor, init, zeroed slab) */
 
 	pthread_mutex_t lock;
 	/* Synchronization: lock. */
@@ -162,6 +172,10 @@ uint32_t sk_debug_flags_for(const char *name, uint32_t flags)
 		if (match)
 			letters = b->flags; /* the last block naming the cache wins */
 	}
+	/* The user's sanitizers see every cache through the debug layer, with
+	 * red zones, except where freed objects must stay readable (RCU). */
+	if (sk_san_on && !(flags & (SK_CACHE_TYPESAFE_BY_RCU | SK_CACHE_SMR)))
+		letters |= SK_CACHE_SANITIZE | SK_CACHE_RED_ZONE;
 	return flags | letters;
 }
 
@@ -209,6 +223,8 @@ int sk_debug_attach(struct sk_cache *c)
 		return -ENOMEM;
 	d->flags = c->flags & SK_CACHE_DEBUG_MASK;
 	d->red_zone = (c->flags & SK_CACHE_RED_ZONE) != 0;
+	d->san = (c->flags & SK_CACHE_SANITIZE) != 0;
+	d->san_defined = c->ctor || c->init || (c->flags & SK_CACHE_ZINIT);
 	/* A ctor or UMA init builds state that must survive free: no poison,
 	 * as Linux does (SLAB_POISON is ignored for caches with a ctor). */
 	d->poison = (c->flags & SK_CACHE_POISON) && !c->ctor && !c->init;
@@ -382,7 +398,7 @@ static void report_line(struct sk_cache *c, const char *what, const void *obj, c
 
 /* Check that [from, from+len) reads `expected`; report and restore if not.
  * Returns 1 if it was bad. */
-static int check_fill(struct sk_cache *c, const char *what, unsigned char *user, unsigned char *from, size_t len,
+static int check_fill_open(struct sk_cache *c, const char *what, unsigned char *user, unsigned char *from, size_t len,
 		      unsigned char expected)
 {
 	for (size_t i = 0; i < len; i++)
@@ -397,6 +413,28 @@ static int check_fill(struct sk_cache *c, const char *what, unsigned char *user,
 			return 1;
 		}
 	return 0;
+}
+
+/* The same for bytes the program may not touch (sk_sanitize.h): core
+ * opens them around its own look. */
+static int check_fill(struct sk_cache *c, const char *what, unsigned char *user, unsigned char *from, size_t len,
+		      unsigned char expected)
+{
+	if (!dbg(c)->san)
+		return check_fill_open(c, what, user, from, len, expected);
+	sk_san_open(from, len);
+	int bad = check_fill_open(c, what, user, from, len, expected);
+	sk_san_close(from, len);
+	return bad;
+}
+
+static void fill_zone(struct sk_cache *c, unsigned char *from, size_t len, unsigned char value)
+{
+	if (dbg(c)->san)
+		sk_san_open(from, len);
+	memset(from, value, len);
+	if (dbg(c)->san)
+		sk_san_close(from, len);
 }
 
 /* The red zones of obj (live: 0xcc and the kmalloc zone from `size`;
@@ -419,10 +457,10 @@ static void paint_red_zones(struct sk_cache *c, unsigned char *obj, size_t size,
 	struct sk_debug *d = dbg(c);
 	if (!d->red_zone)
 		return;
-	memset(obj - d->layout.rz_left, value, d->layout.rz_left);
+	fill_zone(c, obj - d->layout.rz_left, d->layout.rz_left, value);
 	if (value == RED_ACTIVE && size < c->object_size)
-		memset(obj + size, value, c->object_size - size);
-	memset(obj + c->object_size, value, right_end(c) - c->object_size);
+		fill_zone(c, obj + size, c->object_size - size, value);
+	fill_zone(c, obj + c->object_size, right_end(c) - c->object_size, value);
 }
 
 static void poison(struct sk_cache *c, unsigned char *obj)
@@ -450,12 +488,21 @@ static int check_poison(struct sk_cache *c, unsigned char *obj)
 	return 0;
 }
 
-/* A quarantined object: red zones inactive, poison intact. */
-static int check_free_object(struct sk_cache *c, unsigned char *obj)
+/* A quarantined object: red zones inactive, poison intact.  With a
+ * sanitizer, `release`: the object then goes back to the backend and stays
+ * open to slabkit; else (validation) it is closed again. */
+static int check_free_object(struct sk_cache *c, unsigned char *obj, bool release)
 {
+	struct sk_debug *d = dbg(c);
 	int bad = check_red_zones(c, obj, c->object_size, RED_INACTIVE);
-	if (dbg(c)->poison)
+	if (d->san)
+		sk_san_open(obj, c->object_size);
+	if (d->poison)
 		bad += check_poison(c, obj);
+	if (d->san && release)
+		sk_san_open(obj - d->layout.rz_left, d->layout.stride);
+	else if (d->san)
+		sk_san_close(obj, c->object_size);
 	return bad;
 }
 
@@ -582,9 +629,9 @@ void *sk_debug_alloc(struct sk_cache *c, int node, unsigned flags)
 	unsigned char *obj = sk_debug_user(c, base);
 
 	pthread_mutex_lock(&d->lock);
-	struct live_entry *e = live_find(d, (uintptr_t)obj);
+	struct live_entry *e = live_find(d, HIDE(obj));
 	bool fresh = !e;
-	bool ok = fresh && live_insert(d, (uintptr_t)obj, c->object_size);
+	bool ok = fresh && live_insert(d, HIDE(obj), c->object_size);
 	pthread_mutex_unlock(&d->lock);
 	if (!fresh) {
 		/* The backend handed out a live object: its metadata is
@@ -598,6 +645,8 @@ void *sk_debug_alloc(struct sk_cache *c, int node, unsigned flags)
 		return NULL;
 	}
 	paint_red_zones(c, obj, c->object_size, RED_ACTIVE);
+	if (d->san)
+		sk_san_alloc(obj, c->object_size, d->san_defined);
 	if (d->flags & SK_CACHE_TRACE)
 		sk_errorf("TRACE %s alloc %p inuse=%zu", c->name, (void *)obj, d->live_count);
 	return obj;
@@ -607,7 +656,7 @@ bool sk_debug_check_live(struct sk_cache *c, const void *obj)
 {
 	struct sk_debug *d = dbg(c);
 	pthread_mutex_lock(&d->lock);
-	bool live = live_find(d, (uintptr_t)obj) != NULL;
+	bool live = live_find(d, HIDE(obj)) != NULL;
 	bool freed = !live && in_quarantine(d, obj);
 	pthread_mutex_unlock(&d->lock);
 	if (live)
@@ -627,7 +676,7 @@ bool sk_debug_free(struct sk_cache *c, void *ptr, struct sk_page *pg)
 	(void)pg;
 
 	pthread_mutex_lock(&d->lock);
-	struct live_entry *e = live_find(d, (uintptr_t)obj);
+	struct live_entry *e = live_find(d, HIDE(obj));
 	size_t size = e ? e->size : 0;
 	if (e)
 		live_remove(d, e);
@@ -638,9 +687,13 @@ bool sk_debug_free(struct sk_cache *c, void *ptr, struct sk_page *pg)
 	check_red_zones(c, obj, size, RED_ACTIVE);
 	if (d->flags & SK_CACHE_TRACE)
 		sk_errorf("TRACE %s free %p inuse=%zu", c->name, (void *)obj, d->live_count);
+	if (d->san && size < c->object_size)
+		sk_san_open(obj + size, c->object_size - size); /* the kmalloc tail */
 	paint_red_zones(c, obj, c->object_size, RED_INACTIVE);
 	if (d->poison)
 		poison(c, obj);
+	if (d->san)
+		sk_san_free(obj, c->object_size);
 
 	void *victim = NULL;
 	pthread_mutex_lock(&d->lock);
@@ -653,7 +706,7 @@ bool sk_debug_free(struct sk_cache *c, void *ptr, struct sk_page *pg)
 	d->q_count++;
 	pthread_mutex_unlock(&d->lock);
 	if (victim) {
-		check_free_object(c, victim);
+		check_free_object(c, victim, true);
 		void *base = sk_debug_base(c, victim);
 		c->ops->free(c, base, sk_page_of(base));
 	}
@@ -674,7 +727,7 @@ void sk_debug_flush(struct sk_cache *c)
 		pthread_mutex_unlock(&d->lock);
 		if (!victim)
 			return;
-		check_free_object(c, victim);
+		check_free_object(c, victim, true);
 		void *base = sk_debug_base(c, victim);
 		c->ops->free(c, base, sk_page_of(base));
 	}
@@ -687,9 +740,9 @@ void sk_debug_report_leaks(struct sk_cache *c)
 	pthread_mutex_lock(&d->lock);
 	for (size_t i = 0; i < d->live_cap && shown < 16; i++)
 		if (d->live[i].obj) {
-			sk_errorf("Object %p @offset=%zu size %zu", (void *)d->live[i].obj,
-				  (size_t)(d->live[i].obj - (uintptr_t)sk_page_addr(sk_page_of((void *)d->live[i].obj))),
-				  d->live[i].size);
+			void *obj = UNHIDE(d->live[i].obj);
+			sk_errorf("Object %p @offset=%zu size %zu", obj,
+				  (size_t)((char *)obj - (char *)sk_page_addr(sk_page_of(obj))), d->live[i].size);
 			shown++;
 		}
 	if (d->live_count > shown)
@@ -703,19 +756,26 @@ void sk_debug_set_size(struct sk_cache *c, void *obj, size_t size)
 {
 	struct sk_debug *d = dbg(c);
 	pthread_mutex_lock(&d->lock);
-	struct live_entry *e = live_find(d, (uintptr_t)obj);
+	struct live_entry *e = live_find(d, HIDE(obj));
+	size_t old = e ? e->size : 0;
 	if (e)
 		e->size = size;
 	pthread_mutex_unlock(&d->lock);
-	if (e && d->red_zone && size < c->object_size)
-		memset((char *)obj + size, RED_ACTIVE, c->object_size - size);
+	if (!e)
+		return;
+	if (d->san && size > old)
+		sk_san_open((char *)obj + old, size - old);
+	if (d->red_zone && size < c->object_size)
+		fill_zone(c, (unsigned char *)obj + size, c->object_size - size, RED_ACTIVE);
+	else if (d->san && size < c->object_size)
+		sk_san_close((char *)obj + size, c->object_size - size);
 }
 
 size_t sk_debug_size(struct sk_cache *c, const void *obj)
 {
 	struct sk_debug *d = dbg(c);
 	pthread_mutex_lock(&d->lock);
-	struct live_entry *e = live_find(d, (uintptr_t)obj);
+	struct live_entry *e = live_find(d, HIDE(obj));
 	size_t size = e ? e->size : 0;
 	pthread_mutex_unlock(&d->lock);
 	return size;
@@ -726,9 +786,9 @@ void sk_debug_resize(struct sk_cache *c, void *obj, size_t new_size, bool zero)
 	size_t old = sk_debug_size(c, obj);
 	if (!old)
 		return;
+	sk_debug_set_size(c, obj, new_size); /* first: it opens grown bytes to a sanitizer */
 	if (new_size > old && zero)
 		memset((char *)obj + old, 0, new_size - old);
-	sk_debug_set_size(c, obj, new_size);
 }
 
 /* --- validation --- */
@@ -761,10 +821,10 @@ static uint64_t validate_cache(struct sk_cache *c)
 		pthread_mutex_lock(&d->lock);
 		for (size_t i = 0; i < d->live_cap; i++)
 			if (d->live[i].obj)
-				errors += (uint64_t)check_red_zones(c, (unsigned char *)d->live[i].obj,
+				errors += (uint64_t)check_red_zones(c, (unsigned char *)UNHIDE(d->live[i].obj),
 								    d->live[i].size, RED_ACTIVE);
 		for (unsigned k = 0; k < d->q_count; k++)
-			errors += (uint64_t)check_free_object(c, d->quarantine[(d->q_head + k) % d->q_cap]);
+			errors += (uint64_t)check_free_object(c, d->quarantine[(d->q_head + k) % d->q_cap], false);
 		pthread_mutex_unlock(&d->lock);
 	}
 	errors += sk_validate_slots(c);

@@ -18,6 +18,7 @@
 
 #include "sk_core.h"
 #include "sk_debug.h"
+#include "sk_sanitize.h"
 #include "sk_trace.h"
 
 #ifdef SLABKIT_HAVE_SLAB
@@ -423,7 +424,8 @@ static int init_locked(const struct slabkit_config *cfg)
 		goto fail_numa;
 	/* Before the first cache too: debug letters and injected failures
 	 * are decided when a cache is created. */
-	if ((err = sk_debug_configure(env_or(cfg->debug, "SLABKIT_DEBUG"),
+	if ((err = sk_san_configure(getenv("SLABKIT_SANITIZE"))) != 0 ||
+	    (err = sk_debug_configure(env_or(cfg->debug, "SLABKIT_DEBUG"),
 				      cfg->debug_abort || env_long("SLABKIT_DEBUG_ABORT", 0))) != 0 ||
 	    (err = sk_fail_configure(env_or(cfg->fail_alloc, "SLABKIT_FAIL_ALLOC"))) != 0)
 		goto fail_numa;

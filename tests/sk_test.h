@@ -90,6 +90,10 @@ static inline void sk_capture_panic(const char *message)
 static inline void sk_install_hooks(void)
 {
 	sk_cap.verbose = getenv("SK_TEST_VERBOSE") != NULL;
+	/* The suites check the allocators' own behaviour (fast paths, reuse
+	 * order, footprints): in an ASan build or under valgrind they run
+	 * without the sanitizer mode (docs/debug.md) unless a test asks. */
+	setenv("SLABKIT_SANITIZE", "off", 0);
 	slabkit_set_message_hook(sk_capture_message);
 	slabkit_set_panic_hook(sk_capture_panic);
 }

@@ -494,6 +494,172 @@ static void test_slot_entries(void **state)
 	FOR_EACH_BACKEND(slot_entry);
 }
 
+/* --- the program's own sanitizers (sk_sanitize.h) ---
+ *
+ * In the ASan build: a child process makes a cache with the sanitizer
+ * mode on and reads a freed object, or writes one byte past a live one;
+ * ASan must stop it at that access with its report. */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SKT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SKT_ASAN 1
+#endif
+#endif
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum asan_bug { ASAN_USE_AFTER_FREE, ASAN_OVERFLOW, ASAN_KMALLOC_TAIL };
+
+/* The child: never returns. */
+static void asan_child(const char *b, enum asan_bug bug)
+{
+	setenv("SLABKIT_SANITIZE", "on", 1);
+	struct slabkit_config cfg = { .backend = b, .tick_ms = -1 };
+	slabkit_fini();
+	if (slabkit_init(&cfg) != 0)
+		_exit(3);
+	struct kmem_cache *s = kmem_cache_create("skt_asan", 64, 0, 0, NULL);
+	unsigned char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	unsigned char *q = kmalloc(18, GFP_KERNEL);
+	if (!p || !q)
+		_exit(4);
+	memset(p, 1, 64); /* a live object is writable ... */
+	memset(q, 1, 18);
+	volatile unsigned char sink;
+	switch (bug) {
+	case ASAN_USE_AFTER_FREE:
+		kmem_cache_free(s, p);
+		sink = launder(p)[10];
+		break;
+	case ASAN_OVERFLOW:
+		launder(p)[64] = 2;
+		break;
+	case ASAN_KMALLOC_TAIL:
+		launder(q)[18] = 2;
+		break;
+	}
+	(void)sink;
+	_exit(0); /* not caught */
+}
+
+/* Run the bug in a child; true if ASan reported it there. */
+static bool asan_catches(const char *b, enum asan_bug bug, char *out, size_t len)
+{
+	int fd[2];
+	assert_int_equal(pipe(fd), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fd[1], 2);
+		close(fd[0]);
+		asan_child(b, bug);
+	}
+	close(fd[1]);
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < len && (r = read(fd[0], out + n, len - n - 1)) > 0)
+		n += (size_t)r;
+	out[n] = 0;
+	char drain[256];
+	while (read(fd[0], drain, sizeof(drain)) > 0)
+		;
+	close(fd[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && strstr(out, "AddressSanitizer") &&
+	       strstr(out, "use-after-poison");
+}
+
+static __attribute__((unused)) void asan_bugs(const char *b)
+{
+	static const char *const names[] = { "use after free", "overflow by one byte",
+					     "write past kmalloc(18)" };
+	static char out[16384];
+	for (int bug = ASAN_USE_AFTER_FREE; bug <= ASAN_KMALLOC_TAIL; bug++)
+		if (!asan_catches(b, (enum asan_bug)bug, out, sizeof(out))) {
+			fprintf(stderr, "%s\n", out);
+			fail_msg("%s: ASan did not catch a %s of a slab object", b, names[bug]);
+		}
+}
+
+static void test_asan_sees_slab_objects(void **state)
+{
+	(void)state;
+#ifdef SKT_ASAN
+	FOR_EACH_BACKEND(asan_bugs);
+#else
+	printf("skipped: not an ASan build (make check-asan runs it)\n");
+#endif
+}
+
+/* Under valgrind: a child reads a freed object and leaks another; memcheck
+ * must report the read and the leak.  test_valgrind_sees_slab_objects runs
+ * this program itself under valgrind with --valgrind-child. */
+static int valgrind_child(const char *b)
+{
+	setenv("SLABKIT_SANITIZE", "on", 1);
+	struct slabkit_config cfg = { .backend = b, .tick_ms = -1 };
+	if (slabkit_init(&cfg) != 0)
+		return 3;
+	struct kmem_cache *s = kmem_cache_create("skt_vg", 64, 0, 0, NULL);
+	unsigned char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	unsigned char *leak = kmem_cache_alloc(s, GFP_KERNEL);
+	if (!p || !leak)
+		return 4;
+	memset(p, 1, 64);
+	memset(leak, 1, 64);
+	kmem_cache_free(s, p);
+	volatile unsigned char sink = launder(p)[10];
+	(void)sink;
+	leak = NULL; /* nobody points to it any more */
+	return 0;
+}
+
+static char *self_path;
+
+static __attribute__((unused)) void valgrind_sees(const char *b)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "SLABKIT_ARENA_MB=256 valgrind -q --leak-check=full --show-leak-kinds=definite "
+		 "--errors-for-leak-kinds=definite %s --valgrind-child %s 2>&1",
+		 self_path, b);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	static char out[65536];
+	size_t n = fread(out, 1, sizeof(out) - 1, f);
+	out[n] = 0;
+	pclose(f);
+	if (!strstr(out, "Invalid read of size 1") || !strstr(out, "64 bytes in 1 blocks are definitely lost")) {
+		fprintf(stderr, "%s\n", out);
+		fail_msg("%s: memcheck did not see the use after free and the leak of slab objects", b);
+	}
+}
+
+static void test_valgrind_sees_slab_objects(void **state)
+{
+	(void)state;
+#if defined(SKT_ASAN) || defined(SLABKIT_TSAN) || defined(__SANITIZE_THREAD__)
+	printf("skipped: valgrind does not run sanitizer builds\n");
+#else
+	if (system("valgrind --version >/dev/null 2>&1") != 0) {
+		printf("skipped: valgrind is not installed\n");
+		return;
+	}
+	/* One backend: valgrind takes seconds to start slabkit, and the
+	 * annotations are core's, the same for every backend. */
+	for (size_t i = 0; i < sizeof(all_backends) / sizeof(all_backends[0]); i++)
+		if (compiled(all_backends[i])) {
+			valgrind_sees(all_backends[i]);
+			break;
+		}
+#endif
+}
+
 /* --- failure injection --- */
 
 static void failures(const char *b)
@@ -579,8 +745,11 @@ static void test_bad_spec(void **state)
 	sk_assert_reported("SLABKIT_FAIL_ALLOC", NULL, NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	self_path = argv[0];
+	if (argc == 3 && !strcmp(argv[1], "--valgrind-child"))
+		return valgrind_child(argv[2]);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_red_zones),
 		cmocka_unit_test(test_poison),
@@ -591,6 +760,8 @@ int main(void)
 		cmocka_unit_test(test_all_caches_clean),
 		cmocka_unit_test(test_free_pointer),
 		cmocka_unit_test(test_slot_entries),
+		cmocka_unit_test(test_asan_sees_slab_objects),
+		cmocka_unit_test(test_valgrind_sees_slab_objects),
 		cmocka_unit_test(test_failure_injection),
 		cmocka_unit_test(test_bad_spec),
 	};
