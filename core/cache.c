@@ -16,6 +16,7 @@
 
 #include "sk_core.h"
 #include "sk_debug.h"
+#include "sk_guard.h"
 #include "sk_trace.h"
 
 #define SK_MAX_OBJECT_SIZE ((size_t)64 << 20)
@@ -122,7 +123,8 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 	c->ops = ops;
 	c->object_size = (uint32_t)p->object_size;
 	c->align = (uint32_t)effective_align(p);
-	c->flags = sk_debug_flags_for(p->name, p->flags) | sk_fail_flags_for(p->name);
+	c->flags = sk_debug_flags_for(p->name, p->flags) | sk_fail_flags_for(p->name) |
+		   sk_guard_flags_for(p->name, p->flags, p->ctor || p->init);
 	c->front = p->front;
 	c->ctor = p->ctor;
 	c->init = p->init;

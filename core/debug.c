@@ -23,6 +23,7 @@
 #include "sk_core.h"
 #include "sk_debug.h"
 #include "sk_sanitize.h"
+#include "sk_guard.h"
 #include "sk_track.h"
 
 #define RED_ACTIVE 0xcc   /* red zones of a live object (SLUB_RED_ACTIVE) */
@@ -45,6 +46,7 @@
 struct live_entry {
 	uintptr_t obj;   /* HIDE(user pointer); 0: empty */
 	size_t size;     /* bytes asked for (object_size unless kmalloc said less) */
+	bool guarded;    /* on guard pages (sk_guard.h): no red zones, no quarantine */
 };
 
 struct sk_debug {
@@ -54,6 +56,7 @@ struct sk_debug {
 	bool red_zone;                 /* Z */
 	bool san;                      /* tell ASan / valgrind (sk_sanitize.h) */
 	bool san_defined;              /* a new object's bytes hold values (ctor, init, zeroed slab) */
+	bool guard;                    /* some objects get guard pages (SLABKIT_GUARD) */
 
 	pthread_mutex_t lock;
 	/* Synchronization: lock. */
@@ -181,6 +184,7 @@ uint32_t sk_debug_flags_for(const char *name, uint32_t flags)
 
 void sk_debug_reset(void)
 {
+	sk_guard_reset();
 	memset(&cfg, 0, sizeof(cfg));
 	sk_fail_configure(NULL);
 	ck_pr_store_64(&total_errors, 0);
@@ -224,6 +228,7 @@ int sk_debug_attach(struct sk_cache *c)
 	d->flags = c->flags & SK_CACHE_DEBUG_MASK;
 	d->red_zone = (c->flags & SK_CACHE_RED_ZONE) != 0;
 	d->san = (c->flags & SK_CACHE_SANITIZE) != 0;
+	d->guard = (c->flags & SK_CACHE_GUARD) != 0;
 	d->san_defined = c->ctor || c->init || (c->flags & SK_CACHE_ZINIT);
 	/* A ctor or UMA init builds state that must survive free: no poison,
 	 * as Linux does (SLAB_POISON is ignored for caches with a ctor). */
@@ -251,6 +256,8 @@ void sk_debug_detach(struct sk_cache *c)
 	struct sk_debug *d = dbg(c);
 	if (!d)
 		return;
+	if (d->guard)
+		sk_guard_forget(c);
 	sk_meta_free(d->live, d->live_cap * sizeof(*d->live));
 	sk_meta_free(d->quarantine, d->q_cap * sizeof(void *));
 	pthread_mutex_destroy(&d->lock);
@@ -281,17 +288,17 @@ static struct live_entry *live_find(struct sk_debug *d, uintptr_t obj)
 	}
 }
 
-static void live_put(struct live_entry *tab, size_t cap, uintptr_t obj, size_t size)
+static struct live_entry *live_put(struct live_entry *tab, size_t cap, struct live_entry e)
 {
-	size_t i = slot_of(obj, cap);
+	size_t i = slot_of(e.obj, cap);
 	while (tab[i].obj)
 		i = (i + 1) & (cap - 1);
-	tab[i].obj = obj;
-	tab[i].size = size;
+	tab[i] = e;
+	return &tab[i];
 }
 
 /* false when the table cannot grow (metadata exhausted). */
-static bool live_insert(struct sk_debug *d, uintptr_t obj, size_t size)
+static bool live_insert(struct sk_debug *d, uintptr_t obj, size_t size, bool guarded)
 {
 	if ((d->live_count + 1) * 2 > d->live_cap) {
 		size_t cap = d->live_cap * 2;
@@ -300,12 +307,12 @@ static bool live_insert(struct sk_debug *d, uintptr_t obj, size_t size)
 			return false;
 		for (size_t i = 0; i < d->live_cap; i++)
 			if (d->live[i].obj)
-				live_put(tab, cap, d->live[i].obj, d->live[i].size);
+				live_put(tab, cap, d->live[i]);
 		sk_meta_free(d->live, d->live_cap * sizeof(*d->live));
 		d->live = tab;
 		d->live_cap = cap;
 	}
-	live_put(d->live, d->live_cap, obj, size);
+	live_put(d->live, d->live_cap, (struct live_entry){ .obj = obj, .size = size, .guarded = guarded });
 	d->live_count++;
 	return true;
 }
@@ -325,8 +332,7 @@ static void live_remove(struct sk_debug *d, struct live_entry *e)
 			i = j;
 		}
 	}
-	d->live[i].obj = 0;
-	d->live[i].size = 0;
+	d->live[i] = (struct live_entry){ 0 };
 	d->live_count--;
 }
 
@@ -623,6 +629,23 @@ void *sk_debug_alloc(struct sk_cache *c, int node, unsigned flags)
 		sk_fail_injected = (flags & SK_ALLOC_WAIT) != 0;
 		return NULL;
 	}
+	if (d->guard && sk_guard_pick(c)) {
+		unsigned char *g = sk_guard_alloc(c, node, flags);
+		if (g) { /* else: an ordinary object */
+			pthread_mutex_lock(&d->lock);
+			bool ok = live_insert(d, HIDE(g), c->object_size, true);
+			pthread_mutex_unlock(&d->lock);
+			if (!ok) {
+				sk_guard_free(c, g);
+				return NULL;
+			}
+			if (d->san)
+				sk_san_alloc(g, c->object_size, true);
+			if (d->flags & SK_CACHE_TRACE)
+				sk_errorf("TRACE %s alloc %p (guarded) inuse=%zu", c->name, (void *)g, d->live_count);
+			return g;
+		}
+	}
 	void *base = c->ops->alloc(c, node, flags);
 	if (!base)
 		return NULL;
@@ -631,7 +654,7 @@ void *sk_debug_alloc(struct sk_cache *c, int node, unsigned flags)
 	pthread_mutex_lock(&d->lock);
 	struct live_entry *e = live_find(d, HIDE(obj));
 	bool fresh = !e;
-	bool ok = fresh && live_insert(d, HIDE(obj), c->object_size);
+	bool ok = fresh && live_insert(d, HIDE(obj), c->object_size, false);
 	pthread_mutex_unlock(&d->lock);
 	if (!fresh) {
 		/* The backend handed out a live object: its metadata is
@@ -657,7 +680,7 @@ bool sk_debug_check_live(struct sk_cache *c, const void *obj)
 	struct sk_debug *d = dbg(c);
 	pthread_mutex_lock(&d->lock);
 	bool live = live_find(d, HIDE(obj)) != NULL;
-	bool freed = !live && in_quarantine(d, obj);
+	bool freed = !live && (in_quarantine(d, obj) || (d->guard && sk_guard_recently_freed(obj)));
 	pthread_mutex_unlock(&d->lock);
 	if (live)
 		return true;
@@ -678,11 +701,20 @@ bool sk_debug_free(struct sk_cache *c, void *ptr, struct sk_page *pg)
 	pthread_mutex_lock(&d->lock);
 	struct live_entry *e = live_find(d, HIDE(obj));
 	size_t size = e ? e->size : 0;
+	bool guarded = e && e->guarded;
 	if (e)
 		live_remove(d, e);
 	pthread_mutex_unlock(&d->lock);
 	if (!e)
 		return sk_debug_check_live(c, obj); /* reports; false */
+	if (guarded) { /* the guard pages take the red zones' and the quarantine's part */
+		if (d->flags & SK_CACHE_TRACE)
+			sk_errorf("TRACE %s free %p (guarded) inuse=%zu", c->name, (void *)obj, d->live_count);
+		if (d->san)
+			sk_san_free(obj, c->object_size);
+		sk_guard_free(c, obj);
+		return true;
+	}
 
 	check_red_zones(c, obj, size, RED_ACTIVE);
 	if (d->flags & SK_CACHE_TRACE)
@@ -820,7 +852,7 @@ static uint64_t validate_cache(struct sk_cache *c)
 	if (d) {
 		pthread_mutex_lock(&d->lock);
 		for (size_t i = 0; i < d->live_cap; i++)
-			if (d->live[i].obj)
+			if (d->live[i].obj && !d->live[i].guarded)
 				errors += (uint64_t)check_red_zones(c, (unsigned char *)UNHIDE(d->live[i].obj),
 								    d->live[i].size, RED_ACTIVE);
 		for (unsigned k = 0; k < d->q_count; k++)

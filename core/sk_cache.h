@@ -54,6 +54,7 @@ enum sk_front {
 #define SK_CACHE_FAILSLAB      0x8000u /* debug A: failure injection applies */
 #define SK_CACHE_TYPESAFE_BY_RCU 0x10000u /* slab pages go back only after a grace period */
 #define SK_CACHE_SMR           0x20000u /* UMA SMR zone: items are reused only after a grace period */
+#define SK_CACHE_GUARD         0x80000u /* objects may get guard pages (core/sk_guard.h) */
 #define SK_CACHE_SANITIZE      0x40000u /* the program's ASan or valgrind is told about objects (sk_sanitize.h) */
 
 /* Flags passed down to backend slow paths. */

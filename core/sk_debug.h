@@ -45,14 +45,15 @@
 /* The debug letters, as SK_CACHE_* flags (sk_cache.h spells them). */
 #define SK_CACHE_DEBUG_MASK                                                                      \
 	(SK_CACHE_CONSISTENCY | SK_CACHE_RED_ZONE | SK_CACHE_POISON | SK_CACHE_STORE_USER |      \
-	 SK_CACHE_TRACE | SK_CACHE_FAILSLAB | SK_CACHE_SANITIZE)
+	 SK_CACHE_TRACE | SK_CACHE_FAILSLAB | SK_CACHE_SANITIZE | \
+	 SK_CACHE_GUARD)
 
 /* The letters that put a cache on the debug path.  U alone is allocation
  * tracking (sk_track.h), which has a slow path of its own; with other
  * letters the debug layer's reports name the allocating call site. */
 #define SK_CACHE_DEBUG_ACTIVE                                                                    \
 	(SK_CACHE_CONSISTENCY | SK_CACHE_RED_ZONE | SK_CACHE_POISON | SK_CACHE_TRACE | SK_CACHE_FAILSLAB | \
-	 SK_CACHE_SANITIZE)
+	 SK_CACHE_SANITIZE | SK_CACHE_GUARD)
 
 /* Parse SLABKIT_DEBUG / slabkit_config.debug once at init: 0 or -EINVAL
  * (reported).  Blocks "LETTERS[,cache,...]" separated by ';'. */

@@ -19,6 +19,7 @@
 #include "sk_core.h"
 #include "sk_debug.h"
 #include "sk_sanitize.h"
+#include "sk_guard.h"
 #include "sk_trace.h"
 
 #ifdef SLABKIT_HAVE_SLAB
@@ -266,7 +267,8 @@ static int create_front_classes(struct sk_cache **caches, int count, const uint3
 		/* A heap backend (SLOB) serves the class itself, unless the class
 		 * is debugged: then it is a cache of that backend, so that core's
 		 * debug layer sees every block (docs/debug.md). */
-		if (ops == heap_of(front_ops) && !(sk_debug_flags_for(name, 0) & SK_CACHE_DEBUG_ACTIVE))
+		if (ops == heap_of(front_ops) && !(sk_debug_flags_for(name, 0) & SK_CACHE_DEBUG_ACTIVE) &&
+		    !sk_guard_flags_for(name, 0, false))
 			continue;
 		size_t align = front == SK_FRONT_KMALLOC
 				       /* Power-of-two sizes are aligned to their size. */
@@ -425,6 +427,7 @@ static int init_locked(const struct slabkit_config *cfg)
 	/* Before the first cache too: debug letters and injected failures
 	 * are decided when a cache is created. */
 	if ((err = sk_san_configure(getenv("SLABKIT_SANITIZE"))) != 0 ||
+	    (err = sk_guard_configure(getenv("SLABKIT_GUARD"))) != 0 ||
 	    (err = sk_debug_configure(env_or(cfg->debug, "SLABKIT_DEBUG"),
 				      cfg->debug_abort || env_long("SLABKIT_DEBUG_ABORT", 0))) != 0 ||
 	    (err = sk_fail_configure(env_or(cfg->fail_alloc, "SLABKIT_FAIL_ALLOC"))) != 0)

@@ -31,6 +31,7 @@
 #include "backends/slob/slob_int.h"
 #include "backends/slub/slub.h"
 #include "backends/uma/uma_int.h"
+#include "core/sk_guard.h"
 
 MALLOC_DEFINE(M_DBGTEST, "dbgtest", "debug layer tests");
 
@@ -660,6 +661,160 @@ static void test_valgrind_sees_slab_objects(void **state)
 #endif
 }
 
+/* --- guard pages (SLABKIT_GUARD: memguard, KFENCE) ---
+ *
+ * A child process with guards on its cache writes one byte past a live
+ * object, or reads a freed one: either must fault (SIGSEGV) at that access.
+ * Then a normal run with guards on: everything works, nothing is
+ * reported, and guarded objects were handed out. */
+
+#include <signal.h>
+
+enum guard_bug { GUARD_OVERRUN, GUARD_USE_AFTER_FREE, GUARD_KMALLOC_UAF };
+
+static void guard_child(const char *b, enum guard_bug bug)
+{
+	signal(SIGSEGV, SIG_DFL); /* cmocka's handler would carry on with the next test */
+	setenv("SLABKIT_GUARD", "skt_guard,kmalloc-64", 1);
+	struct slabkit_config cfg = { .backend = b, .tick_ms = -1 };
+	slabkit_fini();
+	if (slabkit_init(&cfg) != 0)
+		_exit(3);
+	struct kmem_cache *s = kmem_cache_create("skt_guard", 64, 0, 0, NULL);
+	unsigned char *p = kmem_cache_alloc(s, GFP_KERNEL);
+	unsigned char *k = kmalloc(64, GFP_KERNEL);
+	if (!p || !k)
+		_exit(4);
+	memset(p, 1, 64); /* the whole object is usable */
+	memset(k, 1, 64);
+	volatile unsigned char sink = 0;
+	switch (bug) {
+	case GUARD_OVERRUN:
+		launder(p)[64] = 2;
+		break;
+	case GUARD_USE_AFTER_FREE:
+		kmem_cache_free(s, p);
+		sink = launder(p)[0];
+		break;
+	case GUARD_KMALLOC_UAF:
+		kfree(k);
+		launder(k)[63] = 3;
+		break;
+	}
+	(void)sink;
+	_exit(0); /* not caught */
+}
+
+/* True if the child died of SIGSEGV (or, in the ASan build, ASan caught
+ * the SEGV and said so). */
+static bool guard_faults(const char *b, enum guard_bug bug)
+{
+	int fd[2];
+	assert_int_equal(pipe(fd), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fd[1], 2);
+		close(fd[0]);
+		guard_child(b, bug);
+	}
+	close(fd[1]);
+	static char out[16384];
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < sizeof(out) && (r = read(fd[0], out + n, sizeof(out) - n - 1)) > 0)
+		n += (size_t)r;
+	out[n] = 0;
+	close(fd[0]);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV)
+		return true;
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && strstr(out, "SEGV"))
+		return true;
+	fprintf(stderr, "child: %s %d, %s\n", WIFSIGNALED(status) ? "signal" : "exit",
+		WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), out);
+	return false;
+}
+
+static void guard_bugs(const char *b)
+{
+	static const char *const names[] = { "one-byte overrun", "use after free", "kmalloc write after free" };
+	for (int bug = GUARD_OVERRUN; bug <= GUARD_KMALLOC_UAF; bug++)
+		if (!guard_faults(b, (enum guard_bug)bug))
+			fail_msg("%s: a %s of a guarded object did not fault", b, names[bug]);
+}
+
+static void test_guard_faults(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(guard_bugs);
+}
+
+static void ctor_fill(void *obj)
+{
+	memset(obj, 0x5c, 48);
+}
+
+/* Guards on everything (every 2nd allocation, and every one of skt_gctor):
+ * the basics work and nothing is reported. */
+static void guard_basics(const char *b)
+{
+	setenv("SLABKIT_GUARD", "sample=2,skt_gctor", 1);
+	init_with(b, NULL, NULL);
+	unsetenv("SLABKIT_GUARD");
+	struct kmem_cache *s = kmem_cache_create("skt_gplain", 64, 0, 0, NULL);
+	struct kmem_cache *t = kmem_cache_create("skt_gctor", 48, 0, 0, ctor_fill);
+	uma_zone_t z = uma_zcreate("skt_gzone", 100, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	enum { N = 200 };
+	void *p[N], *q[N], *k[N], *u[N], *m[N];
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < N; i++) {
+			p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+			q[i] = kmem_cache_alloc(t, GFP_KERNEL);
+			k[i] = kmalloc(1 + (size_t)(i * 37) % 3000, GFP_KERNEL);
+			u[i] = uma_zalloc(z, M_WAITOK);
+			m[i] = bsd_malloc(1 + (size_t)(i * 53) % 2000, M_DBGTEST, M_WAITOK | M_ZERO);
+			assert_true(p[i] && q[i] && k[i] && u[i] && m[i]);
+			assert_int_equal(((unsigned char *)q[i])[47], 0x5c); /* constructed */
+			memset(p[i], i, 64);
+			memset(k[i], i, 1 + (size_t)(i * 37) % 3000);
+			memset(u[i], i, 100);
+			assert_int_equal(((unsigned char *)m[i])[0], 0);
+		}
+		for (int i = 0; i < N; i++) {
+			assert_int_equal(((unsigned char *)p[i])[63], (unsigned char)i);
+			k[i] = krealloc(k[i], 4000, GFP_KERNEL);
+			assert_non_null(k[i]);
+			assert_int_equal(((unsigned char *)k[i])[0], (unsigned char)i);
+		}
+		assert_int_equal(slabkit_validate(NULL), 0);
+		for (int i = 0; i < N; i++) {
+			kmem_cache_free(s, p[i]);
+			kmem_cache_free(t, q[i]);
+			kfree(k[i]);
+			uma_zfree(z, u[i]);
+			bsd_free(m[i], M_DBGTEST);
+		}
+	}
+	assert_int_equal(slabkit_validate(NULL), 0);
+	assert_int_equal(slabkit_debug_errors(), 0);
+	assert_int_equal(sk_panic_count(), 0);
+	/* Every skt_gctor object, and about half of the rest, were guarded. */
+	assert_true(sk_guard_allocations() >= 2 * N + 2 * N);
+	uma_zdestroy(z);
+	kmem_cache_destroy(t);
+	kmem_cache_destroy(s);
+	slabkit_fini();
+}
+
+static void test_guard_basics(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(guard_basics);
+}
+
 /* --- failure injection --- */
 
 static void failures(const char *b)
@@ -762,6 +917,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_slot_entries),
 		cmocka_unit_test(test_asan_sees_slab_objects),
 		cmocka_unit_test(test_valgrind_sees_slab_objects),
+		cmocka_unit_test(test_guard_faults),
+		cmocka_unit_test(test_guard_basics),
 		cmocka_unit_test(test_failure_injection),
 		cmocka_unit_test(test_bad_spec),
 	};
