@@ -73,6 +73,18 @@ static bool type_listed_locked(const struct malloc_type *t)
 	return false;
 }
 
+/* Reports only: debug.c calls it holding a cache's debug lock, which no
+ * path takes under types_lock. */
+const char *sk_bsd_type_name(const void *type)
+{
+	const char *name = NULL;
+	pthread_mutex_lock(&types_lock);
+	if (type && type_listed_locked(type))
+		name = ((const struct malloc_type *)type)->ks_shortdesc;
+	pthread_mutex_unlock(&types_lock);
+	return name;
+}
+
 void sk_malloc_types_fork_lock(bool lock)
 {
 	(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&types_lock);
@@ -548,7 +560,9 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 		if (TYPE_TRAILER)
 			*trailer_of(addr, bi.raw) = NULL;
 		sk_free_refused = false;
+		sk_debug_free_type = type; /* INVARIANTS: the debug layer writes it into the item */
 		sk_cache_free(pg->owner, addr, pg);
+		sk_debug_free_type = NULL;
 		if (sk_free_refused)
 			return;
 	}

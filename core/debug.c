@@ -469,14 +469,92 @@ static void paint_red_zones(struct sk_cache *c, unsigned char *obj, size_t size,
 	fill_zone(c, obj + c->object_size, right_end(c) - c->object_size, value);
 }
 
+/*
+ * FreeBSD's INVARIANTS (uma_dbg.c trash_*, malloc's mtrash_*) for malloc(9)
+ * classes and UMA zones: free items are filled with the word 0xdeadc0de,
+ * and a malloc(9) item keeps the type that freed it in its last word, for
+ * the report ("Most recently used by").  Linux caches get slub's 0x6b ...
+ * 0xa5.
+ */
+#define TRASH_WORD 0xdeadc0deu
+
+__thread const void *sk_debug_free_type __attribute__((tls_model("initial-exec")));
+
+static bool trash_style(const struct sk_cache *c)
+{
+	return c->front == SK_FRONT_MALLOC || c->front == SK_FRONT_UMA;
+}
+
+/* The trashed bytes: all, less the type word of a malloc(9) item. */
+static size_t trash_end(const struct sk_cache *c)
+{
+	size_t n = c->object_size;
+	return c->front == SK_FRONT_MALLOC && n >= 2 * sizeof(void *) ? n - sizeof(void *) : n;
+}
+
+static unsigned char trash_byte(size_t i)
+{
+	uint32_t w = TRASH_WORD;
+	return ((const unsigned char *)&w)[i % 4];
+}
+
+static void poison_as(struct sk_cache *c, unsigned char *obj, const void *freer)
+{
+	if (!trash_style(c)) {
+		memset(obj, POISON_FREE, c->object_size - 1);
+		obj[c->object_size - 1] = POISON_END;
+		return;
+	}
+	size_t end = trash_end(c);
+	for (size_t i = 0; i < end; i++)
+		obj[i] = trash_byte(i);
+	if (end < c->object_size)
+		memcpy(obj + end, &freer, sizeof(freer));
+}
+
 static void poison(struct sk_cache *c, unsigned char *obj)
 {
-	memset(obj, POISON_FREE, c->object_size - 1);
-	obj[c->object_size - 1] = POISON_END;
+	poison_as(c, obj, sk_debug_free_type);
+}
+
+static int check_trash(struct sk_cache *c, unsigned char *obj)
+{
+	size_t end = trash_end(c), first = SIZE_MAX, bad = 0;
+	for (size_t i = 0; i < end; i++)
+		if (obj[i] != trash_byte(i)) {
+			first = first == SIZE_MAX ? i : first;
+			bad++;
+		}
+	if (!bad)
+		return 0;
+	const void *freer = NULL;
+	if (end < c->object_size)
+		memcpy(&freer, obj + end, sizeof(freer));
+	size_t word = first & ~(size_t)3;
+	uint32_t val;
+	memcpy(&val, obj + word, 4);
+	count_error(c);
+	sk_errorf("=============================================================================");
+	sk_errorf("BUG %s: Memory modified after free (use after free)", c->name);
+	sk_errorf("Object %p (%u bytes): first bad byte at offset %zu (%p): expected 0x%02x, found 0x%02x; "
+		  "%zu of %zu bytes differ; val=%x @ %p",
+		  (void *)obj, c->object_size, first, (void *)(obj + first), trash_byte(first), obj[first], bad, end,
+		  val, (void *)(obj + word));
+	if (c->front == SK_FRONT_MALLOC) {
+		const char *name = sk_bsd_type_name(freer);
+		sk_errorf("Most recently used by %s", name ? name : "(an unknown type)");
+	}
+	report_site(c, obj);
+	sk_errorf("FIX %s: Restoring the trash pattern", c->name);
+	end_report("Memory modified after free");
+	poison_as(c, obj, freer);
+	return 1;
 }
 
 static int check_poison(struct sk_cache *c, unsigned char *obj)
 {
+	if (trash_style(c))
+		return check_trash(c, obj);
 	size_t n = c->object_size - 1;
 	for (size_t i = 0; i < n; i++)
 		if (obj[i] != POISON_FREE) {

@@ -111,6 +111,12 @@ uint32_t sk_fail_flags_for(const char *name);
  * bad ones are reported and dropped.  Returns the errors. */
 uint64_t sk_validate_slots(struct sk_cache *c);
 
+/* INVARIANTS: the malloc(9) type freeing an object right now (free(9)
+ * sets it around its cache free), written into the trashed item. */
+extern __thread const void *sk_debug_free_type;
+/* The name of a registered malloc(9) type, or NULL (core/bsd_malloc.c). */
+const char *sk_bsd_type_name(const void *type);
+
 /* Count of error reports since init (slabkit_debug_errors). */
 uint64_t sk_debug_error_count(void);
 

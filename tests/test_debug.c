@@ -368,6 +368,54 @@ static void test_all_caches_clean(void **state)
 	FOR_EACH_BACKEND(everything_clean);
 }
 
+/* --- FreeBSD INVARIANTS: trash fill of freed malloc(9) and UMA items --- */
+
+static void invariants(const char *b)
+{
+	init_with(b, "P,malloc-*,skt_uzone", NULL);
+	uint64_t e0 = slabkit_debug_errors();
+	unsigned char *m = bsd_malloc(64, M_DBGTEST, M_WAITOK);
+	memset(m, 0x33, 64);
+	bsd_free(m, M_DBGTEST);
+	uint32_t w;
+	memcpy(&w, m, 4);
+	assert_int_equal(w, 0xdeadc0de); /* the trash pattern */
+	launder(m)[8] = 0x11;            /* modified after free */
+	assert_int_equal(slabkit_validate(NULL), 1);
+	expect_errors(e0, 1, "Memory modified after free", b);
+	sk_assert_reported("Most recently used by", "dbgtest", NULL);
+	assert_int_equal(slabkit_validate(NULL), 0);
+
+	/* Found when it leaves the quarantine to be handed out again, too. */
+	m = bsd_malloc(64, M_DBGTEST, M_WAITOK);
+	bsd_free(m, M_DBGTEST);
+	launder(m)[20] = 0x22;
+	for (int i = 0; i < 600; i++)
+		bsd_free(bsd_malloc(64, M_DBGTEST, M_WAITOK), M_DBGTEST);
+	expect_errors(e0, 2, "Memory modified after free", b);
+
+	uma_zone_t z = uma_zcreate("skt_uzone", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	unsigned char *it = uma_zalloc(z, M_WAITOK);
+	uma_zfree(z, it);
+	memcpy(&w, it + 60, 4);
+	assert_int_equal(w, 0xdeadc0de); /* UMA items: the pattern to the end */
+	launder(it)[0] = 0;
+	assert_int_equal(slabkit_validate("skt_uzone"), 1);
+	expect_errors(e0, 3, "Memory modified after free", b);
+	for (int i = 0; i < 100; i++)
+		uma_zfree(z, uma_zalloc(z, M_WAITOK));
+	assert_int_equal(slabkit_validate(NULL), 0);
+	assert_int_equal(slabkit_debug_errors(), e0 + 3);
+	uma_zdestroy(z);
+	slabkit_fini();
+}
+
+static void test_invariants_trash(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(invariants);
+}
+
 /* --- backend metadata (slub_kunit test_next_pointer) ---
  *
  * With debug off, a free object's backend metadata is corrupted the way a
@@ -913,6 +961,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_double_and_invalid_free),
 		cmocka_unit_test(test_leak_destroy),
 		cmocka_unit_test(test_all_caches_clean),
+		cmocka_unit_test(test_invariants_trash),
 		cmocka_unit_test(test_free_pointer),
 		cmocka_unit_test(test_slot_entries),
 		cmocka_unit_test(test_asan_sees_slab_objects),
