@@ -12,8 +12,10 @@ A=$(cd "$1" && pwd); B=$(cd "$2" && pwd); backends=${3:-slab,slub,slob,uma}
 exe=$(mktemp -d)/pairs
 cc -O2 -o "$exe" "$here/pairs.c" -I"$root/include" -L"$A" -lslabkit -lpthread
 N=6400
+# Under valgrind slabkit would annotate its objects for memcheck (the debug
+# path, docs/debug.md): measure the allocators themselves.
 ir() { # lib backend workload pairs
-  SLABKIT_TICK_MS=-1 SLABKIT_BACKEND=$2 LD_LIBRARY_PATH=$1 valgrind --tool=callgrind \
+  SLABKIT_SANITIZE=off SLABKIT_TICK_MS=-1 SLABKIT_BACKEND=$2 LD_LIBRARY_PATH=$1 valgrind --tool=callgrind \
     --callgrind-out-file=/dev/null "$exe" "$4" "$3" 2>&1 >/dev/null | awk '/Collected/ {print $4}'
 }
 printf "%-8s %-11s %9s %9s %7s\n" backend workload "A ins" "B ins" "B-A"
