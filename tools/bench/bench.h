@@ -72,6 +72,7 @@ enum wl_kind {
 	WK_FOOTPRINT, /* mixed 8..1024 B, a random half freed and reallocated */
 	WK_FRAGMENT,  /* mixed 8..512 B, a random 90% freed, reallocated at 512..2048 B */
 	WK_STEADY,    /* long-lived objects: grow, churn, shrink; memory over time */
+	WK_RELEASE,   /* a live set allocated, all freed, memory given back; what stays resident */
 	WK_REPLAY,    /* a recorded trace */
 	WK_IDR,       /* a model of the kernel's IDA/IDR test program (idr.c) */
 };

@@ -61,7 +61,8 @@ static struct workload *add(struct run *run, const char *name, const char *secti
 	w->kind = kind;
 	w->api = api;
 	w->size = size;
-	w->timed = kind != WK_FOOTPRINT && kind != WK_FRAGMENT && kind != WK_STEADY && kind != WK_IDR;
+	w->timed = kind != WK_FOOTPRINT && kind != WK_FRAGMENT && kind != WK_STEADY && kind != WK_IDR &&
+		   kind != WK_RELEASE;
 	return w;
 }
 
@@ -172,6 +173,12 @@ void workload_define_all(struct run *run)
 		"the Linux IDA/IDR test's allocations: 576 B nodes (cache, ctor) freed by call_rcu, "
 		"128 B bitmaps, 20 threads; peak RSS");
 	w->live = o->tiny ? 0 : o->quick ? 1 : 2; /* the scale (run_idr) */
+	snprintf(what, sizeof(what),
+		 "%llu kmalloc of 16..1024 B, all freed in random order, then uma_reclaim(DRAIN_CPU) "
+		 "(malloc: malloc_trim); RSS kept / live at the peak",
+		 (unsigned long long)footprint_objects);
+	w = add(run, "release", "memory", WK_RELEASE, API_KMALLOC_VAR, 0, what);
+	w->live = footprint_objects;
 }
 
 /* --- the child's context ----------------------------------------------------------- */
@@ -983,6 +990,61 @@ static int run_idr(struct ctx *c, uint64_t rss_before)
 	return 0;
 }
 
+/*
+ * release: memory back to the OS.  A live set of 16..1024 B objects is
+ * allocated, all of it freed in random order, then the allocator is asked
+ * to give memory back: slabkit uma_reclaim(UMA_RECLAIM_DRAIN_CPU) (every
+ * cache of every front end), glibc and the peers malloc_trim(0) (a no-op
+ * for allocators that do not implement it).  Resident memory is sampled
+ * through all three phases; the mem line's HELD is what stays resident
+ * after, its LIVE the live set at its peak, so held/live is the share kept.
+ */
+static int run_release(struct ctx *c, uint64_t rss_before)
+{
+	uint64_t n = c->wl->live, every = BENCH_MAX(2 * n / (BENCH_MAX_POINTS - 8), 1);
+	void **objs = c->table;
+	uint32_t *sizes = harness_map(n * sizeof(uint32_t));
+	uint32_t *order = harness_map(n * sizeof(uint32_t));
+	struct bench_rng r = { 0x5eed1234ULL };
+	double live = 0, peak_live;
+	uint64_t start, done = 0;
+	int points = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		sizes[i] = (uint32_t)bench_rng_range(&r, 16, 1024);
+		order[i] = i;
+	}
+	shuffle(order, (uint32_t)n, &r);
+	start = bench_now_ns();
+#define RELEASE_POINT()                                                                                	do {                                                                                           		uint64_t rss = bench_rss_anon();                                                       		if (points < BENCH_MAX_POINTS - 2)                                                     			printf("point %.3f %.0f %.0f\n", (double)(bench_now_ns() - start) / 1e6,       			       (double)(rss > rss_before ? rss - rss_before : 0), live);              		points++;                                                                              	} while (0)
+	RELEASE_POINT();
+	for (uint64_t i = 0; i < n; i++) {
+		objs[i] = mem_alloc(c, sizes[i]);
+		live += sizes[i];
+		if (++done % every == 0)
+			RELEASE_POINT();
+	}
+	peak_live = live;
+	for (uint64_t k = 0; k < n; k++) {
+		mem_free(c, objs[order[k]]);
+		live -= sizes[order[k]];
+		if (++done % every == 0)
+			RELEASE_POINT();
+	}
+	RELEASE_POINT(); /* everything freed, nothing asked back yet */
+	uint64_t ops_end = bench_now_ns();
+	if (c->sk)
+		uma_reclaim(UMA_RECLAIM_DRAIN_CPU);
+	else
+		malloc_trim(0);
+	RELEASE_POINT(); /* after the reclaim */
+#undef RELEASE_POINT
+	printf("calib %llu\n", (unsigned long long)(2 * n));
+	printf("sample %.4f 0\n", (double)(ops_end - start) / (double)(2 * n));
+	print_memory(c, rss_before, peak_live);
+	return 0;
+}
+
 /* --- the child's entry ---------------------------------------------------------- */
 
 static void *nothing(void *arg)
@@ -1012,7 +1074,8 @@ int workload_run(const struct child_params *p)
 
 	if (w->kind == WK_REPLAY)
 		replay_prepare(p); /* the trace file and its tables are the harness's */
-	if (w->kind == WK_WINDOW || w->kind == WK_FOOTPRINT || w->kind == WK_FRAGMENT || w->kind == WK_STEADY)
+	if (w->kind == WK_WINDOW || w->kind == WK_FOOTPRINT || w->kind == WK_FRAGMENT || w->kind == WK_STEADY ||
+	    w->kind == WK_RELEASE)
 		c->table_bytes = w->live * sizeof(void *);
 	else if (w->kind == WK_LARSON)
 		c->table_bytes = LARSON_SLOTS * sizeof(void *);
@@ -1054,6 +1117,8 @@ int workload_run(const struct child_params *p)
 		return run_steady(c, rss_before);
 	case WK_IDR:
 		return run_idr(c, rss_before);
+	case WK_RELEASE:
+		return run_release(c, rss_before);
 	default:
 		return run_timed(c, p, rss_before);
 	}
