@@ -496,6 +496,27 @@ void sk_cache_destruct(struct sk_cache *c, void *obj)
 		c->fini(obj, (int)c->object_size);
 }
 
+int sk_slab_construct(struct sk_cache *c, char *first, size_t stride, unsigned count, unsigned flags)
+{
+	if (!sk_cache_has_construct(c))
+		return 0;
+	for (unsigned i = 0; i < count; i++) {
+		if (sk_cache_construct(c, first + (size_t)i * stride, flags) != 0) {
+			sk_slab_destruct(c, first, stride, i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void sk_slab_destruct(struct sk_cache *c, char *first, size_t stride, unsigned count)
+{
+	if (!sk_cache_has_fini(c))
+		return;
+	for (unsigned i = count; i-- > 0;)
+		sk_cache_destruct(c, first + (size_t)i * stride);
+}
+
 /* --- the page path --- */
 
 void *sk_large_alloc(size_t size, int node, unsigned flags)

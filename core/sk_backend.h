@@ -195,6 +195,19 @@ static inline bool sk_cache_has_construct(const struct sk_cache *c)
 	return c->ctor != NULL || c->init != NULL;
 }
 
+/*
+ * Building a new slab, the same for every backend: construct its `count`
+ * objects, `stride` bytes apart from `first` (Linux's cache_init_objs,
+ * UMA's keg_alloc_slab).  If a UMA init fails, the objects already
+ * constructed are destructed (fini, last first) and -1 returned: the
+ * backend then frees the slab's pages and whatever it set up.  Called with
+ * no lock held, since ctor, init and fini are user code.
+ */
+int sk_slab_construct(struct sk_cache *c, char *first, size_t stride, unsigned count, unsigned flags);
+/* fini on the first `count` objects of a slab being freed, last first
+ * (nothing when the cache has no fini).  No lock held. */
+void sk_slab_destruct(struct sk_cache *c, char *first, size_t stride, unsigned count);
+
 /* Statistics a backend bumps: a per-CPU cache was refilled from the node
  * level (array refill, CPU slab loaded, bucket filled), or flushed back to
  * it (array flush, CPU slab deactivated, bucket drained).  Slow paths only. */

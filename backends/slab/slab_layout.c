@@ -292,12 +292,7 @@ void bslab_pcpu_init(struct sk_cache *c, struct sk_pcpu_slot *slot, unsigned cpu
 
 static void slab_destroy(struct sk_cache *c, struct slab_cache *sc, struct sk_page *pg)
 {
-	if (sk_cache_has_fini(c)) {
-		char *s_mem = slab_s_mem(pg);
-
-		for (uint32_t i = 0; i < sc->num; i++)
-			sk_cache_destruct(c, s_mem + (size_t)i * sc->size);
-	}
+	sk_slab_destruct(c, slab_s_mem(pg), sc->size, sc->num);
 	if (sc->freelist_where == SLAB_FREELIST_META)
 		sk_meta_free((void *)slab_desc(pg)->sd_freelist, sc->freelist_bytes);
 	sk_slab_pages_free(c, sk_page_addr(pg));
@@ -367,12 +362,7 @@ struct sk_page *bslab_grow(struct sk_cache *c, int node, unsigned flags)
 	 * per slab lifetime, here, not on every allocation. */
 	s_mem = slab_s_mem(pg);
 	sk_slab_set_first_object(pg, s_mem);
-	for (uint32_t i = 0; i < sc->num; i++) {
-		if (sk_cache_construct(c, s_mem + (size_t)i * sc->size, flags) == 0)
-			continue;
-		if (sk_cache_has_fini(c))
-			while (i--)
-				sk_cache_destruct(c, s_mem + (size_t)i * sc->size);
+	if (sk_slab_construct(c, s_mem, sc->size, sc->num, flags) != 0) {
 		if (sc->freelist_where == SLAB_FREELIST_META)
 			sk_meta_free(fl, sc->freelist_bytes);
 		sk_slab_pages_free(c, addr);

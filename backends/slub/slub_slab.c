@@ -107,13 +107,9 @@ struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void
 		return NULL;
 
 	/* SK_CACHE_ZINIT memory was zeroed by sk_slab_pages_alloc. */
-	for (unsigned i = 0; i < objects; i++) {
-		if (sk_cache_construct(c, base + (size_t)i * c->size, flags) != 0) {
-			while (i--)
-				sk_cache_destruct(c, base + (size_t)i * c->size);
-			sk_slab_pages_free(c, base);
-			return NULL;
-		}
+	if (sk_slab_construct(c, base, c->size, objects, flags) != 0) {
+		sk_slab_pages_free(c, base);
+		return NULL;
 	}
 	for (unsigned i = 0; i + 1 < objects; i++)
 		slub_set_next(c, base + (size_t)i * c->size, base + (size_t)(i + 1) * c->size);
@@ -135,11 +131,7 @@ void slub_discard_slab(struct sk_cache *c, struct sk_page *slab)
 {
 	char *base = sk_page_addr(slab);
 
-	if (sk_cache_has_fini(c)) {
-		unsigned objects = slub_counters(slab).objects;
-		for (unsigned i = 0; i < objects; i++)
-			sk_cache_destruct(c, base + (size_t)i * c->size);
-	}
+	sk_slab_destruct(c, base, c->size, slub_counters(slab).objects);
 	sk_slab_pages_free(c, base);
 }
 

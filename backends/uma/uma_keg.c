@@ -259,9 +259,7 @@ static void slab_free(struct uma_kz *kz, struct sk_page *slab, uint32_t construc
 	struct sk_cache *c = kz->kz_cache;
 	char *base = slab_base(slab);
 
-	if (sk_cache_has_fini(c))
-		for (uint32_t i = constructed; i-- > 0;)
-			sk_cache_destruct(c, base + (size_t)i * kz->kz_keg.uk_rsize);
+	sk_slab_destruct(c, base, kz->kz_keg.uk_rsize, constructed);
 	slab_release_pages(kz, slab);
 }
 
@@ -306,11 +304,9 @@ static struct sk_page *slab_alloc(struct uma_kz *kz, int node, unsigned flags)
 						: ((uma_bitword_t)1 << left) - 1;
 	}
 
-	for (uint32_t i = 0; i < keg->uk_ipers; i++) {
-		if (sk_cache_construct(c, base + (size_t)i * keg->uk_rsize, flags) != 0) {
-			slab_free(kz, slab, i);
-			return NULL;
-		}
+	if (sk_slab_construct(c, base, keg->uk_rsize, keg->uk_ipers, flags) != 0) {
+		slab_release_pages(kz, slab);
+		return NULL;
 	}
 	uma_slab(slab)->us_freecount = keg->uk_ipers;
 	return slab;
