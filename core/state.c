@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <slabkit/slabkit.h>
 
@@ -406,6 +407,10 @@ static int init_locked(const struct slabkit_config *cfg)
 	};
 	if ((err = sk_numa_init(&ncfg)) != 0)
 		return err;
+	/* SLABKIT_FAIL_RANDOM=PERCENT: the provider's random fault mode. */
+	long fail_percent = env_long("SLABKIT_FAIL_RANDOM", 0);
+	if (fail_percent > 0 && !fail_every)
+		sk_pages_set_fail_random((unsigned)fail_percent, (uint64_t)getpid());
 	if ((err = sk_pcpu_init(env_or(cfg->percpu, "SLABKIT_PERCPU"))) != 0)
 		goto fail_numa;
 

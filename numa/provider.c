@@ -51,6 +51,9 @@ static struct sk_provider {
 	 * off the allocation path. */
 	uint32_t fail_every;     /* every Nth allocation call fails (0: never) */
 	uint64_t fail_tick;      /* allocation calls since fail_every was set */
+	uint32_t fail_percent;   /* random mode: each call fails with this chance (0: never) */
+	uint64_t fail_seed;      /* random mode: where each thread's draws start */
+	uint64_t fail_streams;   /* random mode: threads that drew so far */
 	uint64_t refused_calls;  /* calls failed before reaching an arena */
 	uint64_t alloc_failures; /* all failed calls */
 	/* Set by init; the cursor is a ck_pr atomic. */
@@ -227,6 +230,7 @@ int sk_numa_init(const struct sk_numa_config *cfg)
 	sk_topo_close_hwloc();
 	sk_arena_size = prov.nodes * arena_bytes;
 	sk_pages_set_fail_every(cfg ? cfg->fail_every : 0);
+	sk_pages_set_fail_random(0, 0);
 	prov.policy = (struct sk_numa_policy){ .kind = SK_POLICY_LOCAL };
 	if (cfg && cfg->policy && *cfg->policy) {
 		const char *why;
@@ -362,10 +366,35 @@ const char *sk_numa_policy_name(struct sk_numa_policy pol, char *buf, size_t len
 
 /* --- allocation --- */
 
+/* Random mode draws from a per-thread xorshift64*: no shared cache line
+ * on the allocation path, and a run is reproducible per thread. */
+static __thread uint64_t fail_rng;
+
+static sk_noinline bool random_failure(uint32_t percent)
+{
+	if (!fail_rng)
+		fail_rng = (ck_pr_load_64(&prov.fail_seed) ^
+			    (ck_pr_faa_64(&prov.fail_streams, 1) + 1) * 0x9E3779B97F4A7C15ull) | 1;
+	fail_rng ^= fail_rng >> 12;
+	fail_rng ^= fail_rng << 25;
+	fail_rng ^= fail_rng >> 27;
+	return (fail_rng * 0x2545F4914F6CDD1Dull >> 33) % 100 < percent;
+}
+
 static bool injected_failure(void)
 {
 	uint32_t every = ck_pr_load_32(&prov.fail_every);
-	return sk_unlikely(every) && ck_pr_faa_64(&prov.fail_tick, 1) % every == every - 1;
+	if (sk_unlikely(every))
+		return ck_pr_faa_64(&prov.fail_tick, 1) % every == every - 1;
+	uint32_t percent = ck_pr_load_32(&prov.fail_percent);
+	return sk_unlikely(percent) && random_failure(percent);
+}
+
+void sk_pages_set_fail_random(unsigned percent, uint64_t seed)
+{
+	ck_pr_store_32(&prov.fail_percent, 0);
+	ck_pr_store_64(&prov.fail_seed, seed);
+	ck_pr_store_32(&prov.fail_percent, percent > 100 ? 100 : percent);
 }
 
 void sk_pages_set_fail_every(unsigned n)

@@ -227,6 +227,10 @@ void sk_numa_fork_lock(bool lock);
 /* Fault injection for tests: every Nth allocation fails (0: off).  SK_PAGE_META
  * allocations are exempt, so slabkit's own setup stays testable under it. */
 void sk_pages_set_fail_every(unsigned n);
+/* Random mode (while every-Nth is off): each allocation fails with a chance
+ * of percent in 100 (0: off), drawn per thread from a stream seeded by
+ * seed and the thread's order of first draw.  SK_PAGE_META is exempt too. */
+void sk_pages_set_fail_random(unsigned percent, uint64_t seed);
 
 struct sk_numa_stats {
 	uint64_t pages_reserved;    /* arena pages over all nodes */
