@@ -404,7 +404,7 @@ static void run_churn(enum fault_mode mode)
 	unsigned live = cpus > 0 && cpus < 4 ? 3 * (unsigned)cpus : 12;
 	if (live < 6)
 		live = 6;
-	unsigned long total = sk_scaled(240000), ops_each = 2000;
+	unsigned long total = sk_scaled(120000), ops_each = 2000;
 	unsigned jobs = (unsigned)((total + ops_each - 1) / ops_each);
 	if (jobs < 2 * live)
 		jobs = 2 * live; /* every slot is refilled at least once */
