@@ -219,7 +219,7 @@ SK_EXPORT int page_to_nid(const struct page *page)
 void *sk_large_alloc_aligned(size_t size, size_t align, int node, unsigned flags)
 {
 	size_t npages = (size + SK_PAGE_SIZE - 1) >> SK_PAGE_SHIFT;
-	unsigned order = npages <= 1 ? 0 : 64 - (unsigned)__builtin_clzl(npages - 1);
+	unsigned order = sk_order_for_pages(npages);
 
 	/* An exact block starts on a multiple of its enclosing buddy block. */
 	if (align <= (SK_PAGE_SIZE << order))

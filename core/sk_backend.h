@@ -195,6 +195,14 @@ static inline bool sk_cache_has_construct(const struct sk_cache *c)
 	return c->ctor != NULL || c->init != NULL;
 }
 
+/* This thread's node as an index below `nodes` (the nodes a cache knew at
+ * creation): 0 when the CPU's node is unknown or beyond them. */
+static inline unsigned sk_current_node_clamped(unsigned nodes)
+{
+	int node = sk_numa_current_node();
+	return node >= 0 && (unsigned)node < nodes ? (unsigned)node : 0;
+}
+
 /*
  * Building a new slab, the same for every backend: construct its `count`
  * objects, `stride` bytes apart from `first` (Linux's cache_init_objs,

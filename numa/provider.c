@@ -496,7 +496,7 @@ void *sk_pages_alloc_exact_policy(struct sk_numa_policy *pol, int node, size_t n
 {
 	if (sk_unlikely(npages == 0 || npages > ((size_t)1 << SK_MAX_ORDER)))
 		return alloc_refused();
-	unsigned order = npages == 1 ? 0 : 64 - (unsigned)__builtin_clzl(npages - 1);
+	unsigned order = sk_order_for_pages(npages);
 	return pages_alloc(pol, node, order, npages, kind, owner);
 }
 

@@ -77,6 +77,19 @@ struct sk_page {
 
 _Static_assert(sizeof(struct sk_page) == 64, "one cache line per page descriptor");
 
+/* The buddy order of the smallest block of at least npages pages, or of
+ * `bytes` bytes (0 for 0 or 1 page).  The one page-order rule of slabkit:
+ * backends size their slabs and core its large blocks with it. */
+static inline unsigned sk_order_for_pages(size_t npages)
+{
+	return npages <= 1 ? 0 : 64 - (unsigned)__builtin_clzl(npages - 1);
+}
+
+static inline unsigned sk_order_for_bytes(size_t bytes)
+{
+	return sk_order_for_pages((bytes + SK_PAGE_SIZE - 1) >> SK_PAGE_SHIFT);
+}
+
 /* The owner words of pg, for the owner's view struct; and back from a
  * pointer into them (a list link at `offset` bytes in) to the descriptor. */
 static inline void *sk_page_words(struct sk_page *pg)

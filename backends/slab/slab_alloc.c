@@ -34,9 +34,7 @@
 
 int bslab_current_node(const struct slab_cache *sc)
 {
-	int node = sk_numa_current_node();
-
-	return node >= 0 && (unsigned)node < sc->nr_nodes ? node : 0;
+	return (int)sk_current_node_clamped(sc->nr_nodes);
 }
 
 /* --- allocation --- */

@@ -201,13 +201,7 @@ static void *pop_node_partial(struct sk_cache *c, unsigned start, unsigned tries
 static void *alloc_single(struct sk_cache *c, int node, unsigned flags)
 {
 	struct slub_cache *s = slub_of(c);
-	int start = node;
-
-	if (node == SK_NODE_ANY) {
-		start = sk_numa_current_node();
-		if (start < 0 || (unsigned)start >= s->nr_nodes)
-			start = 0;
-	}
+	int start = node == SK_NODE_ANY ? (int)sk_current_node_clamped(s->nr_nodes) : node;
 	void *obj = pop_node_partial(c, (unsigned)start, 1);
 	if (obj)
 		return obj;

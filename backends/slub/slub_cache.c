@@ -11,15 +11,6 @@
 
 /* --- layout --- */
 
-static unsigned get_order(size_t size)
-{
-	unsigned order = 0;
-
-	while ((SK_PAGE_SIZE << order) < size)
-		order++;
-	return order;
-}
-
 static unsigned order_objects(unsigned order, size_t size)
 {
 	size_t n = (SK_PAGE_SIZE << order) / size;
@@ -65,7 +56,7 @@ static unsigned calculate_order(size_t size)
 		max_objects = 1;
 	if (min_objects > max_objects)
 		min_objects = max_objects;
-	min_order = get_order((size_t)min_objects * size);
+	min_order = sk_order_for_bytes((size_t)min_objects * size);
 
 	/* Waste at most 1/16, then 1/8, 1/4, 1/2 (the last accepts anything
 	 * that fits at SLUB_MAX_ORDER). */
@@ -74,7 +65,7 @@ static unsigned calculate_order(size_t size)
 		if (order <= SLUB_MAX_ORDER)
 			return order;
 	}
-	return get_order(size);
+	return sk_order_for_bytes(size);
 }
 
 /* SLUB's per-CPU partial sizing: fewer objects for bigger ones, and the
@@ -132,7 +123,7 @@ static int slub_cache_create(struct sk_cache *c)
 	s->nr_nodes = nodes;
 	s->order = calculate_order(size);
 	s->objects = order_objects(s->order, size);
-	s->min_order = get_order(size);
+	s->min_order = sk_order_for_bytes(size);
 	s->min_objects = order_objects(s->min_order, size);
 	s->min_partial = SK_MIN(SLUB_MAX_PARTIAL, SK_MAX(SLUB_MIN_PARTIAL, ilog2_size(size) / 2));
 	s->cpu_partial = default_cpu_partial(size);

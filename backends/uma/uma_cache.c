@@ -123,9 +123,7 @@ static int put_domain(const struct uma_kz *kz, const struct sk_pcpu_slot *slot)
 /* This thread's node, for paths without a slot. */
 static int current_domain(const struct uma_kz *kz)
 {
-	int node = sk_numa_current_node();
-
-	return node >= 0 && (unsigned)node < kz->kz_zone.uz_ndomains ? node : 0;
+	return (int)sk_current_node_clamped(kz->kz_zone.uz_ndomains);
 }
 
 /* --- allocation --- */

@@ -113,11 +113,7 @@ static void layout_one(size_t rsize, unsigned order, struct uma_layout *out)
 
 static unsigned order_for(size_t bytes)
 {
-	unsigned order = 0;
-
-	while ((SK_PAGE_SIZE << order) < bytes && order < SK_MAX_ORDER)
-		order++;
-	return order;
+	return SK_MIN(sk_order_for_bytes(bytes), (unsigned)SK_MAX_ORDER);
 }
 
 int skuma_keg_layout(struct uma_kz *kz, const struct sk_cache *c)
@@ -406,9 +402,7 @@ void *skuma_keg_alloc_item(struct uma_kz *kz, int node, unsigned flags)
 	if (keg->uk_roundrobin)
 		return skuma_keg_import_rr(kz, &item, 1, flags) ? item : NULL;
 	/* First touch: this CPU's node, then the others. */
-	int home = sk_numa_current_node();
-	if (home < 0 || (unsigned)home >= nd)
-		home = 0;
+	int home = (int)sk_current_node_clamped(nd);
 	if (keg_import_domain(kz, home, &item, 1, flags, true))
 		return item;
 	return skuma_keg_alloc_item_elsewhere(kz, home, flags);
