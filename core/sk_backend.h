@@ -27,6 +27,7 @@
 #include "sk_cache.h"
 #include "../common/sk_compiler.h"
 #include "sk_percpu.h"
+#include "sk_stack.h"
 
 /* Internal: never exported from the shared library (and reached without
  * the GOT from inside it). */

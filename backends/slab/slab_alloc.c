@@ -69,7 +69,7 @@ static void *slab_refill(struct sk_cache *c, struct slab_cache *sc, struct sk_pc
 
 		got = SK_MIN(batch, sh->avail);
 		sh->avail -= got;
-		memcpy(slot->entries, &sh->entry[sh->avail], got * sizeof(void *));
+		sk_stack_append(slot->entries, 0, &sh->entry[sh->avail], got);
 		sh->touched = 1;
 	} else {
 		got = bslab_take_objects(sc, n, slot->entries, batch);
@@ -202,7 +202,7 @@ void bslab_drain_alien_locked(struct sk_cache *c, struct slab_alien *al, int hom
 		uint32_t nr = SK_MIN(ac->avail, sh->limit - sh->avail);
 
 		sk_store(&ac->avail, ac->avail - nr);
-		memcpy(&sh->entry[sh->avail], &ac->entry[ac->avail], nr * sizeof(void *));
+		sk_stack_append(sh->entry, sh->avail, &ac->entry[ac->avail], nr);
 		sh->avail += nr;
 	}
 	bslab_free_block(c, n, ac->entry, ac->avail, destroy);
@@ -243,13 +243,13 @@ static void slab_flush_array(struct sk_cache *c, struct slab_cache *sc, struct s
 	sh = n->shared;
 	if (sh && sh->avail < sh->limit) {
 		batch = SK_MIN(batch, sh->limit - sh->avail);
-		memcpy(&sh->entry[sh->avail], slot->entries, batch * sizeof(void *));
+		sk_stack_append(sh->entry, sh->avail, slot->entries, batch);
 		sh->avail += batch;
 	} else {
 		bslab_free_block(c, n, slot->entries, batch, destroy);
 	}
 	pthread_mutex_unlock(&n->list_lock);
-	memmove(slot->entries, slot->entries + batch, (top - batch) * sizeof(void *));
+	sk_stack_drop_oldest(slot->entries, top, batch);
 	slab_slot_set_top(slot, top - batch);
 	sk_stat_flush(c);
 }

@@ -99,7 +99,7 @@ static void slab_reap_cpu(struct sk_cache *c, unsigned cpu, struct sk_list *dest
 		pthread_mutex_lock(&n->list_lock);
 		bslab_free_block(c, n, slot->entries, tofree, destroy);
 		pthread_mutex_unlock(&n->list_lock);
-		memmove(slot->entries, slot->entries + tofree, (top - tofree) * sizeof(void *));
+		sk_stack_drop_oldest(slot->entries, top, tofree);
 		slab_slot_set_top(slot, top - tofree);
 	}
 	sk_pcpu_unlock(slot);
@@ -120,8 +120,8 @@ static void slab_reap_node(struct sk_cache *c, struct slab_cache *sc, struct sla
 			uint32_t tofree = slab_reap_amount(sh->limit, sh->avail);
 
 			bslab_free_block(c, n, sh->entry, tofree, destroy);
+			sk_stack_drop_oldest(sh->entry, sh->avail, tofree);
 			sh->avail -= tofree;
-			memmove(sh->entry, sh->entry + tofree, sh->avail * sizeof(void *));
 		}
 	}
 	if (n->free_touched) {

@@ -455,7 +455,7 @@ void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t co
 			slub_slab_free(c, obj, slab, slot, discard);
 		}
 	}
-	memmove(slot->entries, slot->entries + count, (size_t)(n - count) * sizeof(void *));
+	sk_stack_drop_oldest(slot->entries, n, count);
 	sk_pcpu_set_array_count(slot, n - count);
 }
 

@@ -247,7 +247,7 @@ void *skuma_zone_fetch_item(struct uma_kz *kz, int domain)
 	zone_domain_lock(kz, zd);
 	b = zd->uzd_buckets;
 	if (b) {
-		item = b->ub_bucket[--b->ub_cnt];
+		item = sk_stack_pop(b->ub_bucket, &b->ub_cnt);
 		if (b->ub_cnt == 0) {
 			zd->uzd_buckets = b->ub_next;
 			zd->uzd_nbuckets--;
@@ -287,7 +287,7 @@ void skuma_zone_free_cross(struct uma_kz *kz, struct uma_bucket *b)
 			skuma_keg_free_item(kz, item, slab);
 			continue;
 		}
-		sorted[d]->ub_bucket[sorted[d]->ub_cnt++] = item;
+		sk_stack_push(sorted[d]->ub_bucket, &sorted[d]->ub_cnt, item);
 		if (sorted[d]->ub_cnt == sorted[d]->ub_entries) {
 			skuma_zone_put_bucket(kz, d, sorted[d], false);
 			sorted[d] = NULL;

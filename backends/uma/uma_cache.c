@@ -153,7 +153,7 @@ static sk_noinline void *cache_import(struct sk_cache *c, struct uma_kz *kz, int
 						 : skuma_keg_alloc_item_elsewhere(kz, domain, flags);
 	}
 	b->ub_cnt = (uint32_t)n;
-	item = b->ub_bucket[--b->ub_cnt];
+	item = sk_stack_pop(b->ub_bucket, &b->ub_cnt);
 	if (b->ub_cnt == 0) {
 		skuma_bucket_free(kz, domain, b);
 		return item;
@@ -266,7 +266,7 @@ static void cache_free_cross(struct uma_kz *kz, struct sk_pcpu_slot *slot, void 
 		sk_store(&uc->uc_crossbucket, b);
 	}
 	ck_pr_inc_64(&kz->kz_zone.uz_xdomain);
-	b->ub_bucket[b->ub_cnt++] = item;
+	sk_stack_push(b->ub_bucket, &b->ub_cnt, item);
 	if (b->ub_cnt < b->ub_entries) {
 		sk_store(&uc->uc_cross_cnt, b->ub_cnt);
 		sk_pcpu_unlock(slot);
