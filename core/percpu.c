@@ -275,7 +275,12 @@ unsigned sk_pcpu_slot_cpu(const struct sk_cache *c, const struct sk_pcpu_slot *s
 
 /* The slot lock uses the compiler's atomics with acquire/release order
  * (what ck_pr compiles to on x86 anyway) so that ThreadSanitizer sees the
- * happens-before edges it creates. */
+ * happens-before edges it creates.  Not ck_spinlock: the lock word sits at
+ * a fixed offset the rseq sequences read (sk_fastpath.h checks it before
+ * committing), slow paths only ever try it (never spin: a drainer or the
+ * holder's migration would stall them), and TSan does not see the release
+ * in ck_spinlock_unlock under ck's builtin port, so every slot a drainer
+ * locks would be reported as a race. */
 static bool slot_trylock(struct sk_pcpu_slot *slot)
 {
 	uint32_t unlocked = 0;
@@ -399,7 +404,15 @@ static inline bool frees_full(enum sk_pcpu_kind kind, uint64_t w)
 
 /* Lock holder: move the counts out of `top` into allocs/frees and set the
  * state to `state`.  fold_seq is odd meanwhile, so that sk_pcpu_sum never
- * sees a count in both places or in neither. */
+ * sees a count in both places or in neither.
+ *
+ * This is ck_sequence's protocol (write_begin/end, read_begin/retry), kept
+ * hand-written on purpose: ck_sequence's loads and stores are volatile
+ * accesses under ck's builtin port, which TSan builds use, so TSan would
+ * report every report-reader against every fold; and ck_sequence_read_begin
+ * spins on an odd count while a fold's holder may be preempted, where
+ * slot_counts yields.  sk_load/sk_store and sk_fence_* are the same
+ * instructions on x86 and visible to TSan. */
 static void fold_and_set(struct sk_pcpu_slot *slot, enum sk_pcpu_kind kind, uint64_t state)
 {
 	uint64_t w = sk_load(&slot->top);

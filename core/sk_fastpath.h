@@ -20,6 +20,15 @@
  * simply runs the sequence again.
  *
  * lock mode: the same ops in C under the slot's test-and-set lock.
+ *
+ * Why not librseq: its ready-made sequences (compare-and-store,
+ * compare-and-add, a pointer load and offset) commit one field each, while
+ * these commit the state and the operation counts in one packed word, check
+ * the slot lock and a slab or node tag inside the same critical section,
+ * and miss when a count field is full; writing them with librseq would mean
+ * its raw macros around this same assembly.  It is also not packaged for
+ * Debian 12, which CI installs from; glibc 2.35+ registers the rseq area,
+ * and sk_rseq_offset is all these sequences need from it.
  */
 #ifndef SLABKIT_FASTPATH_H
 #define SLABKIT_FASTPATH_H

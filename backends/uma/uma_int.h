@@ -48,7 +48,12 @@
 #define UMA_EMPTY_KEEP 16        /* empty buckets a domain keeps for reuse */
 
 /* Bitset words: one machine word; a slab of at most UMA_WORD_BITS items keeps
- * its whole bitset in the head page descriptor. */
+ * its whole bitset in the head page descriptor.  Not ck_bitmap: its bitmaps
+ * carry an n_bits header before 32-bit words, so the common one-word case
+ * would no longer fit in the descriptor's us_bits (a 64-item slab's bitset
+ * would move off the descriptor), and slab_take takes every free item of a
+ * word and clears them with one store, where ck_bitmap's iterator reads
+ * 32-bit words and leaves the bits to be reset one by one. */
 typedef uintptr_t uma_bitword_t;
 #define UMA_WORD_BITS ((unsigned)(8 * sizeof(uma_bitword_t)))
 
