@@ -326,17 +326,22 @@ static const char *type_name(const struct malloc_type *t)
 	return name;
 }
 
-static bool flags_ok(int flags, const char *call, const struct malloc_type *type)
+bool sk_bsd_wait_flags_ok(int flags, const char *call, const char *what)
+{
+	if (sk_likely(((flags & M_NOWAIT) != 0) != ((flags & M_WAITOK) != 0)))
+		return true;
+	sk_misuse("%s(%s): flags 0x%x must include exactly one of M_WAITOK and M_NOWAIT", call, what,
+		  flags);
+	return false;
+}
+
+bool sk_bsd_flags_ok(int flags, const char *call, const struct malloc_type *type)
 {
 	if (sk_unlikely(!type)) {
 		sk_misuse("%s: NULL malloc type", call);
 		return false;
 	}
-	if (sk_likely(((flags & M_NOWAIT) != 0) != ((flags & M_WAITOK) != 0)))
-		return true;
-	sk_misuse("%s(%s): flags 0x%x must include exactly one of M_WAITOK and M_NOWAIT", call,
-		  type->ks_shortdesc, flags);
-	return false;
+	return sk_bsd_wait_flags_ok(flags, call, type->ks_shortdesc);
 }
 
 /* Count a block outside the classes, of raw bytes (vmstat -m size bit
@@ -369,7 +374,7 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 	int class_bit = 0;
 	void *p = NULL;
 
-	if (!flags_ok(flags, call, type))
+	if (!sk_bsd_flags_ok(flags, call, type))
 		return NULL;
 	sk_ensure_init();
 	if (size > ((size_t)1 << 30)) {
@@ -620,7 +625,7 @@ static void *realloc_common(void *addr, size_t size, struct malloc_type *type, i
 {
 	struct block_info bi;
 
-	if (!flags_ok(flags, call, type))
+	if (!sk_bsd_flags_ok(flags, call, type))
 		return NULL;
 	if (!addr)
 		return malloc_common(size, type, SK_NODE_ANY, flags, call, site);

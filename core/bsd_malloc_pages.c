@@ -61,19 +61,6 @@ void *sk_bsd_malloc_pages(size_t size, size_t align, struct malloc_type *type, i
 	return p;
 }
 
-static bool flags_ok(int flags, const char *call, const struct malloc_type *type)
-{
-	if (sk_unlikely(!type)) {
-		sk_misuse("%s: NULL malloc type", call);
-		return false;
-	}
-	if (sk_likely(((flags & M_NOWAIT) != 0) != ((flags & M_WAITOK) != 0)))
-		return true;
-	sk_misuse("%s(%s): flags 0x%x must include exactly one of M_WAITOK and M_NOWAIT", call,
-		  type->ks_shortdesc, flags);
-	return false;
-}
-
 /*
  * The request size that makes malloc(9) hand out a block aligned to
  * `align` (FreeBSD rounds the size up to a power of two, since its zones
@@ -141,7 +128,7 @@ SK_EXPORT void *bsd_contigmalloc(unsigned long size, struct malloc_type *type, i
 {
 	(void)low;
 	(void)high;
-	if (!flags_ok(flags, "contigmalloc", type))
+	if (!sk_bsd_flags_ok(flags, "contigmalloc", type))
 		return NULL;
 	sk_ensure_init();
 	if (!size || size > ((size_t)1 << 30) || (alignment && !SK_IS_POW2(alignment)) ||

@@ -14,7 +14,7 @@
 #include "sk_debug.h"
 #include "sk_trace.h"
 
-static unsigned gfp_to_sk(gfp_t gfp)
+unsigned sk_gfp_alloc_flags(unsigned int gfp)
 {
 	unsigned f = 0;
 	if (gfp & __GFP_DIRECT_RECLAIM)
@@ -102,11 +102,11 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 		if (idx >= 0 && sk_state.kmalloc_caches[idx]) {
 			struct sk_cache *c = sk_state.kmalloc_caches[idx];
 			p = sk_cache_alloc_node(c, node == NUMA_NO_NODE ? SK_NODE_ANY : node,
-						gfp_to_sk(gfp), site);
+						sk_gfp_alloc_flags(gfp), site);
 			if (p)
 				count_requested(c, size);
 		} else if (heap && size <= heap->kmalloc_max) {
-			p = heap->kmalloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, gfp_to_sk(gfp));
+			p = heap->kmalloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, sk_gfp_alloc_flags(gfp));
 			if (p) {
 				ck_pr_inc_64(&sk_state.heap.allocs);
 				ck_pr_add_64(&sk_state.heap.bytes_requested, size);
@@ -115,7 +115,7 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 				ck_pr_inc_64(&sk_state.heap.failures);
 			}
 		} else {
-			p = sk_large_alloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, gfp_to_sk(gfp));
+			p = sk_large_alloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, sk_gfp_alloc_flags(gfp));
 		}
 		if (p && (gfp & __GFP_THISNODE) && sk_page_of(p)->node != (unsigned)node) {
 			kfree(p); /* another node's memory: __GFP_THISNODE fails instead */
@@ -586,8 +586,8 @@ static void *cache_alloc_retrying(struct sk_cache *c, int node, gfp_t flags, con
 	void *obj;
 
 	for (unsigned attempt = 0;; attempt++) {
-		obj = node == SK_NODE_ANY ? sk_cache_alloc_slow(c, node, gfp_to_sk(flags), site)
-					  : sk_cache_alloc_node(c, node, gfp_to_sk(flags), site);
+		obj = node == SK_NODE_ANY ? sk_cache_alloc_slow(c, node, sk_gfp_alloc_flags(flags), site)
+					  : sk_cache_alloc_node(c, node, sk_gfp_alloc_flags(flags), site);
 		if (obj && (flags & __GFP_THISNODE) && sk_page_of(obj)->node != (unsigned)node) {
 			sk_cache_free(c, obj, sk_page_of(obj)); /* __GFP_THISNODE fails instead */
 			obj = NULL;

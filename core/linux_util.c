@@ -25,17 +25,6 @@
 
 #include "sk_core.h"
 
-
-static unsigned gfp_wait_flags(gfp_t gfp)
-{
-	unsigned f = 0;
-	if (gfp & __GFP_DIRECT_RECLAIM)
-		f |= SK_ALLOC_WAIT;
-	if (gfp & __GFP_NOFAIL)
-		f |= SK_ALLOC_NOFAIL | SK_ALLOC_WAIT;
-	return f;
-}
-
 /* The provider's index of OS node `os_node` (NUMA_NO_NODE stays), or
  * SK_NODE_INVALID, reported, for a number that names no node. */
 static int node_index(int os_node, const char *call)
@@ -68,7 +57,7 @@ static void *vmalloc_pages(size_t size, gfp_t gfp, int os_node, const char *call
 		want = sk_numa_cpu_node(sk_pcpu_current_cpu());
 	void *p = NULL;
 	for (unsigned attempt = 0;; attempt++) {
-		p = sk_large_alloc(size, want == NUMA_NO_NODE ? SK_NODE_ANY : want, gfp_wait_flags(gfp));
+		p = sk_large_alloc(size, want == NUMA_NO_NODE ? SK_NODE_ANY : want, sk_gfp_alloc_flags(gfp));
 		if (p || !sk_wait_for_memory(attempt, sk_gfp_wait_policy(gfp, size)))
 			break;
 	}

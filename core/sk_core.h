@@ -176,6 +176,9 @@ enum sk_wait_policy {
 
 /* The policy of a Linux gfp mask for a request of `size` bytes. */
 enum sk_wait_policy sk_gfp_wait_policy(unsigned int gfp, size_t size);
+/* A gfp mask's SK_ALLOC_* flags: __GFP_DIRECT_RECLAIM waits, __GFP_NOFAIL
+ * waits and never fails (core/linux_slab.c). */
+unsigned sk_gfp_alloc_flags(unsigned int gfp);
 
 /* Call between attempts; true: try again; false: the policy gives up. */
 bool sk_wait_for_memory(unsigned attempt, enum sk_wait_policy policy);
@@ -241,6 +244,12 @@ void *sk_bsd_malloc_pages(size_t size, size_t align, struct malloc_type *type, i
 /* 8 while malloc(9)'s type check is on (SLABKIT_DEBUG with F): class and
  * heap blocks then keep their type in their last 8 bytes; else 0. */
 extern size_t sk_bsd_type_trailer;
+/* FreeBSD's flag rule for malloc(9), contigmalloc and UMA: exactly one of
+ * M_WAITOK and M_NOWAIT.  Otherwise a misuse report "call(what): ..." and
+ * false (core/bsd_malloc.c). */
+bool sk_bsd_wait_flags_ok(int flags, const char *call, const char *what);
+/* The same for a malloc(9) call, whose type must not be NULL either. */
+bool sk_bsd_flags_ok(int flags, const char *call, const struct malloc_type *type);
 /* Count a malloc(9) block in its type's statistics (core/bsd_malloc.c). */
 void sk_bsd_count_alloc(struct malloc_type *type, void *p, size_t size, size_t raw, int class_bit);
 

@@ -527,10 +527,7 @@ static bool uma_flags_ok(uma_zone_t z, int flags, const char *call)
 	}
 	if (!zone_ok(z, call))
 		return false;
-	if (sk_likely(((flags & M_NOWAIT) != 0) != ((flags & M_WAITOK) != 0)))
-		return true;
-	sk_misuse("%s(%s): flags 0x%x must include exactly one of M_WAITOK and M_NOWAIT", call, z->name, flags);
-	return false;
+	return sk_bsd_wait_flags_ok(flags, call, z->name);
 }
 
 static void item_release(uma_zone_t z, void *item)
@@ -1154,26 +1151,26 @@ SK_EXPORT int uma_zone_exhausted(uma_zone_t z)
 	return z && zone_full(z);
 }
 
-SK_EXPORT uint64_t uma_zone_get_allocs(uma_zone_t z)
+/* A zone's allocations or frees: its own counts, or its keg cache's. */
+static uint64_t zone_op_count(uma_zone_t z, bool frees)
 {
 	if (!z)
 		return 0;
 	if (z->own_count)
-		return sk_load(&z->allocs);
+		return frees ? sk_load(&z->frees) : sk_load(&z->allocs);
 	struct slabkit_cache_info info;
 	sk_cache_fill_info(z->keg, &info);
-	return info.allocs;
+	return frees ? info.frees : info.allocs;
+}
+
+SK_EXPORT uint64_t uma_zone_get_allocs(uma_zone_t z)
+{
+	return zone_op_count(z, false);
 }
 
 SK_EXPORT uint64_t uma_zone_get_frees(uma_zone_t z)
 {
-	if (!z)
-		return 0;
-	if (z->own_count)
-		return sk_load(&z->frees);
-	struct slabkit_cache_info info;
-	sk_cache_fill_info(z->keg, &info);
-	return info.frees;
+	return zone_op_count(z, true);
 }
 
 SK_EXPORT void uma_zone_reserve(uma_zone_t z, int nitems)
