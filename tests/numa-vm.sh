@@ -158,15 +158,26 @@ run_guest() {
 		args+=(-object "memory-backend-ram,id=m$n,size=${mem}M"
 		       -numa "node,nodeid=$n,cpus=$n,memdev=m$n")
 	done
-	say "booting a $nodes-node guest (TCG, ${mem} MiB per node)"
-	local t0=$SECONDS
-	timeout 300 qemu-system-x86_64 -accel tcg -machine pc -cpu max -smp "$nodes" \
-		-m $((mem * nodes))M "${args[@]}" \
-		-kernel "$kernel" -initrd "$initrd" \
-		-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off" \
-		-display none -serial "file:$log" -monitor none -no-reboot </dev/null ||
-		say "qemu exited with $? (see $log)"
-	say "$nodes-node guest done in $((SECONDS - t0)) s"
+	# no_timer_check: under TCG on a loaded host the kernel's early check
+	# of the IO-APIC timer can miss its ticks and panic ("IO-APIC + timer
+	# doesn't work!") before /init runs; the check is for broken hardware.
+	local attempt
+	for attempt in 1 2; do
+		say "booting a $nodes-node guest (TCG, ${mem} MiB per node)"
+		local t0=$SECONDS
+		timeout 300 qemu-system-x86_64 -accel tcg -machine pc -cpu max -smp "$nodes" \
+			-m $((mem * nodes))M "${args[@]}" \
+			-kernel "$kernel" -initrd "$initrd" \
+			-append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off no_timer_check" \
+			-display none -serial "file:$log" -monitor none -no-reboot </dev/null ||
+			say "qemu exited with $? (see $log)"
+		say "$nodes-node guest done in $((SECONDS - t0)) s"
+		# A guest that never reached /init failed to boot, which says
+		# nothing about slabkit: boot it once more.  One that ran the tests
+		# is judged as it is.
+		grep -q "NUMA-VM-GUEST" "$log" && break
+		[ $attempt = 1 ] && { say "the $nodes-node guest did not reach /init; its console:"; tail -5 "$log"; }
+	done
 }
 
 # The guests are independent: boot them side by side.
