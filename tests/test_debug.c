@@ -1016,6 +1016,8 @@ int main(int argc, char **argv)
 	self_path = argv[0];
 	if (argc == 3 && !strcmp(argv[1], "--valgrind-child"))
 		return valgrind_child(argv[2]);
+	if (getenv("SKT_TEST_FILTER")) /* e.g. test_validate_under_load, to repeat one test */
+		cmocka_set_test_filter(getenv("SKT_TEST_FILTER"));
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_red_zones),
 		cmocka_unit_test(test_poison),

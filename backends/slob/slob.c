@@ -79,11 +79,11 @@ static void *slob_kmalloc(size_t size, int node, unsigned flags)
 
 	if (sk_unlikely(size == 0 || size > SLOB_KMALLOC_MAX))
 		return NULL;
-	hdr = slob_pool_alloc(slob_kmalloc_pool(), bytes, align, SLOB_KMALLOC_HDR, node);
+	hdr = slob_pool_alloc(slob_kmalloc_pool(), bytes, align, SLOB_KMALLOC_HDR, node,
+			      (uint64_t)(bytes >> SLOB_UNIT_SHIFT) | (uint64_t)SLOB_MAGIC_KMALLOC << 32 |
+				      ((flags & SK_ALLOC_MALLOC9) ? SLOB_HDR_MALLOC9 : 0));
 	if (sk_unlikely(!hdr))
 		return NULL;
-	*hdr = (uint64_t)(bytes >> SLOB_UNIT_SHIFT) | (uint64_t)SLOB_MAGIC_KMALLOC << 32 |
-	       ((flags & SK_ALLOC_MALLOC9) ? SLOB_HDR_MALLOC9 : 0);
 	return hdr + 1;
 }
 
@@ -235,7 +235,7 @@ static void *slob_cache_alloc(struct sk_cache *c, int node, unsigned flags)
 		obj = slob_page_object_alloc(c, node);
 	else
 		obj = slob_pool_alloc(c->backend, c->size, c->align > SLOB_UNIT ? c->align : 0, 0,
-				      node);
+				      node, 0);
 	if (sk_unlikely(!obj))
 		return NULL;
 	if (c->flags & SK_CACHE_ZINIT)

@@ -587,7 +587,7 @@ static void *slob_list_search(struct slob_pool *pool, enum slob_list_id list, un
 }
 
 void *slob_pool_alloc(struct slob_pool *pool, size_t bytes, size_t align, size_t align_offset,
-		      int node)
+		      int node, uint64_t header)
 {
 	unsigned units = slob_units(bytes);
 	enum slob_list_id list = slob_list_for(bytes), to;
@@ -601,6 +601,8 @@ void *slob_pool_alloc(struct slob_pool *pool, size_t bytes, size_t align, size_t
 	pthread_mutex_lock(&slob_heap.lock);
 	for (int l = list; !block && l <= SLOB_NR_LISTS; l++)
 		block = slob_list_search(pool, (enum slob_list_id)l, units, align, align_offset, node);
+	if (block && header)
+		*(uint64_t *)block = header;
 	pthread_mutex_unlock(&slob_heap.lock);
 	if (block)
 		return block;
@@ -638,6 +640,8 @@ void *slob_pool_alloc(struct slob_pool *pool, size_t bytes, size_t align, size_t
 	 * list_add to the head did. */
 	if (to != SLOB_LIST_NONE && slob_list_add(pool, pg, to))
 		pool->list[to - 1].cursor = (uint32_t)slob_words(pg)->sp_index;
+	if (header)
+		*slob_word(block, (unsigned)off) = header;
 	pthread_mutex_unlock(&slob_heap.lock);
 	return slob_word(block, (unsigned)off);
 }

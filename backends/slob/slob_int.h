@@ -175,9 +175,11 @@ struct slob_pool *slob_kmalloc_pool(void);
 /* Carve `bytes` (a multiple of SLOB_UNIT, at most a page) from the pool so
  * that the block's address + align_offset is a multiple of align (0 or a
  * power of two), from a page of `node` (SK_NODE_ANY: any page).  Takes the
- * heap lock.  NULL when the page provider fails. */
+ * heap lock.  NULL when the page provider fails.  `header` (0: none) is
+ * written into the block's first word under the lock: a kmalloc header is
+ * then never seen half made (slabkit_validate reads them under the lock). */
 void *slob_pool_alloc(struct slob_pool *pool, size_t bytes, size_t align, size_t align_offset,
-		      int node);
+		      int node, uint64_t header);
 
 /* Outcome of a free. */
 enum slob_free_result {
