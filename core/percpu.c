@@ -57,6 +57,13 @@ static const struct rseq *rseq_area(void)
 	return (const struct rseq *)((char *)__builtin_thread_pointer() + sk_rseq_offset);
 }
 
+/* glibc registered rseq for its threads (whatever the per-CPU mode): the
+ * kernel then keeps each thread's cpu_id current, and lock mode reads its
+ * CPU from there instead of calling sched_getcpu (a PLT call that spilled
+ * four registers in every lock-mode op; under valgrind registration fails
+ * and cpu_id stays negative, which falls back to sched_getcpu). */
+static bool rseq_cpu_id_known;
+
 /* Can this process run the rseq fast paths?  glibc must have registered
  * rseq for the thread, and membarrier must be able to restart sequences
  * on other CPUs (drainers need it). */
@@ -76,6 +83,9 @@ static bool rseq_usable(void)
 int sk_pcpu_init(const char *mode)
 {
 	sk_pcpu_nr = sk_numa_cpus();
+	rseq_cpu_id_known = __rseq_size >= 20;
+	if (rseq_cpu_id_known)
+		sk_rseq_offset = __rseq_offset;
 	sk_pcpu_sample_mask = sk_pcpu_nr > 1 ? (UINT64_C(1) << (64 - __builtin_clzll(sk_pcpu_nr - 1))) - 1 : 0;
 	if (!mode || !*mode || !strcmp(mode, "auto")) {
 		sk_pcpu_use_rseq = rseq_usable();
@@ -101,17 +111,34 @@ const char *sk_pcpu_mode_name(void)
 	return sk_pcpu_use_rseq ? "rseq" : "lock";
 }
 
-unsigned sk_pcpu_current_cpu(void)
+/* No rseq area for this thread (valgrind, glibc.pthread.rseq=0, an old
+ * kernel): ask the kernel (vDSO getcpu). */
+__attribute__((noinline, cold)) static unsigned current_cpu_slow(void)
 {
-	int cpu;
+	int cpu = sched_getcpu();
 
-	if (sk_pcpu_use_rseq)
-		cpu = (int)sk_load((const uint32_t *)&rseq_area()->cpu_id);
-	else
-		cpu = sched_getcpu();
 	if (cpu < 0)
 		cpu = 0;
 	return (unsigned)cpu < sk_pcpu_nr ? (unsigned)cpu : (unsigned)cpu % sk_pcpu_nr;
+}
+
+/* Any CPU number is correct in lock mode (the slot lock, not the number,
+ * makes an op safe; a stale one after a migration only costs locality), so
+ * the rseq area's cpu_id is read with a plain atomic load in both modes. */
+static inline unsigned current_cpu(void)
+{
+	if (sk_likely(rseq_cpu_id_known)) {
+		unsigned cpu = sk_load((const uint32_t *)&rseq_area()->cpu_id);
+
+		if (sk_likely(cpu < sk_pcpu_nr))
+			return cpu;
+	}
+	return current_cpu_slow();
+}
+
+unsigned sk_pcpu_current_cpu(void)
+{
+	return current_cpu();
 }
 
 /*
@@ -504,10 +531,13 @@ static inline void **list_next(struct sk_cache *c, void *obj)
 	return (void **)((char *)obj + c->free_offset);
 }
 
-void *sk_pcpu_pop_locked(struct sk_cache *c)
+/* The ops on a given slot.  Each entry point below reads the CPU from the
+ * rseq area and runs its op as a leaf; a thread with no rseq area takes a
+ * tail call to a copy that asks sched_getcpu, so that the common entry
+ * saves no register for a call it does not make. */
+static sk_always_inline void *pop_on(struct sk_cache *c, struct sk_pcpu_slot *slot)
 {
 	enum sk_pcpu_kind kind = c->pcpu_kind;
-	struct sk_pcpu_slot *slot = sk_pcpu_slot(c, sk_pcpu_current_cpu());
 	void *obj = NULL;
 
 	if (!slot_trylock(slot))
@@ -526,10 +556,9 @@ void *sk_pcpu_pop_locked(struct sk_cache *c)
 	return obj;
 }
 
-bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
+static sk_always_inline bool push_on(struct sk_cache *c, struct sk_pcpu_slot *slot, void *obj, uintptr_t tag)
 {
 	enum sk_pcpu_kind kind = c->pcpu_kind;
-	struct sk_pcpu_slot *slot = sk_pcpu_slot(c, sk_pcpu_current_cpu());
 	bool done = false;
 
 	if (!slot_trylock(slot))
@@ -553,9 +582,47 @@ bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
 	return done;
 }
 
+/* The rseq area's cpu_id, if this thread has one and it names a slot. */
+static sk_always_inline bool rseq_cpu(unsigned *cpu)
+{
+	if (sk_likely(rseq_cpu_id_known)) {
+		*cpu = sk_load((const uint32_t *)&rseq_area()->cpu_id);
+		return sk_likely(*cpu < sk_pcpu_nr);
+	}
+	return false;
+}
+
+__attribute__((noinline)) static void *pop_locked_getcpu(struct sk_cache *c)
+{
+	return pop_on(c, sk_pcpu_slot(c, current_cpu_slow()));
+}
+
+__attribute__((noinline)) static bool push_locked_getcpu(struct sk_cache *c, void *obj, uintptr_t tag)
+{
+	return push_on(c, sk_pcpu_slot(c, current_cpu_slow()), obj, tag);
+}
+
+void *sk_pcpu_pop_locked(struct sk_cache *c)
+{
+	unsigned cpu;
+
+	if (sk_unlikely(!rseq_cpu(&cpu)))
+		return pop_locked_getcpu(c);
+	return pop_on(c, (struct sk_pcpu_slot *)(c->pcpu_base + (size_t)cpu * c->pcpu_stride));
+}
+
+bool sk_pcpu_push_locked(struct sk_cache *c, void *obj, uintptr_t tag)
+{
+	unsigned cpu;
+
+	if (sk_unlikely(!rseq_cpu(&cpu)))
+		return push_locked_getcpu(c, obj, tag);
+	return push_on(c, (struct sk_pcpu_slot *)(c->pcpu_base + (size_t)cpu * c->pcpu_stride), obj, tag);
+}
+
 void sk_pcpu_add_locked(struct sk_cache *c, uint64_t n)
 {
-	ck_pr_add_64(&sk_pcpu_slot(c, sk_pcpu_current_cpu())->bytes_slack, n);
+	ck_pr_add_64(&sk_pcpu_slot(c, current_cpu())->bytes_slack, n);
 }
 
 bool sk_pcpu_is_first_free(struct sk_cache *c, const void *obj)
