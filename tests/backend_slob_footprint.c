@@ -9,6 +9,8 @@
  * after the last reallocation; the harness's own tables are mapped and
  * touched before the first reading.  Prints the ratio, the heap's own
  * ratio (pages held / live bytes) and the time per call.
+ * Also the allocation shape of the kernel's IDA/IDR test program (nodes
+ * of a ctor cache freed a grace period late, test_rcu_backlog_of_ctor_nodes).
  * Runs with SLABKIT_BACKEND=slob.
  */
 #include <malloc.h>
@@ -131,10 +133,85 @@ static void test_footprint_mixed_kmalloc(void **state)
 	munmap(new_sizes, OBJECTS / 2 * sizeof(uint16_t));
 }
 
+/* The shape of the Linux kernel's IDA/IDR test program's peak (the bench's
+ * idr workload, docs/slob.md): 576-byte tree nodes from a cache with a
+ * constructor, up to five allocated per writer iteration and retired, and
+ * freed in retirement order a "grace period" later (what liburcu's call_rcu
+ * worker does), so that a backlog of them builds up and drains.  SLOB's own
+ * share must stay small: its pool holds 7 nodes per page and gives a page
+ * back when it empties, so pages held stay within 2% and 4 pages of the
+ * backlog's own (ceil(live / 7)) at every grace period (the pages at the
+ * backlog's two ends are part-used), and none is held at the end. */
+#define NODE_BYTES 576u
+#define NODES_PER_PAGE (4096u / NODE_BYTES)
+
+static void node_ctor(void *p)
+{
+	memset(p, 0, NODE_BYTES);
+}
+
+static void test_rcu_backlog_of_ctor_nodes(void **state)
+{
+	(void)state;
+	enum { ITERATIONS = 60000, GRACE = 2000, QUEUE = ITERATIONS * 5 };
+	struct kmem_cache *s = kmem_cache_create("slob_idr_node", NODE_BYTES, 0, 0, node_ctor);
+	void **queue = calloc(QUEUE, sizeof(*queue));
+	size_t head = 0, tail = 0, boundary = 0, worst_pages = 0, worst_live = 0;
+	uint64_t rng = 0x1d1d1d;
+	double worst_excess = 0;
+	struct sk_slob_pool_info pool;
+
+	assert_non_null(s);
+	assert_non_null(queue);
+	for (unsigned i = 0; i < ITERATIONS; i++) {
+		unsigned nodes = 2 + (unsigned)(sk_rand(&rng) % 4); /* 2..5, as the tree grows */
+
+		for (unsigned k = 0; k < nodes; k++) {
+			uint64_t *n = kmem_cache_alloc(s, GFP_KERNEL);
+
+			assert_non_null(n);
+			assert_int_equal(n[NODE_BYTES / 8 - 1], 0); /* constructed */
+			n[0] = i;
+			queue[tail++] = n;
+		}
+		if (i % GRACE == GRACE - 1) {
+			/* A grace period ended: free what was retired before the
+			 * previous one, oldest first, and check the pool. */
+			while (head < boundary) {
+				uint64_t *n = queue[head++];
+
+				n[0] = 0;
+				kmem_cache_free(s, n);
+			}
+			boundary = tail;
+			size_t live = tail - head;
+			assert_true(sk_slob_debug_pool((struct sk_cache *)s, &pool));
+			size_t own = (live + NODES_PER_PAGE - 1) / NODES_PER_PAGE;
+			if ((double)pool.pages - (double)own > worst_excess) {
+				worst_excess = (double)pool.pages - (double)own;
+				worst_pages = pool.pages;
+				worst_live = live;
+			}
+			if (pool.pages > own + own / 50 + 4)
+				fail_msg("%llu pages held for %zu live nodes (%zu pages' worth)",
+					 (unsigned long long)pool.pages, live, own);
+		}
+	}
+	printf("slob idr-like backlog: at most %.0f pages over the nodes' own (%zu pages for %zu nodes)\n",
+	       worst_excess, worst_pages, worst_live);
+	while (head < tail)
+		kmem_cache_free(s, queue[head++]);
+	assert_true(sk_slob_debug_pool((struct sk_cache *)s, &pool));
+	assert_int_equal(pool.pages, 0);
+	kmem_cache_destroy(s);
+	free(queue);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		SK_TEST(test_footprint_mixed_kmalloc),
+		SK_TEST(test_rcu_backlog_of_ctor_nodes),
 	};
 
 	setenv("SLABKIT_BACKEND", "slob", 0);
