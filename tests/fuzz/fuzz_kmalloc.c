@@ -64,15 +64,22 @@ static struct counts library_counts(void)
 static struct fz_model m;
 static struct counts base;
 
-/* The largest block kmalloc serves from a class (or SLOB's heap). */
-static size_t largest_small(void)
+/* Whether kmalloc serves n bytes from the page path: not from a class
+ * cache (which exists for every class, except on a heap backend such as
+ * SLOB where only debug or sanitized classes have one), nor from the
+ * backend's heap. */
+static bool served_large(size_t n)
 {
-	return sk_state.kmalloc_heap ? sk_state.kmalloc_heap->kmalloc_max : KMALLOC_MAX_CACHE_SIZE;
+	if (n >= 1 && n <= KMALLOC_MAX_CACHE_SIZE && sk_state.kmalloc_caches[slabkit_kmalloc_class(n)])
+		return false;
+	return !(sk_state.kmalloc_heap && n <= sk_state.kmalloc_heap->kmalloc_max);
 }
 
+/* The model's `owner` field holds it for kmalloc blocks: decided when the
+ * block is made, kept by a krealloc in place. */
 static bool is_large(const struct fz_obj *o)
 {
-	return o->span > largest_small();
+	return o->owner != 0;
 }
 
 static void check_counts(void)
@@ -81,6 +88,12 @@ static void check_counts(void)
 	for (int i = 0; i < FZ_SLOTS; i++)
 		if (m.slot[i].p)
 			*(is_large(&m.slot[i]) ? &want.large : &want.small) += 1;
+	if (got.small != want.small || got.large != want.large)
+		for (int i = 0; i < FZ_SLOTS; i++)
+			if (m.slot[i].p)
+				fprintf(stderr, "  live: %p size %zu ksize %zu (%s)\n", m.slot[i].p,
+					m.slot[i].size, m.slot[i].span,
+					is_large(&m.slot[i]) ? "large" : "small");
 	fz_expect(got.small == want.small && got.large == want.large,
 		  "kmalloc caches in_use %llu, large allocations %llu; the model has %llu and %llu",
 		  (unsigned long long)got.small, (unsigned long long)got.large,
@@ -99,7 +112,7 @@ static size_t promised_align(size_t n)
 
 /* A new block p for a request of n bytes from `what`: checks and adopts it. */
 static void adopt(int i, void *p, size_t n, unsigned kind, bool zeroed, bool in_place,
-		  const char *what)
+		  bool large, const char *what)
 {
 	fz_expect(p != NULL, "%s(%zu) returned NULL", what, n);
 	fz_expect(p != ZERO_SIZE_PTR, "%s(%zu) returned ZERO_SIZE_PTR", what, n);
@@ -112,7 +125,7 @@ static void adopt(int i, void *p, size_t n, unsigned kind, bool zeroed, bool in_
 			  what, n, span, kmalloc_size_roundup(n));
 	if (zeroed)
 		fz_expect_zero(p, n, what);
-	fz_adopt(&m, i, p, n, span, 0, kind);
+	fz_adopt(&m, i, p, n, span, large, kind);
 }
 
 static void free_slot(int i, unsigned how)
@@ -189,7 +202,7 @@ static void op_alloc(struct fz_in *in, int i)
 		return;
 	}
 	adopt(i, p, n, call == 6 || call == 7 ? K_KVMALLOC : K_KMALLOC, zeroed, false,
-	      call == 6 || call == 7 ? "kvmalloc" : "kmalloc");
+	      served_large(n), call == 6 || call == 7 ? "kvmalloc" : "kmalloc");
 }
 
 static void op_realloc(struct fz_in *in, int i)
@@ -204,7 +217,7 @@ static void op_realloc(struct fz_in *in, int i)
 			fz_expect(p == ZERO_SIZE_PTR, "krealloc(NULL/ZERO_SIZE_PTR, 0) returned %p", p);
 			return;
 		}
-		adopt(i, p, n, K_KMALLOC, false, false, "krealloc");
+		adopt(i, p, n, K_KMALLOC, false, false, served_large(n), "krealloc");
 		return;
 	}
 	fz_expect_intact(o, "krealloc");
@@ -230,8 +243,9 @@ static void op_realloc(struct fz_in *in, int i)
 	if (p == old)
 		fz_expect(n <= o->span, "krealloc(%p, %zu) kept a block of %zu bytes", old, n, o->span);
 	unsigned kind = o->kind;
+	bool large = p == old ? is_large(o) : served_large(n);
 	fz_forget(&m, i);
-	adopt(i, p, n, kind, false, p == old, "krealloc");
+	adopt(i, p, n, kind, false, p == old, large, "krealloc");
 }
 
 /* kfree_bulk of up to 16 live kmalloc objects. */
