@@ -148,6 +148,18 @@ struct ts_state {
 	atomic_ulong reads, bad, frees;
 };
 
+/* Let the readers and writers run for at least `ms`, and on until the
+ * writers have freed more than 1000 objects: a loaded machine (TSan, other
+ * jobs) may give them little CPU, and the test is about what readers see
+ * across frees, not about how fast they come.  Gives up after two minutes
+ * (the assertion on frees then fails with the count). */
+static void run_until_frees(atomic_ulong *frees, unsigned ms)
+{
+	sk_sleep_ms(ms);
+	for (unsigned waited = 0; atomic_load(frees) <= 1000 && waited < 120000; waited += 10)
+		sk_sleep_ms(10);
+}
+
 static void ts_ctor(void *p)
 {
 	struct rcu_obj *o = p;
@@ -235,7 +247,7 @@ static void test_typesafe_by_rcu_readers(void **state)
 		pthread_create(&w[i], NULL, ts_writer, s);
 		pthread_create(&r[i], NULL, ts_reader, s);
 	}
-	sk_sleep_ms((unsigned)(600 * sk_stress_scale()) + 100);
+	run_until_frees(&s->frees, (unsigned)(600 * sk_stress_scale()) + 100);
 	atomic_store(&s->stop, true);
 	for (int i = 0; i < 2; i++) {
 		pthread_join(w[i], NULL);
@@ -356,7 +368,7 @@ static void test_uma_smr_zone(void **state)
 		pthread_create(&w[i], NULL, smr_writer, s);
 		pthread_create(&r[i], NULL, smr_reader, s);
 	}
-	sk_sleep_ms((unsigned)(500 * sk_stress_scale()) + 100);
+	run_until_frees(&s->frees, (unsigned)(500 * sk_stress_scale()) + 100);
 	atomic_store(&s->stop, true);
 	for (int i = 0; i < 2; i++) {
 		pthread_join(w[i], NULL);

@@ -520,11 +520,13 @@ static void slot_entry(const char *b)
 	for (int i = 0; i < 8; i++)
 		kmem_cache_free(s, p[i]);
 	struct sk_pcpu_slot *slot = NULL;
+	unsigned n = 0;
 	for (unsigned cpu = 0; cpu < sk_pcpu_nr && !slot; cpu++)
-		if (sk_pcpu_array_count(sk_pcpu_slot(c, cpu)))
+		if ((n = sk_pcpu_array_count(sk_pcpu_slot(c, cpu))))
 			slot = sk_pcpu_slot(c, cpu);
 	assert_non_null(slot);
-	unsigned n = sk_pcpu_array_count(slot);
+	if (!slot) /* tells the compiler too: it warned of a NULL read below */
+		return;
 	slot->entries[n - 1] = (char *)slot->entries[n - 1] + 8;
 
 	uint64_t e0 = slabkit_debug_errors();
