@@ -326,22 +326,42 @@ static const char *type_name(const struct malloc_type *t)
 	return name;
 }
 
-bool sk_bsd_wait_flags_ok(int flags, const char *call, const char *what)
+static sk_cold bool wait_flags_refused(int flags, const char *call, const char *what)
 {
-	if (sk_likely(((flags & M_NOWAIT) != 0) != ((flags & M_WAITOK) != 0)))
-		return true;
 	sk_misuse("%s(%s): flags 0x%x must include exactly one of M_WAITOK and M_NOWAIT", call, what,
 		  flags);
 	return false;
 }
 
+static sk_cold bool null_type_refused(const char *call)
+{
+	sk_misuse("%s: NULL malloc type", call);
+	return false;
+}
+
+/* Inline here: malloc_common checks the flags on every bsd_malloc. */
+static sk_always_inline bool wait_flags_ok(int flags, const char *call, const char *what)
+{
+	if (sk_likely(((flags & M_NOWAIT) != 0) != ((flags & M_WAITOK) != 0)))
+		return true;
+	return wait_flags_refused(flags, call, what);
+}
+
+static sk_always_inline bool bsd_flags_ok(int flags, const char *call, const struct malloc_type *type)
+{
+	if (sk_unlikely(!type))
+		return null_type_refused(call);
+	return wait_flags_ok(flags, call, type->ks_shortdesc);
+}
+
+bool sk_bsd_wait_flags_ok(int flags, const char *call, const char *what)
+{
+	return wait_flags_ok(flags, call, what);
+}
+
 bool sk_bsd_flags_ok(int flags, const char *call, const struct malloc_type *type)
 {
-	if (sk_unlikely(!type)) {
-		sk_misuse("%s: NULL malloc type", call);
-		return false;
-	}
-	return sk_bsd_wait_flags_ok(flags, call, type->ks_shortdesc);
+	return bsd_flags_ok(flags, call, type);
 }
 
 /* Count a block outside the classes, of raw bytes (vmstat -m size bit
@@ -374,7 +394,7 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 	int class_bit = 0;
 	void *p = NULL;
 
-	if (!sk_bsd_flags_ok(flags, call, type))
+	if (!bsd_flags_ok(flags, call, type))
 		return NULL;
 	sk_ensure_init();
 	if (size > ((size_t)1 << 30)) {
@@ -625,7 +645,7 @@ static void *realloc_common(void *addr, size_t size, struct malloc_type *type, i
 {
 	struct block_info bi;
 
-	if (!sk_bsd_flags_ok(flags, call, type))
+	if (!bsd_flags_ok(flags, call, type))
 		return NULL;
 	if (!addr)
 		return malloc_common(size, type, SK_NODE_ANY, flags, call, site);
