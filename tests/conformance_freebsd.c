@@ -648,7 +648,9 @@ static void test_uma_limit_waitok_blocks(void **state)
 	if (!freed_before)
 		fail_msg("uma_zalloc(M_WAITOK) at the limit returned after %llu ms, before any free",
 			 (unsigned long long)waited_ms);
-	assert_true(waited_ms >= 30);
+	/* No bound on waited_ms: on a loaded machine the freer's 50 ms may
+	 * have run out before t0 was read.  The order is what counts: the
+	 * allocation came back only after the free began (freed_before). */
 	assert_int_equal(uma_zone_get_cur(z), eff);
 	uma_zfree(z, x);
 	for (int i = 1; i < eff; i++)
