@@ -592,8 +592,7 @@ static struct sk_page *live_head(void *addr, const char *call)
 
 	if (sk_unlikely(!head || ((uintptr_t)addr & (SK_PAGE_SIZE - 1)) || head->head_delta != 0 ||
 			head->kind == SK_PAGE_FREE)) {
-		fprintf(stderr, "slabkit: numa: %s(%p): not the start of a page allocation; ignored\n",
-			call, addr);
+		sk_numa_msg("slabkit: numa: %s(%p): not the start of a page allocation; ignored", call, addr);
 		return NULL;
 	}
 	return head;
