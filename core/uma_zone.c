@@ -678,6 +678,20 @@ static void *item_get(uma_zone_t z, int domain, int flags, const void *site)
 
 static void maxcache_check(uma_zone_t z);
 
+/* A free done (the item is back in the stash or the keg): the zone's own
+ * counts, and the limit's, which may wake a sleeper. */
+static void count_free(struct uma_zone *z)
+{
+	if (z->own_count) {
+		ck_pr_inc_64(&z->frees);
+		if (!sk_load(&z->max_items))
+			ck_pr_dec_64(&z->cur_items);
+	}
+	if (sk_load(&z->max_items))
+		limit_give(z);
+}
+
+
 static void item_put(uma_zone_t z, void *item)
 {
 	if (zone_keeps_items(z) ? stash_push(z, item, stash_limit(z))
@@ -817,13 +831,7 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 	item_put(z, item);
 	if (sk_free_refused)
 		return; /* reported below: not a free to count */
-	if (z->own_count) {
-		ck_pr_inc_64(&z->frees);
-		if (!sk_load(&z->max_items))
-			ck_pr_dec_64(&z->cur_items);
-	}
-	if (sk_load(&z->max_items))
-		limit_give(z);
+	count_free(z);
 }
 
 static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
@@ -945,13 +953,7 @@ static struct smr the_smr;
 static void smr_item_put(struct uma_zone *z, void *item)
 {
 	item_put(z, item);
-	if (z->own_count) {
-		ck_pr_inc_64(&z->frees);
-		if (!sk_load(&z->max_items))
-			ck_pr_dec_64(&z->cur_items);
-	}
-	if (sk_load(&z->max_items))
-		limit_give(z);
+	count_free(z);
 }
 
 static void smr_batch_done(void *head)
