@@ -364,6 +364,19 @@ bool sk_bsd_flags_ok(int flags, const char *call, const struct malloc_type *type
 	return bsd_flags_ok(flags, call, type);
 }
 
+bool sk_bsd_wait_for_memory(unsigned attempt, int flags)
+{
+	return sk_wait_for_memory(attempt, (flags & M_WAITOK) ? SK_WAIT_NOFAIL : SK_WAIT_NONE);
+}
+
+void *sk_bsd_alloc_failed(size_t size, const struct malloc_type *type, int flags, const char *call)
+{
+	if (flags & M_WAITOK)
+		sk_misuse("%s(%s): M_WAITOK allocation of %zu bytes failed after draining every cache", call,
+			  type->ks_shortdesc, size);
+	return NULL;
+}
+
 /* Count a block outside the classes, of raw bytes (vmstat -m size bit
  * class_bit, 63: large), handed out for a request of size bytes. */
 void sk_bsd_count_alloc(struct malloc_type *type, void *p, size_t size, size_t raw, int class_bit)
@@ -411,15 +424,11 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 		return NULL;
 	for (unsigned attempt = 0;; attempt++) {
 		p = alloc_block(size, type, node, skf, &raw, &class_bit, site);
-		if (p || !sk_wait_for_memory(attempt, (flags & M_WAITOK) ? SK_WAIT_NOFAIL : SK_WAIT_NONE))
+		if (p || !sk_bsd_wait_for_memory(attempt, flags))
 			break;
 	}
-	if (!p) {
-		if (flags & M_WAITOK)
-			sk_misuse("%s(%s): M_WAITOK allocation of %zu bytes failed after draining every cache",
-				  call, type->ks_shortdesc, size);
-		return NULL;
-	}
+	if (!p)
+		return sk_bsd_alloc_failed(size, type, flags, call);
 	/* Large blocks keep their type in the descriptor; the others in their
 	 * last word while the type check is on. */
 	struct sk_page *pg = sk_page_of(p);

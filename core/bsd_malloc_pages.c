@@ -30,15 +30,11 @@ void *sk_bsd_malloc_pages(size_t size, size_t align, struct malloc_type *type, i
 
 	for (unsigned attempt = 0;; attempt++) {
 		p = sk_large_alloc_aligned(size ? size : 1, SK_MAX(align, SK_PAGE_SIZE), node, skf);
-		if (p || !sk_wait_for_memory(attempt, (flags & M_WAITOK) ? SK_WAIT_NOFAIL : SK_WAIT_NONE))
+		if (p || !sk_bsd_wait_for_memory(attempt, flags))
 			break;
 	}
-	if (!p) {
-		if (flags & M_WAITOK)
-			sk_misuse("%s(%s): M_WAITOK allocation of %zu bytes failed after draining every cache",
-				  call, type->ks_shortdesc, size);
-		return NULL;
-	}
+	if (!p)
+		return sk_bsd_alloc_failed(size, type, flags, call);
 	struct sk_page *pg = sk_page_of(p);
 	int err = attrs ? sk_pages_set_attrs(p, attrs) : 0;
 	if (err) {

@@ -250,6 +250,12 @@ extern size_t sk_bsd_type_trailer;
 bool sk_bsd_wait_flags_ok(int flags, const char *call, const char *what);
 /* The same for a malloc(9) call, whose type must not be NULL either. */
 bool sk_bsd_flags_ok(int flags, const char *call, const struct malloc_type *type);
+/* Between attempts at a malloc(9) or UMA request: M_WAITOK waits for
+ * memory (sk_wait_for_memory, never giving up), M_NOWAIT gives up. */
+bool sk_bsd_wait_for_memory(unsigned attempt, int flags);
+/* A malloc(9) request that found no memory: an M_WAITOK one is reported
+ * (it must not fail); NULL either way. */
+void *sk_bsd_alloc_failed(size_t size, const struct malloc_type *type, int flags, const char *call);
 /* Count a malloc(9) block in its type's statistics (core/bsd_malloc.c). */
 void sk_bsd_count_alloc(struct malloc_type *type, void *p, size_t size, size_t raw, int class_bit);
 

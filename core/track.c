@@ -366,22 +366,39 @@ static void group_add(struct leak_group *g, size_t *ng, size_t cap, const struct
 		g[(*ng)++] = (struct leak_group){ .first = *r, .count = 1, .bytes = r->size };
 }
 
+/* The records that match, bucket by bucket under each stripe's lock.  With
+ * no groups (g NULL) only counted; else the first `cap` are grouped and
+ * their bytes added to *bytes. */
+static uint64_t each_match(const struct sk_cache *cache, const void *type, struct leak_group *g,
+			   size_t *ng, size_t cap, uint64_t *bytes)
+{
+	uint64_t count = 0;
+	for (unsigned b = 0; b < TRACK_BUCKETS; b++) {
+		if (!sk_load(&buckets[b]))
+			continue;
+		struct track_stripe *s = stripe_of(b);
+		pthread_mutex_lock(&s->lock);
+		for (struct track_node *n = buckets[b]; n; n = n->next) {
+			if (!matches(&n->rec, cache, type) || (g && count >= cap))
+				continue;
+			if (g) {
+				group_add(g, ng, cap, &n->rec);
+				*bytes += n->rec.size;
+			}
+			count++;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	return count;
+}
+
 uint64_t sk_track_report(const char *what, const struct sk_cache *cache, const void *type)
 {
 	if (!sk_load_acquire(&buckets) || !sk_load(&live_records))
 		return 0;
 	/* Pass 1: how many.  Pass 2: group them (new records beyond the
 	 * count are left for the next report). */
-	uint64_t total = 0;
-	for (unsigned b = 0; b < TRACK_BUCKETS; b++) {
-		if (!sk_load(&buckets[b]))
-			continue;
-		struct track_stripe *s = stripe_of(b);
-		pthread_mutex_lock(&s->lock);
-		for (struct track_node *n = buckets[b]; n; n = n->next)
-			total += matches(&n->rec, cache, type);
-		pthread_mutex_unlock(&s->lock);
-	}
+	uint64_t total = each_match(cache, type, NULL, NULL, 0, NULL);
 	if (!total)
 		return 0;
 	size_t cap = (size_t)total, ng = 0, bytes = cap * sizeof(struct leak_group);
@@ -391,20 +408,7 @@ uint64_t sk_track_report(const char *what, const struct sk_cache *cache, const v
 			  (unsigned long long)total);
 		return total;
 	}
-	uint64_t count = 0, sum = 0;
-	for (unsigned b = 0; b < TRACK_BUCKETS; b++) {
-		if (!sk_load(&buckets[b]))
-			continue;
-		struct track_stripe *s = stripe_of(b);
-		pthread_mutex_lock(&s->lock);
-		for (struct track_node *n = buckets[b]; n; n = n->next)
-			if (matches(&n->rec, cache, type) && count < cap) {
-				group_add(g, &ng, cap, &n->rec);
-				count++;
-				sum += n->rec.size;
-			}
-		pthread_mutex_unlock(&s->lock);
-	}
+	uint64_t sum = 0, count = each_match(cache, type, g, &ng, cap, &sum);
 	qsort(g, ng, sizeof(*g), by_bytes_desc);
 
 	struct timespec ts;

@@ -154,11 +154,17 @@ static bool stash_size(struct uma_zone *z);
 static bool zone_full(struct uma_zone *z);
 static void limit_hit(struct uma_zone *z);
 
-static struct uma_zone *zone_new(const char *name)
+/* A zone not yet published, with its item hooks (any may be NULL). */
+static struct uma_zone *zone_new(const char *name, uma_ctor ctor, uma_dtor dtor, uma_init zinit,
+				 uma_fini zfini)
 {
 	struct uma_zone *z = sk_meta_zalloc(sizeof(*z));
 	if (!z)
 		return NULL;
+	z->ctor = ctor;
+	z->dtor = dtor;
+	z->zinit = zinit;
+	z->zfini = zfini;
 	snprintf(z->name, sizeof(z->name), "%s", name ? name : "(unnamed)");
 	pthread_mutex_init(&z->lock, NULL);
 	pthread_cond_init(&z->wake, NULL);
@@ -213,11 +219,9 @@ SK_EXPORT uma_zone_t uma_zcreate(const char *name, size_t size, uma_ctor ctor, u
 		sk_errorf("slabkit: uma_zcreate(%s): align mask %d is not a power of two minus one", name, align);
 		return NULL;
 	}
-	struct uma_zone *z = zone_new(name);
+	struct uma_zone *z = zone_new(name, ctor, dtor, NULL, NULL);
 	if (!z)
 		return NULL;
-	z->ctor = ctor;
-	z->dtor = dtor;
 	z->size = (int)size;
 	z->flags = flags;
 	z->align = a;
@@ -255,15 +259,11 @@ SK_EXPORT uma_zone_t uma_zsecond_create(const char *name, uma_ctor ctor, uma_dto
 			  name ? name : "(null)");
 		return NULL;
 	}
-	struct uma_zone *z = zone_new(name);
+	struct uma_zone *z = zone_new(name, ctor, dtor, zinit, zfini);
 	if (!z)
 		return NULL;
 	z->keg = primary->keg;
 	z->primary = primary;
-	z->ctor = ctor;
-	z->dtor = dtor;
-	z->zinit = zinit;
-	z->zfini = zfini;
 	z->size = primary->size;
 	z->flags = primary->flags | UMA_ZONE_SECONDARY;
 	z->own_count = true;
@@ -296,13 +296,9 @@ SK_EXPORT uma_zone_t uma_zcache_create(const char *name, int size, uma_ctor ctor
 			  name ? name : "(null)");
 		return NULL;
 	}
-	struct uma_zone *z = zone_new(name);
+	struct uma_zone *z = zone_new(name, ctor, dtor, zinit, zfini);
 	if (!z)
 		return NULL;
-	z->ctor = ctor;
-	z->dtor = dtor;
-	z->zinit = zinit;
-	z->zfini = zfini;
 	z->import = zimport;
 	z->release = zrelease;
 	z->arg = arg;
@@ -670,7 +666,7 @@ static void *item_get(uma_zone_t z, int domain, int flags, const void *site)
 		}
 		if (!item && (flags & M_USE_RESERVE) && (item = stash_pop(z, 0)))
 			return item; /* the reserve: for keg zones, keg-constructed items */
-		if (item || !sk_wait_for_memory(attempt, (flags & M_WAITOK) ? SK_WAIT_NOFAIL : SK_WAIT_NONE))
+		if (item || !sk_bsd_wait_for_memory(attempt, flags))
 			break;
 	}
 	return item;
