@@ -154,13 +154,16 @@ static bool stash_size(struct uma_zone *z);
 static bool zone_full(struct uma_zone *z);
 static void limit_hit(struct uma_zone *z);
 
-/* A zone not yet published, with its item hooks (any may be NULL). */
-static struct uma_zone *zone_new(const char *name, uma_ctor ctor, uma_dtor dtor, uma_init zinit,
-				 uma_fini zfini)
+/* A zone not yet published, with its item size, flags and item hooks
+ * (any hook may be NULL). */
+static struct uma_zone *zone_new(const char *name, int size, uint32_t flags, uma_ctor ctor, uma_dtor dtor,
+				 uma_init zinit, uma_fini zfini)
 {
 	struct uma_zone *z = sk_meta_zalloc(sizeof(*z));
 	if (!z)
 		return NULL;
+	z->size = size;
+	z->flags = flags;
 	z->ctor = ctor;
 	z->dtor = dtor;
 	z->zinit = zinit;
@@ -219,11 +222,9 @@ SK_EXPORT uma_zone_t uma_zcreate(const char *name, size_t size, uma_ctor ctor, u
 		sk_errorf("slabkit: uma_zcreate(%s): align mask %d is not a power of two minus one", name, align);
 		return NULL;
 	}
-	struct uma_zone *z = zone_new(name, ctor, dtor, NULL, NULL);
+	struct uma_zone *z = zone_new(name, (int)size, flags, ctor, dtor, NULL, NULL);
 	if (!z)
 		return NULL;
-	z->size = (int)size;
-	z->flags = flags;
 	z->align = a;
 	z->keg_init = uminit;
 	z->keg_fini = fini;
@@ -259,13 +260,12 @@ SK_EXPORT uma_zone_t uma_zsecond_create(const char *name, uma_ctor ctor, uma_dto
 			  name ? name : "(null)");
 		return NULL;
 	}
-	struct uma_zone *z = zone_new(name, ctor, dtor, zinit, zfini);
+	struct uma_zone *z =
+		zone_new(name, primary->size, primary->flags | UMA_ZONE_SECONDARY, ctor, dtor, zinit, zfini);
 	if (!z)
 		return NULL;
 	z->keg = primary->keg;
 	z->primary = primary;
-	z->size = primary->size;
-	z->flags = primary->flags | UMA_ZONE_SECONDARY;
 	z->own_count = true;
 	pthread_mutex_lock(&zones_lock);
 	primary->refs++;
@@ -296,14 +296,12 @@ SK_EXPORT uma_zone_t uma_zcache_create(const char *name, int size, uma_ctor ctor
 			  name ? name : "(null)");
 		return NULL;
 	}
-	struct uma_zone *z = zone_new(name, ctor, dtor, zinit, zfini);
+	struct uma_zone *z = zone_new(name, size, (uint32_t)flags, ctor, dtor, zinit, zfini);
 	if (!z)
 		return NULL;
 	z->import = zimport;
 	z->release = zrelease;
 	z->arg = arg;
-	z->size = size;
-	z->flags = (uint32_t)flags;
 	z->own_count = true;
 	stash_size(z); /* the zone-level cache (a failure leaves it empty) */
 	zones_add(z);
