@@ -32,6 +32,7 @@
 
 #include "sk_core.h"
 #include "sk_debug.h"
+#include "sk_guard.h"
 #include "sk_trace.h"
 
 #define TYPE_TRAILER sk_bsd_type_trailer
@@ -246,7 +247,9 @@ static void *alloc_block(size_t size, struct malloc_type *type, int node, unsign
 
 	if (idx >= 0 && sk_state.bsd_caches[idx]) {
 		struct sk_cache *c = sk_state.bsd_caches[idx];
+		sk_guard_alloc_type = type; /* SLABKIT_GUARD=type=...: the class picks by type */
 		p = sk_cache_alloc_node(c, node, skf, site);
+		sk_guard_alloc_type = NULL;
 		if (!p)
 			return NULL;
 		ck_pr_add_64(&c->ctr.slow_bytes_slack, c->object_size - size);

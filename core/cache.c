@@ -124,7 +124,7 @@ struct sk_cache *sk_cache_create(const struct sk_cache_params *p)
 	c->object_size = (uint32_t)p->object_size;
 	c->align = (uint32_t)effective_align(p);
 	c->flags = sk_debug_flags_for(p->name, p->flags) | sk_fail_flags_for(p->name) |
-		   sk_guard_flags_for(p->name, p->flags, p->ctor || p->init);
+		   sk_guard_flags_for(p->name, p->flags);
 	c->front = p->front;
 	c->ctor = p->ctor;
 	c->init = p->init;

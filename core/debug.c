@@ -57,6 +57,7 @@ struct sk_debug {
 	bool san;                      /* tell ASan / valgrind (sk_sanitize.h) */
 	bool san_defined;              /* a new object's bytes hold values (ctor, init, zeroed slab) */
 	bool guard;                    /* some objects get guard pages (SLABKIT_GUARD) */
+	unsigned guard_mode;           /* which ones: SK_GUARD_* (sk_guard.h) */
 
 	pthread_mutex_t lock;
 	/* Synchronization: lock. */
@@ -229,6 +230,7 @@ int sk_debug_attach(struct sk_cache *c)
 	d->red_zone = (c->flags & SK_CACHE_RED_ZONE) != 0;
 	d->san = (c->flags & SK_CACHE_SANITIZE) != 0;
 	d->guard = (c->flags & SK_CACHE_GUARD) != 0;
+	d->guard_mode = d->guard ? sk_guard_mode_for(c->name, c->flags) : 0;
 	d->san_defined = c->ctor || c->init || (c->flags & SK_CACHE_ZINIT);
 	/* A ctor or UMA init builds state that must survive free: no poison,
 	 * as Linux does (SLAB_POISON is ignored for caches with a ctor). */
@@ -707,7 +709,7 @@ void *sk_debug_alloc(struct sk_cache *c, int node, unsigned flags)
 		sk_fail_injected = (flags & SK_ALLOC_WAIT) != 0;
 		return NULL;
 	}
-	if (d->guard && sk_guard_pick(c)) {
+	if (d->guard && sk_guard_pick(c, d->guard_mode)) {
 		unsigned char *g = sk_guard_alloc(c, node, flags);
 		if (g) { /* else: an ordinary object */
 			pthread_mutex_lock(&d->lock);

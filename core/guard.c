@@ -22,6 +22,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <slabkit/freebsd/malloc.h>
+
 #include "sk_core.h"
 #include "sk_debug.h"
 #include "sk_guard.h"
@@ -43,9 +45,12 @@ struct guarded {
 /* Written by sk_guard_configure at init, read-only afterwards. */
 static struct {
 	unsigned sample;   /* every Nth allocation of any cache (0: off) */
-	unsigned nr_names;
-	char names[GUARD_MAX_NAMES][SLABKIT_NAME_MAX];
+	unsigned nr_names, nr_types;
+	char names[GUARD_MAX_NAMES][SLABKIT_NAME_MAX];  /* caches, classes, zones */
+	char types[GUARD_MAX_NAMES][SLABKIT_NAME_MAX];  /* malloc(9) types' short descriptions */
 } cfg;
+
+__thread const void *sk_guard_alloc_type __attribute__((tls_model("initial-exec")));
 
 static struct {
 	pthread_mutex_t lock;
@@ -87,6 +92,11 @@ int sk_guard_configure(const char *spec)
 			cfg.sample = (unsigned)strtoul(s + 7, &e, 10);
 			if (e != end || !cfg.sample)
 				goto bad;
+		} else if (len > 5 && !strncmp(s, "type=", 5)) {
+			if (len - 5 >= SLABKIT_NAME_MAX || cfg.nr_types == GUARD_MAX_NAMES)
+				goto bad;
+			memcpy(cfg.types[cfg.nr_types], s + 5, len - 5);
+			cfg.types[cfg.nr_types++][len - 5] = 0;
 		} else if (len && len < SLABKIT_NAME_MAX && cfg.nr_names < GUARD_MAX_NAMES) {
 			memcpy(cfg.names[cfg.nr_names], s, len);
 			cfg.names[cfg.nr_names++][len] = 0;
@@ -98,35 +108,63 @@ int sk_guard_configure(const char *spec)
 	sk_guard_on = true;
 	return 0;
 bad:
-	sk_errorf("slabkit: SLABKIT_GUARD '%s': expected cache names (a trailing * matches a prefix) "
-		  "and/or sample=N, separated by commas (at most %d names)", spec, GUARD_MAX_NAMES);
+	sk_errorf("slabkit: SLABKIT_GUARD '%s': expected cache names, type=NAME (a malloc(9) type's short "
+		  "description; a trailing * matches a prefix) and/or sample=N, separated by commas "
+		  "(at most %d of each)", spec, GUARD_MAX_NAMES);
 	memset(&cfg, 0, sizeof(cfg));
 	return -EINVAL;
 }
 
-uint32_t sk_guard_flags_for(const char *name, uint32_t flags, bool constructed)
+static bool name_matches(const char *pattern, const char *name)
 {
-	if (!sk_guard_on || (flags & (SK_CACHE_TYPESAFE_BY_RCU | SK_CACHE_SMR)))
-		return 0;
-	if (cfg.sample) /* a sample: not where a ctor or UMA init would then run per allocation */
-		return constructed ? 0 : SK_CACHE_GUARD;
-	for (unsigned i = 0; i < cfg.nr_names; i++) {
-		size_t n = strlen(cfg.names[i]);
-		if (n && cfg.names[i][n - 1] == '*' ? !strncmp(cfg.names[i], name, n - 1)
-						    : !strcmp(cfg.names[i], name))
-			return SK_CACHE_GUARD;
-	}
-	return 0;
+	size_t n = strlen(pattern);
+	return n && pattern[n - 1] == '*' ? !strncmp(pattern, name, n - 1) : !strcmp(pattern, name);
 }
 
-bool sk_guard_pick(const struct sk_cache *c)
+unsigned sk_guard_mode_for(const char *name, uint32_t flags)
 {
+	unsigned mode = 0;
+
+	if (!sk_guard_on || (flags & (SK_CACHE_TYPESAFE_BY_RCU | SK_CACHE_SMR)))
+		return 0;
+	/* Caches with a ctor or UMA init are sampled too: a guarded object
+	 * is a slab of one object, constructed when its pages are made (as
+	 * KFENCE does), freed in constructed state and never reused. */
+	if (cfg.sample)
+		mode |= SK_GUARD_SAMPLE;
+	for (unsigned i = 0; i < cfg.nr_names; i++)
+		if (name_matches(cfg.names[i], name))
+			mode |= SK_GUARD_ALL;
+	/* A malloc type's blocks come from the malloc-N classes it shares
+	 * with every other type: the classes pick by the allocating type. */
+	if (cfg.nr_types && !strncmp(name, "malloc-", 7))
+		mode |= SK_GUARD_TYPES;
+	return mode;
+}
+
+uint32_t sk_guard_flags_for(const char *name, uint32_t flags)
+{
+	return sk_guard_mode_for(name, flags) ? SK_CACHE_GUARD : 0;
+}
+
+static bool type_guarded(const struct malloc_type *type)
+{
+	if (!type || !type->ks_shortdesc)
+		return false;
+	for (unsigned i = 0; i < cfg.nr_types; i++)
+		if (name_matches(cfg.types[i], type->ks_shortdesc))
+			return true;
+	return false;
+}
+
+bool sk_guard_pick(const struct sk_cache *c, unsigned mode)
+{
+	(void)c;
 	if (ck_pr_load_64(&guard.live) >= GUARD_MAX_LIVE)
 		return false;
-	if (!cfg.sample)
-		return true; /* a named cache: every allocation */
-	(void)c;
-	return ck_pr_faa_64(&guard.counter, 1) % cfg.sample == 0;
+	if ((mode & SK_GUARD_ALL) || ((mode & SK_GUARD_TYPES) && type_guarded(sk_guard_alloc_type)))
+		return true;
+	return (mode & SK_GUARD_SAMPLE) && ck_pr_faa_64(&guard.counter, 1) % cfg.sample == 0;
 }
 
 /* The object's place: its end against the guard page, its start aligned. */

@@ -269,7 +269,7 @@ static int create_front_classes(struct sk_cache **caches, int count, const uint3
 		 * is debugged: then it is a cache of that backend, so that core's
 		 * debug layer sees every block (docs/debug.md). */
 		if (ops == heap_of(front_ops) && !(sk_debug_flags_for(name, 0) & SK_CACHE_DEBUG_ACTIVE) &&
-		    !sk_guard_flags_for(name, 0, false))
+		    !sk_guard_flags_for(name, 0))
 			continue;
 		size_t align = front == SK_FRONT_KMALLOC
 				       /* Power-of-two sizes are aligned to their size. */

@@ -783,12 +783,16 @@ static void test_valgrind_sees_slab_objects(void **state)
 
 #include <signal.h>
 
-enum guard_bug { GUARD_OVERRUN, GUARD_USE_AFTER_FREE, GUARD_KMALLOC_UAF };
+enum guard_bug { GUARD_OVERRUN, GUARD_USE_AFTER_FREE, GUARD_KMALLOC_UAF, GUARD_TYPE_OVERRUN, GUARD_CTOR_OVERRUN };
+
+static void ctor_fill(void *obj);
 
 static void guard_child(const char *b, enum guard_bug bug)
 {
 	signal(SIGSEGV, SIG_DFL); /* cmocka's handler would carry on with the next test */
-	setenv("SLABKIT_GUARD", "skt_guard,kmalloc-64", 1);
+	setenv("SLABKIT_GUARD",
+	       bug == GUARD_TYPE_OVERRUN ? "type=dbgtest" : bug == GUARD_CTOR_OVERRUN ? "sample=1" : "skt_guard,kmalloc-64",
+	       1);
 	struct slabkit_config cfg = { .backend = b, .tick_ms = -1 };
 	slabkit_fini();
 	if (slabkit_init(&cfg) != 0)
@@ -813,6 +817,20 @@ static void guard_child(const char *b, enum guard_bug bug)
 		kfree(k);
 		launder(k)[63] = 3;
 		break;
+	case GUARD_TYPE_OVERRUN: { /* malloc(9) of the named type: one byte past its block */
+		unsigned char *m = bsd_malloc(100, M_DBGTEST, M_WAITOK);
+		memset(m, 1, 100);
+		launder(m)[bsd_malloc_usable_size(m)] = 4;
+		break;
+	}
+	case GUARD_CTOR_OVERRUN: { /* a sampled object of a ctor cache */
+		struct kmem_cache *t = kmem_cache_create("skt_gctor1", 48, 0, 0, ctor_fill);
+		unsigned char *q = t ? kmem_cache_alloc(t, GFP_KERNEL) : NULL;
+		if (!q || q[47] != 0x5c)
+			_exit(5);
+		launder(q)[48] = 5;
+		break;
+	}
 	}
 	(void)sink;
 	_exit(0); /* not caught */
@@ -853,8 +871,9 @@ static bool guard_faults(const char *b, enum guard_bug bug)
 
 static void guard_bugs(const char *b)
 {
-	static const char *const names[] = { "one-byte overrun", "use after free", "kmalloc write after free" };
-	for (int bug = GUARD_OVERRUN; bug <= GUARD_KMALLOC_UAF; bug++)
+	static const char *const names[] = { "one-byte overrun", "use after free", "kmalloc write after free",
+					     "malloc(9) overrun of a guarded type", "sampled ctor object overrun" };
+	for (int bug = GUARD_OVERRUN; bug <= GUARD_CTOR_OVERRUN; bug++)
 		if (!guard_faults(b, (enum guard_bug)bug))
 			fail_msg("%s: a %s of a guarded object did not fault", b, names[bug]);
 }
@@ -926,6 +945,131 @@ static void test_guard_basics(void **state)
 {
 	(void)state;
 	FOR_EACH_BACKEND(guard_basics);
+}
+
+/* SLABKIT_GUARD=type=NAME: every malloc(9) block of that type (up to the
+ * largest class) is guarded, blocks of other types never are. */
+static void guard_by_type(const char *b)
+{
+	static struct malloc_type other = { .ks_shortdesc = "dbgother" };
+	setenv("SLABKIT_GUARD", "type=dbgtest", 1);
+	init_with(b, NULL, NULL);
+	unsetenv("SLABKIT_GUARD");
+	slabkit_malloc_type_register(&other);
+	enum { N = 40 };
+	void *m[N], *o[N];
+	uint64_t g0 = sk_guard_allocations();
+	for (int i = 0; i < N; i++) {
+		size_t size = 1 + (size_t)(i * 997) % 9000;
+		o[i] = bsd_malloc(size, &other, M_WAITOK);
+		assert_non_null(o[i]);
+		assert_int_equal(sk_guard_allocations(), g0 + (uint64_t)i);
+		m[i] = bsd_malloc(size, M_DBGTEST, M_WAITOK | M_ZERO);
+		assert_non_null(m[i]);
+		assert_int_equal(sk_guard_allocations(), g0 + (uint64_t)i + 1);
+		/* Against its guard page: the block ends where the page does. */
+		assert_int_equal(((uintptr_t)m[i] + bsd_malloc_usable_size(m[i])) % 4096, 0);
+		assert_int_equal(((unsigned char *)m[i])[size - 1], 0);
+		memset(m[i], i, size);
+		memset(o[i], i, size);
+	}
+	assert_int_equal(slabkit_validate(NULL), 0);
+	for (int i = 0; i < N; i++) {
+		bsd_free(m[i], M_DBGTEST);
+		bsd_free(o[i], &other);
+	}
+	assert_int_equal(slabkit_debug_errors(), 0);
+	assert_int_equal(sk_panic_count(), 0);
+	slabkit_malloc_type_unregister(&other);
+	slabkit_fini();
+}
+
+static void test_guard_by_type(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(guard_by_type);
+}
+
+/* Sampled guard pages of caches with a constructor (sample=1: every
+ * allocation guarded).  Each guarded object is a slab of its own: the
+ * ctor (or UMA init) runs once when its pages are made, with no allocator
+ * lock held; the object is handed out constructed, freed in constructed
+ * state and never reused, and UMA's fini runs once when its pages go. */
+static unsigned long ctor_calls, init_calls, fini_calls;
+
+static void counting_ctor(void *obj)
+{
+	assert_false(sk_pcpu_caller_holds_slot()); /* no allocator lock */
+	void *x = kmalloc(32, GFP_KERNEL);          /* allocating from a ctor works */
+	assert_non_null(x);
+	kfree(x);
+	memset(obj, 0x5c, 48);
+	ctor_calls++;
+}
+
+static int counting_init(void *mem, int size, int flags)
+{
+	(void)flags;
+	assert_false(sk_pcpu_caller_holds_slot());
+	memset(mem, 0x3a, (size_t)size);
+	init_calls++;
+	return 0;
+}
+
+static void counting_fini(void *mem, int size)
+{
+	(void)size;
+	assert_int_equal(((unsigned char *)mem)[0], 0x3a); /* freed constructed */
+	fini_calls++;
+}
+
+static void guard_ctor_sampled(const char *b)
+{
+	setenv("SLABKIT_GUARD", "sample=1", 1);
+	init_with(b, NULL, NULL);
+	unsetenv("SLABKIT_GUARD");
+	ctor_calls = init_calls = fini_calls = 0;
+	struct kmem_cache *t = kmem_cache_create("skt_gsctor", 48, 0, 0, counting_ctor);
+	uma_zone_t z = uma_zcreate("skt_gsinit", 40, NULL, NULL, counting_init, counting_fini, UMA_ALIGN_PTR, 0);
+	assert_true(t && z);
+	enum { N = 16 };
+	void *q[N], *u[N];
+	uint64_t g0 = sk_guard_allocations();
+	for (int round = 1; round <= 2; round++) {
+		for (int i = 0; i < N; i++) {
+			q[i] = kmem_cache_alloc(t, GFP_KERNEL);
+			u[i] = uma_zalloc(z, M_WAITOK);
+			assert_true(q[i] && u[i]);
+			assert_int_equal(((unsigned char *)q[i])[0], 0x5c);
+			assert_int_equal(((unsigned char *)q[i])[47], 0x5c);
+			assert_int_equal(((unsigned char *)u[i])[39], 0x3a);
+			((unsigned char *)q[i])[0] = 1; /* in use ... */
+		}
+		/* One construction per guarded object, none more (each ctor's
+		 * kmalloc is guarded too: 3 guarded allocations per i). */
+		assert_int_equal(sk_guard_allocations(), g0 + (uint64_t)(3 * N * round));
+		assert_int_equal(ctor_calls, (unsigned long)(N * round));
+		assert_int_equal(init_calls, (unsigned long)(N * round));
+		for (int i = 0; i < N; i++) {
+			((unsigned char *)q[i])[0] = 0x5c; /* ... and freed constructed */
+			kmem_cache_free(t, q[i]);
+			uma_zfree(z, u[i]);
+		}
+		assert_int_equal(ctor_calls, (unsigned long)(N * round));
+	}
+	assert_int_equal(slabkit_validate(NULL), 0);
+	uma_zdestroy(z); /* the kept pages go: fini once per init */
+	assert_int_equal(fini_calls, init_calls);
+	kmem_cache_destroy(t);
+	assert_int_equal(slabkit_debug_errors(), 0);
+	assert_int_equal(sk_panic_count(), 0);
+	slabkit_fini();
+}
+
+static void test_guard_ctor_sampled(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(guard_ctor_sampled);
 }
 
 /* --- failure injection --- */
@@ -1036,6 +1180,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_valgrind_sees_slab_objects),
 		cmocka_unit_test(test_guard_faults),
 		cmocka_unit_test(test_guard_basics),
+		cmocka_unit_test(test_guard_by_type),
+		cmocka_unit_test(test_guard_ctor_sampled),
 		cmocka_unit_test(test_failure_injection),
 		cmocka_unit_test(test_bad_spec),
 	};
