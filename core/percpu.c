@@ -531,7 +531,11 @@ static inline void **list_next(struct sk_cache *c, void *obj)
 	return (void **)((char *)obj + c->free_offset);
 }
 
-/* The ops on a given slot.  Each entry point below reads the CPU from the
+/* The ops on a given slot: the rseq sequences' pop and push, in C under
+ * the slot lock.  The ARRAY moves index the stack with the 64-bit state
+ * rather than through sk_stack.h's 32-bit count, which costs one more
+ * instruction per op here (objdump); the slow paths use sk_stack.h's moves
+ * (sk_pcpu_array_pop/push/drop_oldest in sk_percpu.h).  Each entry point below reads the CPU from the
  * rseq area and runs its op as a leaf; a thread with no rseq area takes a
  * tail call to a copy that asks sched_getcpu, so that the common entry
  * saves no register for a call it does not make. */
@@ -642,8 +646,7 @@ bool sk_pcpu_is_first_free(struct sk_cache *c, const void *obj)
 	struct sk_pcpu_slot *slot = sk_pcpu_trylock_local(c);
 	if (!slot)
 		return false;
-	unsigned n = (unsigned)top_state(kind, sk_load(&slot->top));
-	first = n && slot->entries[n - 1] == obj;
+	first = sk_stack_is_top(slot->entries, (uint32_t)top_state(kind, sk_load(&slot->top)), obj);
 	sk_pcpu_unlock(slot);
 	return first;
 }

@@ -21,6 +21,11 @@
  *
  * lock mode: the same ops in C under the slot's test-and-set lock.
  *
+ * The ARRAY pop and push here are core/sk_stack.h's pop and push on the
+ * slot's entries, written out in assembly because the move and the count
+ * must be inside one restartable sequence that commits once; the slow
+ * paths use sk_stack.h's functions themselves (sk_pcpu_array_pop & co.).
+ *
  * Why not librseq: its ready-made sequences (compare-and-store,
  * compare-and-add, a pointer load and offset) commit one field each, while
  * these commit the state and the operation counts in one packed word, check

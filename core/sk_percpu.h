@@ -50,6 +50,7 @@
 #include <stdint.h>
 
 #include "../common/sk_compiler.h"
+#include "sk_stack.h"
 
 /* Internal: never exported from the shared library (and reached without
  * the GOT from inside it). */
@@ -171,6 +172,43 @@ static inline unsigned sk_pcpu_array_count(const struct sk_pcpu_slot *slot)
 /* Lock holder: replace the state (the counts are folded, not lost). */
 void sk_pcpu_set_list_head(struct sk_pcpu_slot *slot, void *head);
 void sk_pcpu_set_array_count(struct sk_pcpu_slot *slot, unsigned count);
+
+/*
+ * ARRAY, lock holder: the slot is a pointer stack (core/sk_stack.h) whose
+ * count is the state half of `top`; these are the stack's moves on it for
+ * the slow paths of every array backend (SLAB's array cache, SLUB's sheaf,
+ * UMA's alloc bucket).  The fast paths do the same pop and push inside
+ * their restartable sequences (sk_fastpath.h) or under the lock in lock
+ * mode (percpu.c).
+ */
+
+/* Take the top entry; the caller has checked the slot is not empty. */
+static inline void *sk_pcpu_array_pop(struct sk_pcpu_slot *slot)
+{
+	uint32_t n = sk_pcpu_array_count(slot);
+	void *obj = sk_stack_pop(slot->entries, &n);
+
+	sk_pcpu_set_array_count(slot, n);
+	return obj;
+}
+
+/* Put obj on top; the caller has checked the count is below limit. */
+static inline void sk_pcpu_array_push(struct sk_pcpu_slot *slot, void *obj)
+{
+	uint32_t n = sk_pcpu_array_count(slot);
+
+	sk_stack_push(slot->entries, &n, obj);
+	sk_pcpu_set_array_count(slot, n);
+}
+
+/* Forget the n oldest entries (the caller has moved them elsewhere). */
+static inline void sk_pcpu_array_drop_oldest(struct sk_pcpu_slot *slot, uint32_t n)
+{
+	uint32_t count = sk_pcpu_array_count(slot);
+
+	sk_stack_drop_oldest(slot->entries, count, n);
+	sk_pcpu_set_array_count(slot, count - n);
+}
 
 /* Allocations this slot has served so far (racy; for idleness heuristics). */
 uint64_t sk_pcpu_slot_allocs(const struct sk_cache *c, const struct sk_pcpu_slot *slot);

@@ -12,6 +12,7 @@
 #ifndef SLABKIT_STACK_H
 #define SLABKIT_STACK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -24,6 +25,13 @@ static inline void sk_stack_push(void **stack, uint32_t *count, void *obj)
 static inline void *sk_stack_pop(void **stack, uint32_t *count)
 {
 	return stack[--*count];
+}
+
+/* Is obj the top entry?  Pushing it again would be a double free (the
+ * fast paths' and the slow paths' check). */
+static inline bool sk_stack_is_top(void *const *stack, uint32_t count, const void *obj)
+{
+	return count && stack[count - 1] == obj;
 }
 
 /* Copy n entries from `from` onto the top of a stack holding `count`,

@@ -158,10 +158,7 @@ void *bslab_alloc(struct sk_cache *c, int node, unsigned flags)
 	if (slab_slot_top(slot)) {
 		/* A node was asked for and it is ours, or a free refilled the
 		 * array since the fast path missed. */
-		uint32_t top = slab_slot_top(slot) - 1;
-
-		obj = slot->entries[top];
-		slab_slot_set_top(slot, top);
+		obj = sk_pcpu_array_pop(slot);
 	} else {
 		obj = slab_refill(c, sc, slot);
 	}
@@ -249,8 +246,7 @@ static void slab_flush_array(struct sk_cache *c, struct slab_cache *sc, struct s
 		bslab_free_block(c, n, slot->entries, batch, destroy);
 	}
 	pthread_mutex_unlock(&n->list_lock);
-	sk_stack_drop_oldest(slot->entries, top, batch);
-	slab_slot_set_top(slot, top - batch);
+	sk_pcpu_array_drop_oldest(slot, batch);
 	sk_stat_flush(c);
 }
 
@@ -260,7 +256,6 @@ void bslab_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 	int home = slab->node, here = bslab_current_node(sc);
 	struct sk_pcpu_slot *slot;
 	struct sk_list destroy;
-	uint32_t top;
 
 	if ((unsigned)home >= sc->nr_nodes) {
 		sk_message("slab: cache %s: %p is on node %d, unknown to this cache (ignored)",
@@ -285,9 +280,7 @@ void bslab_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 	sk_list_init(&destroy);
 	if (slab_slot_top(slot) >= slot->limit)
 		slab_flush_array(c, sc, slot, &destroy);
-	top = slab_slot_top(slot);
-	slot->entries[top] = obj;
-	slab_slot_set_top(slot, top + 1);
+	sk_pcpu_array_push(slot, obj);
 	sk_pcpu_unlock(slot);
 	bslab_destroy_list(c, &destroy);
 }

@@ -99,8 +99,7 @@ static void slab_reap_cpu(struct sk_cache *c, unsigned cpu, struct sk_list *dest
 		pthread_mutex_lock(&n->list_lock);
 		bslab_free_block(c, n, slot->entries, tofree, destroy);
 		pthread_mutex_unlock(&n->list_lock);
-		sk_stack_drop_oldest(slot->entries, top, tofree);
-		slab_slot_set_top(slot, top - tofree);
+		sk_pcpu_array_drop_oldest(slot, tofree);
 	}
 	sk_pcpu_unlock(slot);
 }

@@ -254,8 +254,7 @@ void *slub_alloc(struct sk_cache *c, int node, unsigned flags)
 		obj = cpu_slab_pop(c, slot, node, slot_node, flags, &build_unlocked);
 	} else if (n) {
 		/* A free refilled the sheaf since the fast path missed. */
-		obj = slot->entries[n - 1];
-		sk_pcpu_set_array_count(slot, n - 1);
+		obj = sk_pcpu_array_pop(slot);
 	} else {
 		obj = sheaf_refill(c, slot, slot_node, flags, &build_unlocked);
 	}

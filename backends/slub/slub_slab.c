@@ -455,8 +455,7 @@ void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t co
 			slub_slab_free(c, obj, slab, slot, discard);
 		}
 	}
-	sk_stack_drop_oldest(slot->entries, n, count);
-	sk_pcpu_set_array_count(slot, n - count);
+	sk_pcpu_array_drop_oldest(slot, count);
 }
 
 void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
@@ -469,10 +468,8 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 		 * object is of another node, or the counts needed a fold. */
 		if (slot->limit && slot->tag == (uintptr_t)slab->node + 1) {
 			struct sk_page *discard = NULL, *spill = NULL;
-			uint32_t n = sk_pcpu_array_count(slot);
-			if (n >= slot->limit) {
+			if (sk_pcpu_array_count(slot) >= slot->limit) {
 				slub_sheaf_flush(c, slot, (slot->limit + 1) / 2, &discard);
-				n = sk_pcpu_array_count(slot);
 				/* The flush adopted slabs past the CPU partial
 				 * limit: spill the list now.  A thread that only
 				 * frees (an RCU worker) adopts only here, and its
@@ -481,8 +478,7 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 				if (slub_cpu_of(slot)->nr_partial > sk_load(&slub_of(c)->cpu_partial_slabs))
 					spill = slub_cpu_partial_detach(slot);
 			}
-			slot->entries[n] = obj;
-			sk_pcpu_set_array_count(slot, n + 1);
+			sk_pcpu_array_push(slot, obj);
 			sk_pcpu_unlock(slot);
 			slub_discard_list(c, discard);
 			if (spill)

@@ -92,23 +92,6 @@ static void swap_alloc_free(struct sk_pcpu_slot *slot, struct uma_cache *uc)
 	load_alloc(slot, uc, was_free);
 }
 
-static inline void *slot_pop(struct sk_pcpu_slot *slot)
-{
-	uint32_t n = slot_count(slot) - 1;
-	void *item = slot->entries[n];
-
-	slot_set_count(slot, n);
-	return item;
-}
-
-static inline void slot_push(struct sk_pcpu_slot *slot, void *item)
-{
-	uint32_t n = slot_count(slot);
-
-	slot->entries[n] = item;
-	slot_set_count(slot, n + 1);
-}
-
 /* Which domain's bucket cache a slot trades with. */
 static int fetch_domain(const struct uma_kz *kz, const struct sk_pcpu_slot *slot)
 {
@@ -214,7 +197,7 @@ static void *cache_alloc(struct sk_cache *c, struct uma_kz *kz, struct sk_pcpu_s
 		old = NULL;
 	}
 pop:
-	item = slot_pop(slot);
+	item = sk_pcpu_array_pop(slot);
 	sk_pcpu_unlock(slot);
 	if (old)
 		skuma_bucket_free(kz, slot_domain(slot), old);
@@ -307,7 +290,7 @@ static void cache_free(struct uma_kz *kz, struct sk_pcpu_slot *slot, void *item,
 	}
 	load_alloc(slot, uc, b);
 push:
-	slot_push(slot, item);
+	sk_pcpu_array_push(slot, item);
 	int domain = put_domain(kz, slot);
 	sk_pcpu_unlock(slot);
 	if (full) {
