@@ -396,16 +396,10 @@ void *sk_libc_alloc_slow(size_t size, const void *site)
 /* malloc for realloc: the fast path, else the slow one, never recorded. */
 static sk_always_inline void *alloc_inner(size_t size, const void *site)
 {
-	if (sk_likely(size - 1 < SK_LIBC_MAX_CACHE_SIZE)) {
-		struct sk_cache *c = sk_libc.classes[sk_libc_index(size)];
-		if (sk_likely(c != NULL)) {
-			void *p = sk_pcpu_pop(c);
-			if (sk_likely(p != NULL)) {
-				sk_libc_count_requested(c, size);
-				return p;
-			}
-		}
-	}
+	void *p = sk_libc_pop(size);
+
+	if (sk_likely(p != NULL))
+		return p;
 	return alloc_untraced(size, site);
 }
 
@@ -509,19 +503,17 @@ static void free_slow(void *p, bool trace)
 
 void sk_libc_free_slow(void *p)
 {
+	int saved = errno;
+
 	free_slow(p, true);
+	errno = saved;
 }
 
 /* free for realloc: the fast path, else the slow one, never recorded. */
 static sk_always_inline void free_inner(void *p)
 {
-	if (sk_likely(sk_addr_in_arena(p))) {
-		struct sk_page *pg = sk_page_head(p);
-		if (sk_likely(pg->kind == SK_PAGE_SLAB) &&
-		    sk_likely(((struct sk_cache *)pg->owner)->front == SK_FRONT_LIBC) &&
-		    sk_likely(sk_pcpu_push(pg->owner, p, pg)))
-			return;
-	}
+	if (sk_likely(sk_libc_push(p)))
+		return;
 	free_slow(p, false);
 }
 

@@ -45,6 +45,7 @@ int sk_libc_init(void);
 /* `site`: the caller of malloc (SLABKIT_LEAKS reports it); SK_CALLER()
  * in the public entry point. */
 void *sk_libc_alloc_slow(size_t size, const void *site);
+/* free's slow path; keeps errno (it may reach madvise or a message). */
 void sk_libc_free_slow(void *p);
 void *sk_libc_calloc(size_t n, size_t size, const void *site);
 void *sk_libc_realloc(void *p, size_t size, const void *site);
@@ -71,8 +72,9 @@ static sk_always_inline void sk_libc_count_requested(struct sk_cache *c, size_t 
 		ck_pr_add_64(&c->ctr.slow_bytes_slack, slack);
 }
 
-/* malloc: a libc class from this CPU's slot, else the slow path. */
-static sk_always_inline void *sk_libc_alloc_at(size_t size, const void *site)
+/* malloc's fast path: a block of size's libc class from this CPU's slot,
+ * or NULL (too large, not initialised, slot empty: the caller's slow path). */
+static sk_always_inline void *sk_libc_pop(size_t size)
 {
 	if (sk_likely(size - 1 < SK_LIBC_MAX_CACHE_SIZE)) {
 		struct sk_cache *c = sk_libc.classes[sk_libc_index(size)];
@@ -84,23 +86,41 @@ static sk_always_inline void *sk_libc_alloc_at(size_t size, const void *site)
 			}
 		}
 	}
+	return NULL;
+}
+
+/* malloc: a libc class from this CPU's slot, else the slow path. */
+static sk_always_inline void *sk_libc_alloc_at(size_t size, const void *site)
+{
+	void *p = sk_libc_pop(size);
+
+	if (sk_likely(p != NULL))
+		return p;
 	return sk_libc_alloc_slow(size, site);
 }
 
 /* Inlined into the public malloc, SK_CALLER() is malloc's caller. */
 #define sk_libc_alloc(size) sk_libc_alloc_at((size), SK_CALLER())
 
-/* free: back onto this CPU's slot when it takes it, else the slow path
- * (NULL, other CPUs' slabs, large blocks, misuse). */
-static sk_always_inline void sk_libc_free(void *p)
+/* free's fast path: true when this CPU's slot took p; false for the slow
+ * path (NULL, other CPUs' slabs, large blocks, misuse). */
+static sk_always_inline bool sk_libc_push(void *p)
 {
 	if (sk_likely(sk_addr_in_arena(p))) {
 		struct sk_page *pg = sk_page_head(p);
-		if (sk_likely(pg->kind == SK_PAGE_SLAB) &&
-		    sk_likely(((struct sk_cache *)pg->owner)->front == SK_FRONT_LIBC) &&
-		    sk_likely(sk_pcpu_push(pg->owner, p, pg)))
-			return;
+		return sk_likely(pg->kind == SK_PAGE_SLAB) &&
+		       sk_likely(((struct sk_cache *)pg->owner)->front == SK_FRONT_LIBC) &&
+		       sk_likely(sk_pcpu_push(pg->owner, p, pg));
 	}
+	return false;
+}
+
+/* free: back onto this CPU's slot when it takes it, else the slow path.
+ * errno is left as it was (glibc's free keeps it too). */
+static sk_always_inline void sk_libc_free(void *p)
+{
+	if (sk_likely(sk_libc_push(p)))
+		return;
 	sk_libc_free_slow(p);
 }
 

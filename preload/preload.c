@@ -40,16 +40,7 @@ SK_EXPORT void *malloc(size_t size)
 
 SK_EXPORT void free(void *p)
 {
-	if (sk_likely(sk_addr_in_arena(p))) {
-		struct sk_page *pg = sk_page_head(p);
-		if (sk_likely(pg->kind == SK_PAGE_SLAB) &&
-		    sk_likely(((struct sk_cache *)pg->owner)->front == SK_FRONT_LIBC) &&
-		    sk_likely(sk_pcpu_push(pg->owner, p, pg)))
-			return;
-	}
-	int saved = errno; /* the slow path may reach madvise or a message */
-	sk_libc_free_slow(p);
-	errno = saved;
+	sk_libc_free(p);
 }
 
 SK_EXPORT void *calloc(size_t n, size_t size)
