@@ -294,7 +294,33 @@ static inline void fz_forget(struct fz_model *m, int i)
 	memset(&m->slot[i], 0, sizeof(m->slot[i]));
 }
 
+/* The first of n handles, from b % n on, that is set (a live cache or
+ * zone): its index, or -1 when none is.  The handles are the words at
+ * `handle0`, `stride` bytes apart (a field of an array of models). */
+static inline int fz_pick(unsigned b, const void *handle0, size_t stride, int n)
+{
+	for (int j = 0; j < n; j++) {
+		int k = (int)((b + (unsigned)j) % (unsigned)n);
+		if (*(void *const *)((const char *)handle0 + (size_t)k * stride))
+			return k;
+	}
+	return -1;
+}
+
 /* --- the harness side --- */
+
+/*
+ * What a harness adds to the input loop every harness runs
+ * (LLVMFuzzerTestOneInput in fuzz_common.c): each operation is a byte `op`
+ * and a slot byte (taken modulo FZ_SLOTS), then whatever `step` reads.
+ */
+struct fz_harness {
+	void (*begin)(void);                             /* optional: before the first operation */
+	void (*step)(struct fz_in *in, unsigned op, int slot); /* one operation */
+	void (*check)(void);                             /* after every operation */
+	void (*end)(void); /* the input is done: free what the model holds, destroy caches, check */
+};
+extern const struct fz_harness fz_harness; /* the harness's own, one per program */
 
 /* Once per process: set slabkit up (no maintenance thread). */
 void fz_setup(void);

@@ -1,7 +1,8 @@
 /*
  * What every fuzz harness shares: slabkit set up once per process without
  * the maintenance thread (so per-CPU counter sums are exact between
- * operations), hooks that turn an unexpected panic into a mismatch, and the
+ * operations), hooks that turn an unexpected panic into a mismatch, the
+ * input loop (its operations are the harness's, struct fz_harness) and the
  * operation count printed at exit (the figure a long run reports).
  */
 #include <errno.h>
@@ -57,5 +58,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	fz_setup();
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fz_in in = { data, size, 0 };
+	fz_setup();
+	if (fz_harness.begin)
+		fz_harness.begin();
+	while (fz_more(&in)) {
+		unsigned op = fz_u8(&in);
+		int slot = (int)(fz_u8(&in) % FZ_SLOTS);
+		fz_harness.step(&in, op, slot);
+		fz_ops++;
+		fz_harness.check();
+	}
+	fz_harness.end();
 	return 0;
 }

@@ -283,42 +283,48 @@ static void op_examine(struct fz_in *in, int i)
 	}
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void step(struct fz_in *in, unsigned op, int slot)
 {
-	struct fz_in in = { data, size, 0 };
-	fz_setup();
-	base = library_counts();
-	while (fz_more(&in)) {
-		unsigned op = fz_u8(&in);
-		int i = (int)(fz_u8(&in) % FZ_SLOTS);
-		switch (op % 16) {
-		case 0: case 1: case 2: case 3: case 4: case 5:
-			op_alloc(&in, i);
-			break;
-		case 6: case 7: case 8:
-			if (m.slot[i].p)
-				free_slot(i, fz_u8(&in));
-			break;
-		case 9: case 10: case 11:
-			op_realloc(&in, i);
-			break;
-		case 12:
-			op_bulk_free(&in);
-			break;
-		case 13: case 14:
-			op_examine(&in, i);
-			break;
-		default:
-			if (op >= 250)
-				slabkit_shrink_all(); /* live objects must survive it */
-			break;
-		}
-		fz_ops++;
-		check_counts();
+	switch (op % 16) {
+	case 0: case 1: case 2: case 3: case 4: case 5:
+		op_alloc(in, slot);
+		break;
+	case 6: case 7: case 8:
+		if (m.slot[slot].p)
+			free_slot(slot, fz_u8(in));
+		break;
+	case 9: case 10: case 11:
+		op_realloc(in, slot);
+		break;
+	case 12:
+		op_bulk_free(in);
+		break;
+	case 13: case 14:
+		op_examine(in, slot);
+		break;
+	default:
+		if (op >= 250)
+			slabkit_shrink_all(); /* live objects must survive it */
+		break;
 	}
+}
+
+static void begin(void)
+{
+	base = library_counts();
+}
+
+static void end(void)
+{
 	for (int i = 0; i < FZ_SLOTS; i++)
 		if (m.slot[i].p)
 			free_slot(i, 0);
 	check_counts();
-	return 0;
 }
+
+const struct fz_harness fz_harness = {
+	.begin = begin,
+	.step = step,
+	.check = check_counts,
+	.end = end,
+};

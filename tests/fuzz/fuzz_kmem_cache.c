@@ -192,12 +192,7 @@ static void op_create(struct fz_in *in, int k)
 
 static int some_cache(unsigned b)
 {
-	for (int j = 0; j < NCACHES; j++) {
-		int k = (int)((b + (unsigned)j) % NCACHES);
-		if (caches[k].c)
-			return k;
-	}
-	return -1;
+	return fz_pick(b, &caches[0].c, sizeof(caches[0]), NCACHES);
 }
 
 static void op_alloc(struct fz_in *in, int i)
@@ -270,68 +265,69 @@ static void op_bulk_free(struct fz_in *in)
 		kmem_cache_free_bulk(caches[k].c, n, p);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void step(struct fz_in *in, unsigned op, int slot)
 {
-	struct fz_in in = { data, size, 0 };
-	fz_setup();
-	while (fz_more(&in)) {
-		unsigned op = fz_u8(&in);
-		int i = (int)(fz_u8(&in) % FZ_SLOTS);
-		switch (op % 16) {
-		case 0:
-			if (op < 0x80 || !caches[op % NCACHES].c)
-				op_create(&in, (int)(op >> 4) % NCACHES);
+	switch (op % 16) {
+	case 0:
+		if (op < 0x80 || !caches[op % NCACHES].c)
+			op_create(in, (int)(op >> 4) % NCACHES);
+		break;
+	case 1: case 2: case 3: case 4: case 5:
+		op_alloc(in, slot);
+		break;
+	case 6: case 7: case 8: case 9:
+		if (m.slot[slot].p)
+			free_slot(slot, fz_u8(in));
+		break;
+	case 10:
+		op_bulk_alloc(in);
+		break;
+	case 11:
+		op_bulk_free(in);
+		break;
+	case 12:
+		if (m.slot[slot].p)
+			fz_expect_intact(&m.slot[slot], "a check");
+		break;
+	case 13: {
+		int k = some_cache(op >> 4);
+		if (k < 0 || !(op & 0x80))
 			break;
-		case 1: case 2: case 3: case 4: case 5:
-			op_alloc(&in, i);
-			break;
-		case 6: case 7: case 8: case 9:
-			if (m.slot[i].p)
-				free_slot(i, fz_u8(&in));
-			break;
-		case 10:
-			op_bulk_alloc(&in);
-			break;
-		case 11:
-			op_bulk_free(&in);
-			break;
-		case 12:
-			if (m.slot[i].p)
-				fz_expect_intact(&m.slot[i], "a check");
-			break;
-		case 13: {
-			int k = some_cache(op >> 4);
-			if (k < 0 || !(op & 0x80))
-				break;
-			/* With objects live it may keep slabs (SLAB says so with
-			 * 1); with none it must return 0 and keep no slab. */
-			int rc = kmem_cache_shrink(caches[k].c);
-			struct slabkit_cache_info info;
-			if (caches[k].live == 0 &&
-			    slabkit_cache_info_by_name(caches[k].name, &info) == 0)
-				fz_expect(rc == 0 && info.slabs == 0,
-					  "kmem_cache_shrink(%s) of an empty cache: %d, %llu slabs left",
-					  caches[k].name, rc, (unsigned long long)info.slabs);
-			break;
-		}
-		case 14:
-			if (op >= 0xf0) {
-				int k = some_cache(op);
-				if (k >= 0)
-					destroy(k);
-			}
-			break;
-		default:
-			if (op == 0xff)
-				slabkit_shrink_all();
-			break;
-		}
-		fz_ops++;
-		check_all();
+		/* With objects live it may keep slabs (SLAB says so with
+		 * 1); with none it must return 0 and keep no slab. */
+		int rc = kmem_cache_shrink(caches[k].c);
+		struct slabkit_cache_info info;
+		if (caches[k].live == 0 &&
+		    slabkit_cache_info_by_name(caches[k].name, &info) == 0)
+			fz_expect(rc == 0 && info.slabs == 0,
+				  "kmem_cache_shrink(%s) of an empty cache: %d, %llu slabs left",
+				  caches[k].name, rc, (unsigned long long)info.slabs);
+		break;
 	}
+	case 14:
+		if (op >= 0xf0) {
+			int k = some_cache(op);
+			if (k >= 0)
+				destroy(k);
+		}
+		break;
+	default:
+		if (op == 0xff)
+			slabkit_shrink_all();
+		break;
+	}
+}
+
+static void end(void)
+{
 	for (int k = 0; k < NCACHES; k++)
 		if (caches[k].c)
 			destroy(k);
 	fz_expect(m.live == 0, "%u objects left in the model", m.live);
-	return 0;
 }
+
+const struct fz_harness fz_harness = {
+	.step = step,
+	.check = check_all,
+	.end = end,
+};

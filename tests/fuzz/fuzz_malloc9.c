@@ -169,50 +169,56 @@ static void op_misuse(struct fz_in *in)
 		  flags, p, fz_panics_seen);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void step(struct fz_in *in, unsigned op, int slot)
 {
-	struct fz_in in = { data, size, 0 };
-	fz_setup();
+	switch (op % 16) {
+	case 0: case 1: case 2: case 3: case 4: case 5:
+		op_alloc(in, slot);
+		break;
+	case 6: case 7: case 8: case 9:
+		if (m.slot[slot].p)
+			free_slot(slot, fz_u8(in));
+		else
+			bsd_free(NULL, M_FZ_A); /* a no-op */
+		break;
+	case 10: case 11: case 12:
+		op_realloc(in, slot);
+		break;
+	case 13:
+		if (m.slot[slot].p) {
+			fz_expect_intact(&m.slot[slot], "a check");
+			fz_expect(bsd_malloc_usable_size(m.slot[slot].p) == m.slot[slot].span,
+				  "usable size of %p changed", m.slot[slot].p);
+		}
+		break;
+	case 14:
+		if (op == 0xfe)
+			op_misuse(in);
+		break;
+	default:
+		if (op == 0xff)
+			slabkit_shrink_all();
+		break;
+	}
+}
+
+static void begin(void)
+{
 	for (unsigned t = 0; t < 3; t++)
 		slabkit_malloc_type_stats(types[t], &base[t]);
-	while (fz_more(&in)) {
-		unsigned op = fz_u8(&in);
-		int i = (int)(fz_u8(&in) % FZ_SLOTS);
-		switch (op % 16) {
-		case 0: case 1: case 2: case 3: case 4: case 5:
-			op_alloc(&in, i);
-			break;
-		case 6: case 7: case 8: case 9:
-			if (m.slot[i].p)
-				free_slot(i, fz_u8(&in));
-			else
-				bsd_free(NULL, M_FZ_A); /* a no-op */
-			break;
-		case 10: case 11: case 12:
-			op_realloc(&in, i);
-			break;
-		case 13:
-			if (m.slot[i].p) {
-				fz_expect_intact(&m.slot[i], "a check");
-				fz_expect(bsd_malloc_usable_size(m.slot[i].p) == m.slot[i].span,
-					  "usable size of %p changed", m.slot[i].p);
-			}
-			break;
-		case 14:
-			if (op == 0xfe)
-				op_misuse(&in);
-			break;
-		default:
-			if (op == 0xff)
-				slabkit_shrink_all();
-			break;
-		}
-		fz_ops++;
-		check_types();
-	}
+}
+
+static void end(void)
+{
 	for (int i = 0; i < FZ_SLOTS; i++)
 		if (m.slot[i].p)
 			free_slot(i, 0);
 	check_types();
-	return 0;
 }
+
+const struct fz_harness fz_harness = {
+	.begin = begin,
+	.step = step,
+	.check = check_types,
+	.end = end,
+};

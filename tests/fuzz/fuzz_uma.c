@@ -181,12 +181,7 @@ static void op_create(struct fz_in *in, int k)
 
 static int some_zone(unsigned b)
 {
-	for (int j = 0; j < NZONES; j++) {
-		int k = (int)((b + (unsigned)j) % NZONES);
-		if (zones[k].z)
-			return k;
-	}
-	return -1;
+	return fz_pick(b, &zones[0].z, sizeof(zones[0]), NZONES);
 }
 
 static void op_alloc(struct fz_in *in, int i)
@@ -243,61 +238,62 @@ static void op_limit(struct fz_in *in)
 	zm->limit = got;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void step(struct fz_in *in, unsigned op, int slot)
 {
-	struct fz_in in = { data, size, 0 };
-	fz_setup();
-	while (fz_more(&in)) {
-		unsigned op = fz_u8(&in);
-		int i = (int)(fz_u8(&in) % FZ_SLOTS);
-		switch (op % 16) {
-		case 0:
-			if (op < 0x80 || !zones[(op >> 4) % NZONES].z)
-				op_create(&in, (int)(op >> 4) % NZONES);
-			break;
-		case 1: case 2: case 3: case 4: case 5: case 6:
-			op_alloc(&in, i);
-			break;
-		case 7: case 8: case 9: case 10:
-			if (m.slot[i].p)
-				free_slot(i);
-			else
-				uma_zfree(zones[0].z ? zones[0].z : NULL, NULL); /* a no-op */
-			break;
-		case 11:
-			if (op >= 0xc0)
-				op_limit(&in);
-			break;
-		case 12:
-			if (m.slot[i].p)
-				fz_expect_intact(&m.slot[i], "a check");
-			break;
-		case 13: {
-			int k = some_zone(op >> 4);
-			static const int levels[] = { UMA_RECLAIM_DRAIN, UMA_RECLAIM_DRAIN_CPU,
-						      UMA_RECLAIM_TRIM };
-			if (k >= 0)
-				uma_zone_reclaim(zones[k].z, levels[(op >> 4) % 3]);
-			break;
-		}
-		case 14:
-			if (op >= 0xf0) {
-				int k = some_zone(op);
-				if (k >= 0)
-					destroy(k);
-			}
-			break;
-		default:
-			if (op == 0xff)
-				uma_reclaim(UMA_RECLAIM_DRAIN_CPU);
-			break;
-		}
-		fz_ops++;
-		check_all();
+	switch (op % 16) {
+	case 0:
+		if (op < 0x80 || !zones[(op >> 4) % NZONES].z)
+			op_create(in, (int)(op >> 4) % NZONES);
+		break;
+	case 1: case 2: case 3: case 4: case 5: case 6:
+		op_alloc(in, slot);
+		break;
+	case 7: case 8: case 9: case 10:
+		if (m.slot[slot].p)
+			free_slot(slot);
+		else
+			uma_zfree(zones[0].z ? zones[0].z : NULL, NULL); /* a no-op */
+		break;
+	case 11:
+		if (op >= 0xc0)
+			op_limit(in);
+		break;
+	case 12:
+		if (m.slot[slot].p)
+			fz_expect_intact(&m.slot[slot], "a check");
+		break;
+	case 13: {
+		int k = some_zone(op >> 4);
+		static const int levels[] = { UMA_RECLAIM_DRAIN, UMA_RECLAIM_DRAIN_CPU,
+					      UMA_RECLAIM_TRIM };
+		if (k >= 0)
+			uma_zone_reclaim(zones[k].z, levels[(op >> 4) % 3]);
+		break;
 	}
+	case 14:
+		if (op >= 0xf0) {
+			int k = some_zone(op);
+			if (k >= 0)
+				destroy(k);
+		}
+		break;
+	default:
+		if (op == 0xff)
+			uma_reclaim(UMA_RECLAIM_DRAIN_CPU);
+		break;
+	}
+}
+
+static void end(void)
+{
 	for (int k = 0; k < NZONES; k++)
 		if (zones[k].z)
 			destroy(k);
 	fz_expect(m.live == 0, "%u items left in the model", m.live);
-	return 0;
 }
+
+const struct fz_harness fz_harness = {
+	.step = step,
+	.check = check_all,
+	.end = end,
+};
