@@ -38,6 +38,7 @@
 #include <slabkit/slabkit.h>
 
 #include "numa/sk_numa.h" /* the provider's fault injection switches */
+#include "sk_exchange.h"
 #include "sk_test.h"
 
 MALLOC_DEFINE(M_CHURN, "churn", "slabkit churn test type");
@@ -62,17 +63,13 @@ struct counts {
 };
 
 #define EXCHANGE_CAP 8192
-struct exchange { /* Synchronization: lock guards n and slots. */
-	pthread_mutex_t lock;
-	unsigned n;
-	struct obj slots[EXCHANGE_CAP];
-};
 
 struct churn {
 	struct kmem_cache *small, *line;
 	uma_zone_t zone;
 	bool faults; /* requests may meet injected page failures */
-	struct exchange xchg;
+	struct obj xchg_slots[EXCHANGE_CAP];
+	struct sk_exchange xchg; /* objects parked for another thread to free */
 	struct counts c;
 };
 
@@ -219,29 +216,6 @@ static void obj_free(struct churn *s, struct obj *o)
 	o->p = NULL;
 }
 
-static bool park(struct exchange *x, const struct obj *o)
-{
-	pthread_mutex_lock(&x->lock);
-	bool ok = x->n < EXCHANGE_CAP;
-	if (ok)
-		x->slots[x->n++] = *o;
-	pthread_mutex_unlock(&x->lock);
-	return ok;
-}
-
-static bool unpark(struct exchange *x, struct obj *o, uint64_t *rng)
-{
-	pthread_mutex_lock(&x->lock);
-	bool ok = x->n > 0;
-	if (ok) {
-		unsigned i = (unsigned)(sk_rand(rng) % x->n);
-		*o = x->slots[i];
-		x->slots[i] = x->slots[--x->n];
-	}
-	pthread_mutex_unlock(&x->lock);
-	return ok;
-}
-
 /* krealloc keeps the checksummed prefix; the object is resealed after. */
 static void realloc_round(struct churn *s, struct obj *o, uint64_t *rng)
 {
@@ -308,13 +282,13 @@ static void *worker_main(void *arg)
 		if (r < 55) {
 			if (!o->p)
 				obj_alloc(s, o, (enum kind)(sk_rand(&rng) % K_NKINDS), &rng);
-			else if (sk_rand(&rng) % 2 && park(&s->xchg, o))
+			else if (sk_rand(&rng) % 2 && sk_exchange_put(&s->xchg, o))
 				o->p = NULL; /* another thread frees it */
 			else
 				obj_free(s, o);
 		} else if (r < 72) {
 			struct obj t;
-			if (unpark(&s->xchg, &t, &rng))
+			if (sk_exchange_take(&s->xchg, &t, &rng))
 				obj_free(s, &t);
 		} else if (r < 78) {
 			if (o->p && o->kind == K_KMALLOC)
@@ -335,7 +309,7 @@ static void *worker_main(void *arg)
 	}
 	/* Leaving: half of what is left outlives this thread. */
 	for (unsigned i = 0; i < LOCAL; i++)
-		if (local[i].p && !(i % 2 && park(&s->xchg, &local[i])))
+		if (local[i].p && !(i % 2 && sk_exchange_put(&s->xchg, &local[i])))
 			obj_free(s, &local[i]);
 	atomic_fetch_add(&s->c.ops, (long)w->ops);
 	return NULL;
@@ -384,7 +358,7 @@ static void run_churn(enum fault_mode mode)
 {
 	struct churn *s = calloc(1, sizeof(*s));
 	assert_non_null(s);
-	pthread_mutex_init(&s->xchg.lock, NULL);
+	sk_exchange_init(&s->xchg, s->xchg_slots, EXCHANGE_CAP, sizeof(s->xchg_slots[0]));
 	sk_expect_messages(); /* failure warnings under faults */
 	slabkit_shrink_all();
 	struct slabkit_stats st0;
@@ -431,7 +405,7 @@ static void run_churn(enum fault_mode mode)
 
 	struct obj o;
 	uint64_t rng = 1;
-	while (unpark(&s->xchg, &o, &rng))
+	while (sk_exchange_take(&s->xchg, &o, &rng))
 		obj_free(s, &o);
 
 	assert_int_equal(atomic_load(&s->c.ops), (long)jobs * (long)ops_each);
@@ -475,7 +449,7 @@ static void run_churn(enum fault_mode mode)
 		fail_msg("pages in use: %llu before the run, %llu after it and cleanup",
 			 (unsigned long long)st0.pages_in_use, (unsigned long long)st3.pages_in_use);
 	assert_int_equal(sk_panic_count(), 0);
-	pthread_mutex_destroy(&s->xchg.lock);
+	sk_exchange_destroy(&s->xchg);
 	free(s);
 }
 

@@ -21,6 +21,7 @@
 #include <slabkit/linux/slab.h>
 #include <slabkit/slabkit.h>
 
+#include "sk_exchange.h"
 #include "sk_test.h"
 
 MALLOC_DEFINE(M_STRESS, "stress", "slabkit stress test type");
@@ -40,19 +41,14 @@ struct problems {
 		uma_ctor_bad, limit_exceeded;
 };
 
-/* Objects parked by one thread for another to free.
- * Synchronization: lock guards n and slots. */
+/* Room for objects parked by one thread for another to free (sk_exchange.h). */
 #define EXCHANGE_CAP 4096
-struct exchange {
-	pthread_mutex_t lock;
-	unsigned n;
-	struct obj slots[EXCHANGE_CAP];
-};
 
 struct stress {
 	struct kmem_cache *small, *aligned;
 	uma_zone_t zone;
-	struct exchange xchg;
+	struct obj xchg_slots[EXCHANGE_CAP];
+	struct sk_exchange xchg; /* objects parked for another thread to free */
 	struct problems bad;
 	atomic_int stop_reclaimer;
 	atomic_long reclaim_passes;
@@ -165,29 +161,6 @@ static void obj_free(struct stress *s, struct obj *o)
 	o->p = NULL;
 }
 
-static bool exchange_put(struct exchange *x, const struct obj *o)
-{
-	pthread_mutex_lock(&x->lock);
-	bool ok = x->n < EXCHANGE_CAP;
-	if (ok)
-		x->slots[x->n++] = *o;
-	pthread_mutex_unlock(&x->lock);
-	return ok;
-}
-
-static bool exchange_take(struct exchange *x, struct obj *o, uint64_t *rng)
-{
-	pthread_mutex_lock(&x->lock);
-	bool ok = x->n > 0;
-	if (ok) {
-		unsigned i = (unsigned)(sk_rand(rng) % x->n);
-		*o = x->slots[i];
-		x->slots[i] = x->slots[--x->n];
-	}
-	pthread_mutex_unlock(&x->lock);
-	return ok;
-}
-
 /* Bulk allocation from the small cache: n distinct, patterned, freed in bulk. */
 static void bulk_round(struct stress *s, uint64_t tag, uint64_t *rng)
 {
@@ -250,14 +223,14 @@ static void *worker_main(void *arg)
 		if (r < 60) {
 			if (!o->p) {
 				obj_alloc(s, o, (enum obj_kind)(sk_rand(&rng) % K_NKINDS), seq++, &rng);
-			} else if (sk_rand(&rng) % 2 && exchange_put(&s->xchg, o)) {
+			} else if (sk_rand(&rng) % 2 && sk_exchange_put(&s->xchg, o)) {
 				o->p = NULL; /* another thread frees it */
 			} else {
 				obj_free(s, o);
 			}
 		} else if (r < 75) {
 			struct obj t;
-			if (exchange_take(&s->xchg, &t, &rng))
+			if (sk_exchange_take(&s->xchg, &t, &rng))
 				obj_free(s, &t);
 		} else if (r < 82) {
 			bulk_round(s, seq, &rng);
@@ -348,7 +321,7 @@ static void run_workers(struct stress *s, unsigned nthreads)
 	pthread_join(rec, NULL);
 	struct obj o;
 	uint64_t rng = 1;
-	while (exchange_take(&s->xchg, &o, &rng))
+	while (sk_exchange_take(&s->xchg, &o, &rng))
 		obj_free(s, &o);
 }
 
@@ -371,7 +344,7 @@ static void run_mixed(unsigned nthreads)
 {
 	struct stress *s = calloc(1, sizeof(*s));
 	assert_non_null(s);
-	pthread_mutex_init(&s->xchg.lock, NULL);
+	sk_exchange_init(&s->xchg, s->xchg_slots, EXCHANGE_CAP, sizeof(s->xchg_slots[0]));
 	s->small = kmem_cache_create("skt_stress_small", SMALL_SIZE, 0, 0, NULL);
 	s->aligned = kmem_cache_create("skt_stress_aligned", ALIGNED_SIZE, 0, SLAB_HWCACHE_ALIGN,
 				       NULL);
@@ -412,7 +385,7 @@ static void run_mixed(unsigned nthreads)
 	kmem_cache_destroy(s->small);
 	kmem_cache_destroy(s->aligned);
 	uma_zdestroy(s->zone);
-	pthread_mutex_destroy(&s->xchg.lock);
+	sk_exchange_destroy(&s->xchg);
 	free(s);
 }
 
@@ -612,7 +585,7 @@ static void test_large_cross_thread(void **state)
 	(void)state;
 	struct stress *s = calloc(1, sizeof(*s));
 	assert_non_null(s);
-	pthread_mutex_init(&s->xchg.lock, NULL);
+	sk_exchange_init(&s->xchg, s->xchg_slots, EXCHANGE_CAP, sizeof(s->xchg_slots[0]));
 	s->small = kmem_cache_create("skt_stress_small", SMALL_SIZE, 0, 0, NULL);
 	s->aligned = kmem_cache_create("skt_stress_aligned", ALIGNED_SIZE, 0, 0, NULL);
 	s->zone = uma_zcreate("skt_stress_zone", ZONE_SIZE, zone_ctor, zone_dtor, NULL, NULL,
@@ -633,7 +606,7 @@ static void test_large_cross_thread(void **state)
 	kmem_cache_destroy(s->small);
 	kmem_cache_destroy(s->aligned);
 	uma_zdestroy(s->zone);
-	pthread_mutex_destroy(&s->xchg.lock);
+	sk_exchange_destroy(&s->xchg);
 	free(s);
 }
 
