@@ -33,6 +33,7 @@
 #include "sk_core.h"
 #include "sk_debug.h"
 #include "sk_guard.h"
+#include "sk_sanitize.h"
 #include "sk_trace.h"
 
 #define TYPE_TRAILER sk_bsd_type_trailer
@@ -299,6 +300,8 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 	}
 	if (pg->kind == SK_PAGE_LARGE) {
 		bi->raw = bi->usable = sk_large_size(pg);
+		if (sk_unlikely(sk_san_on)) /* the rest is closed (sk_sanitize.h) */
+			bi->usable = sk_san_large_usable(pg);
 		bi->type = (const struct malloc_type *)sk_large_words(pg)->lw_type;
 	} else if ((pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->front == SK_FRONT_MALLOC) ||
 		   pg->kind == SK_PAGE_HEAP) {
@@ -450,6 +453,8 @@ static void *malloc_common(size_t size, struct malloc_type *type, int node, int 
 		count_class_alloc(type, p, size, class_bit);
 	else
 		sk_bsd_count_alloc(type, p, size, raw, class_bit);
+	if (pg->kind == SK_PAGE_LARGE && sk_unlikely(sk_san_on))
+		sk_san_large_set_size(p, size); /* the rest of its last page closed */
 	return p;
 }
 
@@ -669,8 +674,11 @@ static void *realloc_common(void *addr, size_t size, struct malloc_type *type, i
 		return NULL;
 	}
 	/* Keep the block while the new size fits and is more than half of it. */
-	if (size <= bi.usable && size > bi.usable / 2)
+	if (size <= bi.usable && size > bi.usable / 2) {
+		if (bi.pg->kind == SK_PAGE_LARGE && sk_unlikely(sk_san_on))
+			sk_san_large_set_size(addr, size);
 		return addr;
+	}
 	void *p = malloc_common(size, type, SK_NODE_ANY, flags, call, site);
 	if (!p) {
 		if (free_on_failure)

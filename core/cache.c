@@ -17,6 +17,7 @@
 #include "sk_core.h"
 #include "sk_debug.h"
 #include "sk_guard.h"
+#include "sk_sanitize.h"
 #include "sk_trace.h"
 
 #define SK_MAX_OBJECT_SIZE ((size_t)64 << 20)
@@ -459,6 +460,8 @@ void sk_slab_pages_free(struct sk_cache *c, void *addr)
 
 	ck_pr_dec_64(&c->ctr.slabs);
 	ck_pr_sub_64(&c->ctr.pages, pg->npages);
+	if (sk_unlikely(c->flags & SK_CACHE_SANITIZE)) /* its unused bytes were closed (sk_slab_unused) */
+		sk_san_open(addr, (size_t)pg->npages << SK_PAGE_SHIFT);
 	if (c->flags & SK_CACHE_TYPESAFE_BY_RCU) {
 		ck_pr_inc_64(&c->rcu_pending);
 		sk_rcu_call(sk_page_words(pg), slab_pages_free_rcu);
@@ -543,6 +546,8 @@ void sk_large_free(void *p, struct sk_page *pg)
 	ck_pr_inc_64(&sk_state.large.frees);
 	ck_pr_sub_64(&sk_state.large.pages, pg->npages);
 	ck_pr_add_64(&sk_state.large.bytes_freed, (uint64_t)pg->npages << SK_PAGE_SHIFT);
+	if (sk_unlikely(sk_san_on))
+		sk_san_large_open(p, pg);
 	sk_pages_free(p);
 }
 
@@ -557,8 +562,8 @@ size_t sk_block_size(const void *p, struct sk_page *pg)
 			return 0; /* inside an object, or not live: not a block */
 		return c->object_size;
 	}
-	case SK_PAGE_LARGE:
-		return sk_large_size(pg);
+	case SK_PAGE_LARGE: /* the sanitizer mode closes what was not asked for */
+		return sk_unlikely(sk_san_on) ? sk_san_large_usable(pg) : sk_large_size(pg);
 	case SK_PAGE_HEAP:
 		return sk_state.heap_ops ? sk_state.heap_ops->ksize(p, pg) : 0;
 	default:

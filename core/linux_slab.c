@@ -12,6 +12,7 @@
 
 #include "sk_core.h"
 #include "sk_debug.h"
+#include "sk_sanitize.h"
 #include "sk_trace.h"
 
 unsigned sk_gfp_alloc_flags(unsigned int gfp)
@@ -139,6 +140,8 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 	struct sk_page *pg = sk_page_of(p);
 	if (pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->debug)
 		sk_debug_set_size(pg->owner, p, size); /* and its kmalloc red zone */
+	else if (pg->kind == SK_PAGE_LARGE && sk_unlikely(sk_san_on))
+		sk_san_large_set_size(p, size); /* the rest of its last page closed */
 	sk_trace_alloc(SK_TRACE_API_KMALLOC, p, size, 0);
 	return p;
 }
@@ -380,6 +383,8 @@ SK_EXPORT size_t ksize(const void *p)
 	else if (pg->kind == SK_PAGE_SLAB && ((struct sk_cache *)pg->owner)->debug)
 		/* The caller may now use all n bytes: no kmalloc red zone (as Linux). */
 		sk_debug_set_size(pg->owner, (void *)p, n);
+	else if (pg->kind == SK_PAGE_LARGE && sk_unlikely(sk_san_on))
+		sk_san_large_set_size((void *)p, n = sk_large_size(pg)); /* the same for a large block */
 	return n;
 }
 
@@ -448,6 +453,8 @@ SK_EXPORT void *krealloc(const void *p, size_t new_size, gfp_t flags)
 		if (new_size <= old) {
 			if (flags & __GFP_ZERO)
 				memset((char *)p + new_size, 0, old - new_size);
+			if (pg->kind == SK_PAGE_LARGE && sk_unlikely(sk_san_on))
+				sk_san_large_set_size((void *)p, new_size);
 			return (void *)p;
 		}
 	}

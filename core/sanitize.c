@@ -120,3 +120,35 @@ void sk_san_close(const void *p, size_t size)
 		(void)VALGRIND_MAKE_MEM_NOACCESS(p, size);
 #endif
 }
+
+void sk_san_slab_unused_slow(void *from, size_t len)
+{
+	sk_san_close(from, len);
+}
+
+/* --- large blocks (the page path) --- */
+
+void sk_san_large_set_size(void *p, size_t size)
+{
+	struct sk_page *pg = sk_page_of(p);
+	size_t block = sk_large_size(pg);
+
+	if (size > block)
+		size = block;
+	sk_large_words(pg)->lw_san_size = size;
+	sk_san_open(p, size);
+	if (size < block)
+		sk_san_close((char *)p + size, block - size);
+}
+
+size_t sk_san_large_usable(const struct sk_page *pg)
+{
+	size_t size = sk_large_words(pg)->lw_san_size;
+	return size ? size : sk_large_size(pg);
+}
+
+void sk_san_large_open(void *p, struct sk_page *pg)
+{
+	sk_large_words(pg)->lw_san_size = 0;
+	sk_san_open(p, sk_large_size(pg));
+}

@@ -168,6 +168,19 @@ static inline void sk_slab_set_first_object(struct sk_page *slab, const void *fi
 		slab[i].obj_base = (uint32_t)(uintptr_t)first;
 }
 
+/* The user's sanitizers (sk_sanitize.h): a backend that made a slab of c
+ * names the bytes of it that no object and none of its own metadata use
+ * (the tail after the last object, SLAB's colour): while the slab lives,
+ * a program built with ASan, or run under valgrind, gets a report when it
+ * touches them (an overrun of the last object).  sk_slab_pages_free opens
+ * the whole slab again.  Nothing happens unless c runs the sanitizer mode. */
+void sk_san_slab_unused_slow(void *from, size_t len);
+static inline void sk_slab_unused(const struct sk_cache *c, void *from, size_t len)
+{
+	if (sk_unlikely(c->flags & SK_CACHE_SANITIZE) && len)
+		sk_san_slab_unused_slow(from, len);
+}
+
 /* ops->free found the object already free or not an object, reported it
  * (sk_misuse) and dropped it: core takes back the free it counted. */
 void sk_cache_free_refused(struct sk_cache *c);

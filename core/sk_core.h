@@ -200,7 +200,7 @@ struct sk_large_words {
 	uintptr_t lw_type;    /* const struct malloc_type *: malloc(9)'s type, 0 for kmalloc's */
 	uintptr_t lw_origin;  /* enum sk_large_origin */
 	uintptr_t lw_cached;  /* LARGE_CACHED_MARK while libc_malloc.c's reuse cache holds it */
-	uintptr_t lw_unused;
+	uintptr_t lw_san_size; /* the size asked for, while the sanitizer mode closes the rest (sk_sanitize.h) */
 } __attribute__((may_alias));
 
 static inline struct sk_large_words *sk_large_words(const struct sk_page *pg)

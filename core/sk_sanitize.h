@@ -16,6 +16,9 @@
  *   quarantined object inaccessible (valgrind: FREELIKE)
  *   in the backend     accessible to slabkit (the backend keeps its free
  *                      lists and headers inside free objects)
+ *   slab tail, colour  inaccessible while the slab lives (the backend names
+ *                      them: sk_slab_unused in sk_backend.h)
+ *   large block        inaccessible past the size asked for (below)
  *
  * Core's own reads and writes of red zones and poison open the bytes
  * around them (sk_san_open / sk_san_close).  With neither tool present
@@ -48,6 +51,21 @@ void sk_san_free(const void *p, size_t size);
 void sk_san_open(const void *p, size_t size);
 /* Bytes the program must not touch (red zones, a kmalloc tail). */
 void sk_san_close(const void *p, size_t size);
+
+/*
+ * Large blocks (kmalloc and malloc(9) above the largest class): while the
+ * mode is on, the bytes from the size asked for to the end of the last
+ * page are inaccessible; the size is kept in the block's descriptor
+ * (lw_san_size).  set_size: the front end made the block (after its own
+ * zeroing) or resized it in place, or ksize / malloc_usable_size gave the
+ * caller the whole block; usable: what the caller may use (the whole
+ * block when no size was set); open: every byte accessible again (the
+ * block is freed).  Callers check sk_san_on first.
+ */
+struct sk_page;
+void sk_san_large_set_size(void *p, size_t size);
+size_t sk_san_large_usable(const struct sk_page *pg);
+void sk_san_large_open(void *p, struct sk_page *pg);
 
 #pragma GCC visibility pop
 

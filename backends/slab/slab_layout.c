@@ -368,6 +368,12 @@ struct sk_page *bslab_grow(struct sk_cache *c, int node, unsigned flags)
 		sk_slab_pages_free(c, addr);
 		return NULL;
 	}
+	/* The colour before the objects, the leftover after them (up to an
+	 * on-slab free-index array): no one's bytes. */
+	char *tail = s_mem + (size_t)sc->num * sc->size;
+	char *end = sc->freelist_where == SLAB_FREELIST_ON_SLAB ? (char *)fl : addr + sc->slab_bytes;
+	sk_slab_unused(c, addr, (size_t)(s_mem - addr));
+	sk_slab_unused(c, tail, end > tail ? (size_t)(end - tail) : 0);
 	return pg;
 }
 

@@ -203,8 +203,11 @@ static void *slob_page_object_alloc(struct sk_cache *c, int node)
 		return obj; /* still counted in the pool's pages */
 	obj = sk_slab_pages_alloc(c, node, slob_pages_order(c));
 
-	if (obj)
+	if (obj) {
 		slob_pool_count_pages(c->backend, 1);
+		/* Past the object to the end of its pages: no one's bytes. */
+		sk_slab_unused(c, (char *)obj + c->size, (SK_PAGE_SIZE << slob_pages_order(c)) - c->size);
+	}
 	return obj;
 }
 

@@ -123,6 +123,7 @@ struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void
 	slub_words(slab)->ss_counters = ctr.word;
 	slub_words(slab)->ss_next = 0;
 	sk_store(&slub_words(slab)->ss_prev, 0);
+	sk_slab_unused(c, base + (size_t)objects * c->size, (SK_PAGE_SIZE << order) - (size_t)objects * c->size);
 	*freelist = base;
 	return slab;
 }

@@ -305,6 +305,15 @@ static struct sk_page *slab_alloc(struct uma_kz *kz, int node, unsigned flags)
 		return NULL;
 	}
 	uma_slab(slab)->us_freecount = keg->uk_ipers;
+	/* After the items: no one's bytes, but an inline bitset's. */
+	char *tail = base + (size_t)keg->uk_ipers * keg->uk_rsize, *end = base + (SK_PAGE_SIZE << keg->uk_order);
+	if (keg->uk_hdr == UMA_HDR_INLINE) {
+		char *set = base + keg->uk_bitset_off, *set_end = set + bitset_bytes(keg->uk_ipers);
+		sk_slab_unused(c, tail, set > tail ? (size_t)(set - tail) : 0);
+		sk_slab_unused(c, set_end, (size_t)(end - set_end));
+	} else {
+		sk_slab_unused(c, tail, (size_t)(end - tail));
+	}
 	return slab;
 }
 
