@@ -13,13 +13,15 @@
  * is left for the caller.
  *
  * Statistics (FreeBSD's per-CPU malloc_type_stats): per CPU, one count of
- * allocations and one of frees per size class, bumped by a restartable
- * sequence (no locked instruction); bytes and the classes used follow from
- * them.  Blocks outside the classes (the page path, a backend heap) are
- * counted with atomic adds on their slow paths.
+ * allocations and one of frees per size class, with no locked instruction;
+ * bytes and the classes used follow from them.  Blocks outside the classes
+ * (the page path, a backend heap) are counted with atomic adds on their
+ * slow paths.
  *
  * bsd_malloc and bsd_free are leaves on their fast path, as kmalloc is: a
- * class-sized pop or push on the CPU slot and one counter increment.
+ * class-sized pop or push on the CPU slot whose restartable sequence also
+ * bumps the type's counter (sk_pcpu_pop_counted_rseq: one sequence, as
+ * FreeBSD does both in one critical section).
  *
  * Lock order: types_lock is a leaf (never held while allocating).
  */
@@ -44,24 +46,35 @@
 size_t sk_bsd_type_trailer;
 
 /* One CPU's counters of one type: class blocks allocated and freed, per
- * class.  Synchronization: the CPU's restartable sequence (or atomic adds
- * in lock mode); readers sum all CPUs with plain loads. */
+ * class, in 16-byte pairs (the counted fast paths tell an allocation
+ * counter from a free counter by bit 3 of its address: SK_PCPU_*_PHASE).
+ * Synchronization: the CPU's restartable sequence (or atomic adds in lock
+ * mode); readers sum all CPUs with plain loads. */
 struct mt_cpu_stats {
-	uint64_t allocs[SK_BSD_CLASSES];
-	uint64_t frees[SK_BSD_CLASSES];
-} __attribute__((aligned(64)));
+	struct {
+		uint64_t allocs, frees;
+	} cls[SK_BSD_CLASSES] __attribute__((aligned(16)));
+};
+_Static_assert(offsetof(struct mt_cpu_stats, cls[1].allocs) % 16 == SK_PCPU_ALLOC_PHASE, "allocation counters' phase");
+_Static_assert(offsetof(struct mt_cpu_stats, cls[1].frees) % 16 == SK_PCPU_FREE_PHASE, "free counters' phase");
 
-/* type->ks_handle. */
+_Static_assert(sizeof(struct mt_cpu_stats) <= SK_PCPU_COUNTERS_STRIDE, "one CPU's counters fit the stride");
+
+/* type->ks_handle: this header, then CPU n's struct mt_cpu_stats at
+ * MT_CPU_BASE + n * SK_PCPU_COUNTERS_STRIDE. */
 struct mt_stats {
-	struct sk_pcpu_counters pcpu;  /* struct mt_cpu_stats per CPU */
 	/* Blocks outside the classes: bytes are their sizes (whole pages, or
 	 * what the heap gave).  Synchronization: ck_pr atomics. */
 	uint64_t other_allocs, other_frees, other_alloced, other_freed, other_mask;
 	uint64_t memhigh;  /* the type's MemUse high water, sampled on reads (ck_pr CAS) */
 };
 
-#define MT_ALLOC_OFFSET(idx) ((uint32_t)(offsetof(struct mt_cpu_stats, allocs) + (size_t)(idx) * 8))
-#define MT_FREE_OFFSET(idx) ((uint32_t)(offsetof(struct mt_cpu_stats, frees) + (size_t)(idx) * 8))
+#define MT_CPU_BASE SK_ALIGN_UP(sizeof(struct mt_stats), 64)
+_Static_assert(SK_PCPU_COUNTERS_STRIDE % 16 == 0 && MT_CPU_BASE % 16 == 0, "counters keep their phase");
+/* CPU 0's copy of a counter (what the per-CPU sequences take).  The
+ * handle is 64-byte aligned (metadata blocks are aligned to their class). */
+#define MT_ALLOC_CTR(s, idx) ((char *)(s) + MT_CPU_BASE + (size_t)(idx) * 16)
+#define MT_FREE_CTR(s, idx) ((char *)(s) + MT_CPU_BASE + (size_t)(idx) * 16 + 8)
 
 /* Synchronization: types_lock guards the list and handle creation. */
 static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -87,6 +100,13 @@ const char *sk_bsd_type_name(const void *type)
 	return name;
 }
 
+void sk_bsd_classes_created(void)
+{
+	for (int i = 0; i < SK_BSD_CLASSES; i++)
+		if (sk_state.bsd_caches[i])
+			sk_state.bsd_caches[i]->bsd_fast_class = TYPE_TRAILER ? 0 : (uint8_t)(i + 1);
+}
+
 void sk_malloc_types_fork_lock(bool lock)
 {
 	(lock ? pthread_mutex_lock : pthread_mutex_unlock)(&types_lock);
@@ -105,7 +125,7 @@ SK_EXPORT void slabkit_malloc_type_register(struct malloc_type *type)
 /* The header, then 64-byte aligned per-CPU counters. */
 static size_t handle_bytes(void)
 {
-	return SK_ALIGN_UP(sizeof(struct mt_stats), 64) + sizeof(struct mt_cpu_stats) * sk_pcpu_nr;
+	return MT_CPU_BASE + (size_t)SK_PCPU_COUNTERS_STRIDE * sk_pcpu_nr;
 }
 
 static sk_noinline struct mt_stats *type_stats_create(struct malloc_type *type)
@@ -117,11 +137,8 @@ static sk_noinline struct mt_stats *type_stats_create(struct malloc_type *type)
 		type->ks_next = types_head;
 		types_head = type;
 	}
-	if (!(s = type->ks_handle) && (s = sk_meta_zalloc(handle_bytes())) != NULL) {
-		s->pcpu.pcpu_base = (char *)s + SK_ALIGN_UP(sizeof(struct mt_stats), 64);
-		s->pcpu.pcpu_stride = sizeof(struct mt_cpu_stats);
+	if (!(s = type->ks_handle) && (s = sk_meta_zalloc(handle_bytes())) != NULL)
 		sk_store_release(&type->ks_handle, (void *)s);
-	}
 	pthread_mutex_unlock(&types_lock);
 	return s;
 }
@@ -135,7 +152,7 @@ static inline struct mt_stats *type_stats(struct malloc_type *type)
 
 static inline struct mt_cpu_stats *mt_cpu(const struct mt_stats *s, unsigned cpu)
 {
-	return (struct mt_cpu_stats *)(void *)(s->pcpu.pcpu_base + (size_t)cpu * s->pcpu.pcpu_stride);
+	return (struct mt_cpu_stats *)(void *)((char *)s + MT_CPU_BASE + (size_t)cpu * SK_PCPU_COUNTERS_STRIDE);
 }
 
 SK_EXPORT void slabkit_malloc_type_stats(const struct malloc_type *type, struct malloc_type_stats_sum *out)
@@ -147,8 +164,8 @@ SK_EXPORT void slabkit_malloc_type_stats(const struct malloc_type *type, struct 
 	for (int i = 0; i < SK_BSD_CLASSES; i++) {
 		uint64_t a = 0, f = 0;
 		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
-			a += sk_load(&mt_cpu(s, cpu)->allocs[i]);
-			f += sk_load(&mt_cpu(s, cpu)->frees[i]);
+			a += sk_load(&mt_cpu(s, cpu)->cls[i].allocs);
+			f += sk_load(&mt_cpu(s, cpu)->cls[i].frees);
 		}
 		out->allocs += a;
 		out->frees += f;
@@ -402,7 +419,7 @@ static void count_class_alloc(struct malloc_type *type, void *p, size_t size, in
 {
 	struct mt_stats *s = type_stats(type);
 	if (s)
-		sk_pcpu_counter_inc(&s->pcpu, MT_ALLOC_OFFSET(idx));
+		sk_pcpu_counter_inc(MT_ALLOC_CTR(s, idx));
 	sk_trace_alloc(SK_TRACE_API_BSD_MALLOC, p, size, 0);
 }
 
@@ -473,15 +490,15 @@ SK_EXPORT void *bsd_malloc(size_t size, struct malloc_type *type, int flags)
 	unsigned idx;
 	void *p;
 
-	/* A class up to 1 KiB (one table load), this CPU's slot, one counter. */
+	/* A class up to 1 KiB (one table load), this CPU's slot and the
+	 * type's counter in one restartable sequence. */
 	if (sk_likely(size - 1 < SK_BSD_TABLE_MAX) && sk_likely(fast_flags(flags)) && sk_likely(type != NULL) &&
 	    sk_likely((s = sk_load((struct mt_stats **)&type->ks_handle)) != NULL) &&
-	    sk_likely(!TYPE_TRAILER) &&
 	    sk_likely((c = sk_state.bsd_caches[idx = sk_bsd_class_of[(size - 1) >> 4]]) != NULL) &&
-	    sk_likely((p = sk_pcpu_pop_rseq(c)) != NULL)) {
+	    sk_likely(c->bsd_fast_class) && /* no type trailer to write */
+	    sk_likely((p = sk_pcpu_pop_counted_rseq(c, MT_ALLOC_CTR(s, idx))) != NULL)) {
 		if (sk_unlikely(size != c->object_size))
 			sk_pcpu_add_slack(c, c->object_size - size);
-		sk_pcpu_counter_inc_rseq(&s->pcpu, MT_ALLOC_OFFSET(idx));
 		return p;
 	}
 	return malloc_common(size, type, SK_NODE_ANY, flags, "bsd_malloc", SK_CALLER());
@@ -609,7 +626,7 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 			return;
 	}
 	if (s && kind == SK_PAGE_SLAB) {
-		sk_pcpu_counter_inc(&s->pcpu, MT_FREE_OFFSET(sk_bsd_index(bi.raw)));
+		sk_pcpu_counter_inc(MT_FREE_CTR(s, sk_bsd_index(bi.raw)));
 	} else if (s) {
 		ck_pr_inc_64(&s->other_frees);
 		ck_pr_add_64(&s->other_freed, bi.raw);
@@ -628,18 +645,19 @@ static void free_common(void *addr, struct malloc_type *type, const char *call, 
 
 SK_EXPORT void bsd_free(void *addr, struct malloc_type *type)
 {
-	/* A class block this CPU's slot takes back, and one counter.  Only the
-	 * pages of a live slab have an owner, and the front test keeps other
-	 * APIs' objects for free_common's report. */
-	if (sk_likely(sk_addr_in_arena(addr)) && sk_likely(type != NULL) && sk_likely(!TYPE_TRAILER)) {
+	/* A class block this CPU's slot takes back, counted in the same
+	 * sequence.  Only the pages of a live slab have an owner, and only
+	 * malloc(9)'s class caches have a bsd_fast_class: other APIs' objects
+	 * go to free_common's report. */
+	if (sk_likely(sk_addr_in_arena(addr)) && sk_likely(type != NULL)) {
 		struct sk_page *raw = sk_page_of_raw(addr);
 		struct sk_cache *c = raw->owner;
 		struct mt_stats *s = sk_load((struct mt_stats **)&type->ks_handle);
-		if (sk_likely(c != NULL) && sk_likely(c->front == SK_FRONT_MALLOC) && sk_likely(s != NULL) &&
-		    sk_likely(sk_free_on_stride(c, raw, addr)) && sk_likely(sk_pcpu_push_rseq_page(c, addr, raw))) {
-			sk_pcpu_counter_inc_rseq(&s->pcpu, MT_FREE_OFFSET(sk_bsd_index(c->object_size)));
+		unsigned cls;
+		if (sk_likely(c != NULL) && sk_likely((cls = c->bsd_fast_class) != 0) && sk_likely(s != NULL) &&
+		    sk_likely(sk_free_on_stride(c, raw, addr)) &&
+		    sk_likely(sk_pcpu_push_counted_rseq_page(c, addr, raw, MT_FREE_CTR(s, cls - 1))))
 			return;
-		}
 	}
 	free_common(addr, type, "bsd_free", false);
 }

@@ -86,6 +86,8 @@ struct sk_cache {
 	uint8_t pcpu_kind;             /* enum sk_pcpu_kind (SK_PCPU_NONE if pcpu_base is NULL) */
 	uint8_t free_tag;              /* enum sk_free_tag */
 	uint8_t fast;                  /* enum sk_fast: kind, tag and per-CPU mode in one byte */
+	uint8_t bsd_fast_class;        /* malloc(9) classes: 1 + class index while bsd_free's
+					* fast path may take their blocks (no type trailer); else 0 */
 	uint32_t free_offset;          /* LIST: where a free object keeps its next pointer */
 	uint32_t size;                 /* object stride in a slab (backend sets it) */
 	uint32_t object_size;          /* what the creator asked for */

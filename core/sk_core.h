@@ -244,6 +244,8 @@ void *sk_bsd_malloc_pages(size_t size, size_t align, struct malloc_type *type, i
 /* 8 while malloc(9)'s type check is on (SLABKIT_DEBUG with F): class and
  * heap blocks then keep their type in their last 8 bytes; else 0. */
 extern size_t sk_bsd_type_trailer;
+/* slabkit_init, once the malloc(9) class caches exist: arm their fast paths. */
+void sk_bsd_classes_created(void);
 /* FreeBSD's flag rule for malloc(9), contigmalloc and UMA: exactly one of
  * M_WAITOK and M_NOWAIT.  Otherwise a misuse report "call(what): ..." and
  * false (core/bsd_malloc.c). */

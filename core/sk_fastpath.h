@@ -87,14 +87,15 @@ static sk_always_inline uintptr_t sk_free_tag_of(const struct sk_cache *c, const
 
 /*
  * Per-CPU counters outside the caches' slots (malloc(9)'s per-type
- * statistics): the counters of CPU n at pcpu_base + n * pcpu_stride, the
- * same two header fields a cache starts with, so that the restartable
- * sequence reads them the same way.
+ * statistics): CPU n's block of counters at base + n * SK_PCPU_COUNTERS_STRIDE.
+ * Callers name one 8-byte counter by `base + offset in the block`, the
+ * address of CPU 0's copy; the sequences add n * stride themselves.
  */
-struct sk_pcpu_counters {
-	char *pcpu_base;       /* +0 */
-	uint32_t pcpu_stride;  /* +8 */
-};
+#define SK_PCPU_COUNTERS_STRIDE 256u
+/* Bit 3 of a counter's address (see the counted fast paths): allocation
+ * counters at 16-byte boundaries, free counters 8 bytes past them. */
+#define SK_PCPU_ALLOC_PHASE 0
+#define SK_PCPU_FREE_PHASE 8
 
 /*
  * Always on: does obj, freed into a slab, pg any page descriptor of it, sit on
@@ -297,19 +298,241 @@ miss:
 	sk_pcpu_add_locked(c, n);
 }
 
-/* Add one to the 8-byte counter at `offset` in this CPU's counters: the
- * add is the commit. */
-static sk_always_inline void sk_pcpu_counter_inc_rseq(struct sk_pcpu_counters *h, uint32_t offset)
+/* Add n to the counter `ctr0` (CPU 0's address) of this CPU: the add is
+ * the commit. */
+static sk_always_inline void sk_pcpu_counter_add_rseq(char *ctr0, uint64_t n)
 {
-	uintptr_t slot, rs;
+	uintptr_t cpu, rs;
 restart:
-	asm volatile goto(SK_RSEQ_CS_BEGIN
-		 "incq (%[cpu],%[off])\n\t"        /* commit */
+	asm volatile goto(".pushsection __rseq_cs, \"aw\"\n\t"
+		 ".balign 32\n\t"
+		 "3:\n\t"
+		 ".long 0x0, 0x0\n\t"
+		 ".quad 1f, (2f - 1f), 4f\n\t"
+		 ".popsection\n\t"
+		 "movq sk_rseq_offset(%%rip), %[rs]\n\t"
+		 "leaq 3b(%%rip), %[cpu]\n\t"
+		 "movq %[cpu], %%fs:8(%[rs])\n\t"
+		 "1:\n\t"
+		 "movl %%fs:4(%[rs]), %k[cpu]\n\t"
+		 "imull %[stride], %k[cpu], %k[cpu]\n\t"
+		 "addq %[n], (%[ctr0],%[cpu])\n\t"  /* commit */
 		 SK_RSEQ_CS_END
-		 : [cpu] "=&r"(slot), [rs] "=&r"(rs)
-		 : [c] "r"(h), [off] "r"((uintptr_t)offset)
+		 : [cpu] "=&r"(cpu), [rs] "=&r"(rs)
+		 : [ctr0] "r"(ctr0), [n] "r"(n), [stride] "i"(SK_PCPU_COUNTERS_STRIDE)
 		 : "memory", "cc"
 		 : restart);
+}
+
+/*
+ * Counted fast paths (malloc(9)): a pop or push and one per-CPU counter
+ * in ONE restartable sequence.  A sequence commits with one instruction,
+ * so the counter is stored just before the commit, with stosq: the store
+ * and the advance of %rdi past the counter are one instruction, so when
+ * the kernel aborts the sequence, bit 3 of %rdi alone tells whether this
+ * CPU's counter was already bumped.  A counter lives at an address whose
+ * bit 3 is `phase` (0 or 8: allocation and free counters alternate in
+ * 16-byte pairs); %rdi starts at `phase` and becomes the counter's
+ * address in one instruction, so bit 3 flips exactly when the count is
+ * done.  If it was, the extra count is taken back on the CPU the thread
+ * then runs on (sk_pcpu_counter_uncount) and the operation retried:
+ * per-CPU figures are summed by every reader, so the sums stay exact, and
+ * no locked instruction runs.
+ */
+#define SK_RSEQ_CS_BEGIN_COUNTED                                              \
+	".pushsection __rseq_cs, \"aw\"\n\t"                                  \
+	".balign 32\n\t"                                                      \
+	"3:\n\t"                                                              \
+	".long 0x0, 0x0\n\t"                                                  \
+	".quad 1f, (2f - 1f), 4f\n\t"                                         \
+	".popsection\n\t"                                                     \
+	"movl %[phase], %%edi\n\t"                                            \
+	"movq sk_rseq_offset(%%rip), %%rax\n\t"                               \
+	"leaq 3b(%%rip), %[cpu]\n\t"                                          \
+	"movq %[cpu], %%fs:8(%%rax)\n\t"                                      \
+	"1:\n\t"                                                              \
+	"movl %%fs:4(%%rax), %k[cpu]\n\t"                                     \
+	"imull %[stride], %k[cpu], %%eax\n\t"                                 \
+	"leaq (%[ctr0],%%rax), %%rdi\n\t"  /* one step: bit 3 stays phase */  \
+	"imull 8(%[c]), %k[cpu]\n\t"                                          \
+	"addq (%[c]), %[cpu]\n\t"
+
+/* Count: the last store before the commit (%rax is free after the CPU id;
+ * the list sequences also use it for free_offset, to spare a register). */
+#define SK_RSEQ_COUNT                                                         \
+	"movq (%%rdi), %%rax\n\t"                                             \
+	"incq %%rax\n\t"                                                      \
+	"stosq\n\t"                       /* *rdi = rax, rdi += 8: bit 3 flips */ \
+
+#define SK_RSEQ_CS_END_COUNTED                                                \
+	"2:\n\t"                                                              \
+	".pushsection __rseq_failure, \"ax\"\n\t"                             \
+	".byte 0x0f, 0xb9, 0x3d\n\t"                                          \
+	".long 0x53053053\n\t"                                                \
+	"4:\n\t"                                                              \
+	"xorl %[phase], %%edi\n\t"                                            \
+	"testl $8, %%edi\n\t"                                                 \
+	"jnz %l[counted]\n\t"                                                 \
+	"jmp %l[restart]\n\t"                                                 \
+	".popsection\n\t"
+
+#define SK_RSEQ_COUNTED_OUTPUTS [rs] "=&a"(rs), [wit] "=&D"(wit)
+#define SK_RSEQ_COUNTED_INPUTS(ctr0)                                          \
+	[ctr0] "r"(ctr0), [stride] "i"(SK_PCPU_COUNTERS_STRIDE), [phase] "i"(SK_PCPU_ALLOC_PHASE)
+#define SK_RSEQ_COUNTED_INPUTS_FREE(ctr0)                                     \
+	[ctr0] "r"(ctr0), [stride] "i"(SK_PCPU_COUNTERS_STRIDE), [phase] "i"(SK_PCPU_FREE_PHASE)
+
+/* Take back the count an aborted sequence left in ctr0 (rare). */
+static sk_cold __attribute__((unused)) void sk_pcpu_counter_uncount(char *ctr0)
+{
+	sk_pcpu_counter_add_rseq(ctr0, (uint64_t)-1);
+}
+
+static sk_always_inline void *sk_pcpu_list_pop_counted_rseq(struct sk_cache *c, char *ctr0)
+{
+	uintptr_t slot, w, obj, tmp, rs, wit;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN_COUNTED
+		 "cmpl $0, 44(%[cpu])\n\t"           /* lock held: miss */
+		 "jne %l[miss]\n\t"
+		 "movq 8(%[cpu]), %[w]\n\t"          /* w = top */
+		 "movabsq $0xffffffffffff, %[tmp]\n\t"
+		 "movq %[w], %[obj]\n\t"             /* obj = its low 48 bits */
+		 "andq %[tmp], %[obj]\n\t"
+		 "jz %l[miss]\n\t"                   /* empty */
+		 "xorq %[obj], %[w]\n\t"             /* keep the counts */
+		 "movabsq $0x100000000000000, %[tmp]\n\t"
+		 "addq %[tmp], %[w]\n\t"             /* allocs + 1 (bits 56-63) */
+		 "jc %l[miss]\n\t"                   /* full: core folds */
+		 "movl %c[off](%[c]), %%eax\n\t"     /* free_offset */
+		 "addq (%[obj],%%rax), %[w]\n\t"    /* new head: obj's next */
+		 SK_RSEQ_COUNT
+		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
+		 SK_RSEQ_CS_END_COUNTED
+		 : [cpu] "=&r"(slot), [w] "=&r"(w), [obj] "=&r"(obj), [tmp] "=&r"(tmp), SK_RSEQ_COUNTED_OUTPUTS
+		 : [c] "r"(c), [off] "i"(offsetof(struct sk_cache, free_offset)), SK_RSEQ_COUNTED_INPUTS(ctr0)
+		 : "memory", "cc"
+		 : miss, restart, counted);
+	if (obj == 0) /* it left through `miss` if it was */
+		__builtin_unreachable();
+	return (void *)obj;
+counted:
+	sk_pcpu_counter_uncount(ctr0);
+	goto restart;
+miss:
+	return NULL;
+}
+
+static sk_always_inline bool sk_pcpu_list_push_counted_rseq(struct sk_cache *c, void *obj, uintptr_t tag,
+							    char *ctr0)
+{
+	uintptr_t slot, w, tmp, rs, wit;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN_COUNTED
+		 "cmpl $0, 44(%[cpu])\n\t"
+		 "jne %l[miss]\n\t"
+		 "cmpq %[tag], 24(%[cpu])\n\t"       /* not this slot's slab */
+		 "jne %l[miss]\n\t"
+		 "movq 8(%[cpu]), %[w]\n\t"
+		 "movq %[w], %[tmp]\n\t"             /* frees (bits 48-55) full: core folds */
+		 "shrq $48, %[tmp]\n\t"
+		 "cmpb $-1, %b[tmp]\n\t"
+		 "je %l[miss]\n\t"
+		 "movabsq $0xffffffffffff, %[tmp]\n\t"
+		 "andq %[w], %[tmp]\n\t"             /* old head */
+		 "cmpq %[tmp], %[obj]\n\t"           /* freeing the head: double free */
+		 "je %l[miss]\n\t"
+		 "movl %c[off](%[c]), %%eax\n\t"     /* free_offset */
+		 "movq %[tmp], (%[obj],%%rax)\n\t"  /* obj->next = old head */
+		 "xorq %[tmp], %[w]\n\t"
+		 "addq %[obj], %[w]\n\t"             /* head = obj */
+		 "movabsq $0x1000000000000, %[tmp]\n\t"
+		 "addq %[tmp], %[w]\n\t"             /* frees + 1 */
+		 SK_RSEQ_COUNT
+		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
+		 SK_RSEQ_CS_END_COUNTED
+		 : [cpu] "=&r"(slot), [w] "=&r"(w), [tmp] "=&r"(tmp), SK_RSEQ_COUNTED_OUTPUTS
+		 : [c] "r"(c), [off] "i"(offsetof(struct sk_cache, free_offset)), [obj] "r"(obj), [tag] "r"(tag),
+		   SK_RSEQ_COUNTED_INPUTS_FREE(ctr0)
+		 : "memory", "cc"
+		 : miss, restart, counted);
+	return true;
+counted:
+	sk_pcpu_counter_uncount(ctr0);
+	goto restart;
+miss:
+	return false;
+}
+
+static sk_always_inline void *sk_pcpu_array_pop_counted_rseq(struct sk_cache *c, char *ctr0)
+{
+	uintptr_t slot, w, obj, tmp, rs, wit;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN_COUNTED
+		 "cmpl $0, 44(%[cpu])\n\t"
+		 "jne %l[miss]\n\t"
+		 "movq 8(%[cpu]), %[w]\n\t"
+		 "testl $0x80000000, %k[w]\n\t"      /* frees past half: core folds */
+		 "jnz %l[miss]\n\t"
+		 "movzwl %w[w], %k[tmp]\n\t"         /* n = entries in use (bits 0-15) */
+		 "testl %k[tmp], %k[tmp]\n\t"
+		 "jz %l[miss]\n\t"
+		 "movq 32(%[cpu]), %[obj]\n\t"       /* obj = entries[n - 1] */
+		 "movq -8(%[obj],%[tmp],8), %[obj]\n\t"
+		 "decq %[w]\n\t"
+		 "movabsq $0x100000000, %[tmp]\n\t"
+		 "addq %[tmp], %[w]\n\t"             /* allocs + 1 (bits 32-63) */
+		 "jc %l[miss]\n\t"                   /* full: core folds */
+		 SK_RSEQ_COUNT
+		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
+		 SK_RSEQ_CS_END_COUNTED
+		 : [cpu] "=&r"(slot), [w] "=&r"(w), [obj] "=&r"(obj), [tmp] "=&r"(tmp), SK_RSEQ_COUNTED_OUTPUTS
+		 : [c] "r"(c), SK_RSEQ_COUNTED_INPUTS(ctr0)
+		 : "memory", "cc"
+		 : miss, restart, counted);
+	return (void *)obj;
+counted:
+	sk_pcpu_counter_uncount(ctr0);
+	goto restart;
+miss:
+	return NULL;
+}
+
+static sk_always_inline bool sk_pcpu_array_push_counted_rseq(struct sk_cache *c, void *obj, uintptr_t tag,
+							     char *ctr0)
+{
+	uintptr_t slot, w, n, tmp, rs, wit;
+restart:
+	asm volatile goto(SK_RSEQ_CS_BEGIN_COUNTED
+		 "cmpl $0, 44(%[cpu])\n\t"
+		 "jne %l[miss]\n\t"
+		 "cmpq %[tag], 24(%[cpu])\n\t"       /* object of another node */
+		 "jne %l[miss]\n\t"
+		 "movq 8(%[cpu]), %[w]\n\t"
+		 "movzwl %w[w], %k[n]\n\t"
+		 "cmpl 40(%[cpu]), %k[n]\n\t"        /* full: n >= limit */
+		 "jae %l[miss]\n\t"
+		 "movq 32(%[cpu]), %[tmp]\n\t"
+		 "testl %k[n], %k[n]\n\t"
+		 "jz 5f\n\t"
+		 "cmpq %[obj], -8(%[tmp],%[n],8)\n\t" /* freeing the top entry: double free */
+		 "je %l[miss]\n\t"
+		 "5:\n\t"
+		 "movq %[obj], (%[tmp],%[n],8)\n\t"  /* entries[n] = obj */
+		 "leaq 0x10001(%[w]), %[w]\n\t"      /* n + 1, frees + 1 */
+		 SK_RSEQ_COUNT
+		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
+		 SK_RSEQ_CS_END_COUNTED
+		 : [cpu] "=&r"(slot), [w] "=&r"(w), [n] "=&r"(n), [tmp] "=&r"(tmp), SK_RSEQ_COUNTED_OUTPUTS
+		 : [c] "r"(c), [obj] "r"(obj), [tag] "r"(tag), SK_RSEQ_COUNTED_INPUTS_FREE(ctr0)
+		 : "memory", "cc"
+		 : miss, restart, counted);
+	return true;
+counted:
+	sk_pcpu_counter_uncount(ctr0);
+	goto restart;
+miss:
+	return false;
 }
 
 #else /* !SK_HAVE_RSEQ_ASM */
@@ -325,9 +548,31 @@ static inline bool sk_pcpu_array_push_rseq(struct sk_cache *c, void *obj, uintpt
 	return sk_pcpu_push_locked(c, obj, tag);
 }
 static inline void sk_pcpu_add_rseq(struct sk_cache *c, uint64_t n) { sk_pcpu_add_locked(c, n); }
-static inline void sk_pcpu_counter_inc_rseq(struct sk_pcpu_counters *h, uint32_t offset)
+static inline void sk_pcpu_counter_add_rseq(char *ctr0, uint64_t n)
 {
-	ck_pr_inc_64((uint64_t *)(void *)(h->pcpu_base + (size_t)sk_pcpu_current_cpu() * h->pcpu_stride + offset));
+	ck_pr_add_64((uint64_t *)(void *)(ctr0 + (size_t)sk_pcpu_current_cpu() * SK_PCPU_COUNTERS_STRIDE), n);
+}
+/* Without the restartable sequences the counted fast paths always miss:
+ * their callers' slow paths count under lock mode's rules. */
+static inline void *sk_pcpu_list_pop_counted_rseq(struct sk_cache *c, char *ctr0)
+{
+	(void)c, (void)ctr0;
+	return NULL;
+}
+static inline bool sk_pcpu_list_push_counted_rseq(struct sk_cache *c, void *obj, uintptr_t tag, char *ctr0)
+{
+	(void)c, (void)obj, (void)tag, (void)ctr0;
+	return false;
+}
+static inline void *sk_pcpu_array_pop_counted_rseq(struct sk_cache *c, char *ctr0)
+{
+	(void)c, (void)ctr0;
+	return NULL;
+}
+static inline bool sk_pcpu_array_push_counted_rseq(struct sk_cache *c, void *obj, uintptr_t tag, char *ctr0)
+{
+	(void)c, (void)obj, (void)tag, (void)ctr0;
+	return false;
 }
 
 #endif /* SK_HAVE_RSEQ_ASM */
@@ -402,15 +647,41 @@ static sk_always_inline bool sk_pcpu_push_rseq_page(struct sk_cache *c, void *ob
 	return false;
 }
 
-/* Add one to a per-CPU counter: with no locked instruction in rseq mode,
- * an atomic add on the current CPU's line otherwise. */
-static sk_always_inline void sk_pcpu_counter_inc(struct sk_pcpu_counters *h, uint32_t offset)
+/* Add one to a per-CPU counter (ctr0: CPU 0's copy): with no locked
+ * instruction in rseq mode, an atomic add on the current CPU's line otherwise. */
+static sk_always_inline void sk_pcpu_counter_inc(char *ctr0)
 {
 	if (sk_likely(sk_pcpu_use_rseq))
-		sk_pcpu_counter_inc_rseq(h, offset);
+		sk_pcpu_counter_add_rseq(ctr0, 1);
 	else
-		ck_pr_inc_64((uint64_t *)(void *)(h->pcpu_base + (size_t)sk_pcpu_current_cpu() * h->pcpu_stride +
-						 offset));
+		ck_pr_inc_64((uint64_t *)(void *)(ctr0 + (size_t)sk_pcpu_current_cpu() * SK_PCPU_COUNTERS_STRIDE));
+}
+
+/* Pop one object from this CPU's slot and count it in ctr0 (CPU 0's
+ * copy of a per-CPU counter) in the same restartable sequence; NULL (and
+ * nothing counted) on a miss, and always in lock mode. */
+static sk_always_inline void *sk_pcpu_pop_counted_rseq(struct sk_cache *c, char *ctr0)
+{
+	unsigned fast = c->fast;
+
+	if (sk_likely(fast == SK_FAST_RSEQ_LIST_SLAB))
+		return sk_pcpu_list_pop_counted_rseq(c, ctr0);
+	if (sk_likely(fast == SK_FAST_RSEQ_ARRAY_NODE))
+		return sk_pcpu_array_pop_counted_rseq(c, ctr0);
+	return NULL;
+}
+
+/* sk_pcpu_push_rseq_page, counting the free in ctr0 in the same sequence. */
+static sk_always_inline bool sk_pcpu_push_counted_rseq_page(struct sk_cache *c, void *obj,
+							    const struct sk_page *raw, char *ctr0)
+{
+	unsigned fast = c->fast;
+
+	if (sk_likely(fast == SK_FAST_RSEQ_LIST_SLAB))
+		return sk_pcpu_list_push_counted_rseq(c, obj, (uintptr_t)(raw - raw->head_delta), ctr0);
+	if (sk_likely(fast == SK_FAST_RSEQ_ARRAY_NODE))
+		return sk_pcpu_array_push_counted_rseq(c, obj, (uintptr_t)raw->node + 1, ctr0);
+	return false;
 }
 
 /* Add n to this CPU's bytes_slack. */

@@ -305,8 +305,11 @@ static int create_class_caches(void)
 					sk_kmalloc_class_size, "kmalloc", SK_FRONT_KMALLOC,
 					kmalloc_ops)) != 0)
 		return err;
-	return create_front_classes(sk_state.bsd_caches, SK_BSD_CLASSES, sk_bsd_class_size, "malloc",
-				    SK_FRONT_MALLOC, bsd_ops);
+	if ((err = create_front_classes(sk_state.bsd_caches, SK_BSD_CLASSES, sk_bsd_class_size, "malloc",
+					SK_FRONT_MALLOC, bsd_ops)) != 0)
+		return err;
+	sk_bsd_classes_created();
+	return 0;
 }
 
 /* --- maintenance thread --- */

@@ -1,8 +1,12 @@
 /*
  * Conformance, threads: objects allocated on one thread and freed on
- * another, for every front end, and a million live objects.
+ * another, for every front end, malloc(9) statistics under signals, and a
+ * million live objects.
  * See conformance.c.
  */
+#define _GNU_SOURCE /* pthread_kill, sigaction */
+#include <signal.h>
+
 #include "conformance.h"
 
 /* ======================================================================
@@ -210,6 +214,85 @@ static void test_threads_cross_free_bsd(void **state)
 	assert_int_equal(s1.frees - s0.frees, 60000);
 }
 
+/* malloc(9)'s per-type statistics stay exact while the fast paths' restartable
+ * sequences are aborted: four threads (more than this machine's CPUs, so
+ * that they are also preempted and migrated) allocate and free 64-byte and
+ * 200-byte blocks of one type in tight loops while a fifth sends them
+ * signals until they have taken SIG_TARGET of them; each signal aborts the
+ * sequence in flight, if any (the count and the pop or push share one
+ * sequence: an abort after the count must not count twice, nor lose it).
+ * Every figure is checked against what the workers did. */
+enum { SIG_WORKERS = 4 };
+static MALLOC_DEFINE(M_SIGSTATS, "sigstats", "stats under signals");
+static atomic_int sig_stop;
+static atomic_long sig_seen;
+
+static void sig_count(int sig)
+{
+	(void)sig;
+	atomic_fetch_add_explicit(&sig_seen, 1, memory_order_relaxed);
+}
+
+static void *sig_worker(void *arg)
+{
+	unsigned long *rounds = arg;
+	void *v[16];
+	while (!atomic_load_explicit(&sig_stop, memory_order_relaxed)) {
+		for (int i = 0; i < 16; i++)
+			if (!(v[i] = bsd_malloc(i & 1 ? 200 : 64, M_SIGSTATS, M_NOWAIT)))
+				abort();
+		for (int i = 15; i >= 0; i--)
+			bsd_free(v[i], M_SIGSTATS);
+		++*rounds;
+	}
+	return NULL;
+}
+
+static void test_bsd_stats_exact_under_signals(void **state)
+{
+	(void)state;
+	struct sigaction sa = { .sa_handler = sig_count }, old;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+	/* What each size takes (a class; on SLOB, the heap's block). */
+	void *p64 = bsd_malloc(64, M_SIGSTATS, M_WAITOK), *p200 = bsd_malloc(200, M_SIGSTATS, M_WAITOK);
+	size_t b64 = bsd_malloc_usable_size(p64), b200 = bsd_malloc_usable_size(p200);
+	bsd_free(p64, M_SIGSTATS);
+	bsd_free(p200, M_SIGSTATS);
+	struct malloc_type_stats_sum s0 = type_stats(M_SIGSTATS);
+	long target = (long)sk_scaled(5000);
+	unsigned long rounds[SIG_WORKERS] = { 0 };
+	pthread_t w[SIG_WORKERS];
+	atomic_store(&sig_stop, 0);
+	atomic_store(&sig_seen, 0);
+	for (int i = 0; i < SIG_WORKERS; i++)
+		assert_int_equal(pthread_create(&w[i], NULL, sig_worker, &rounds[i]), 0);
+	/* Until enough signals were taken, or 2 s on a machine that
+	 * delivers them slowly. */
+	uint64_t t0 = sk_now_ns();
+	for (int i = 0; atomic_load(&sig_seen) < target && sk_now_ns() - t0 < 2000000000ull; i++)
+		pthread_kill(w[i % SIG_WORKERS], SIGUSR1);
+	atomic_store(&sig_stop, 1);
+	for (int i = 0; i < SIG_WORKERS; i++)
+		pthread_join(w[i], NULL);
+	assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+	struct malloc_type_stats_sum s1 = type_stats(M_SIGSTATS);
+	uint64_t blocks = 0;
+	for (int i = 0; i < SIG_WORKERS; i++)
+		blocks += rounds[i] * 16;
+	assert_int_equal(s1.allocs - s0.allocs, blocks);
+	assert_int_equal(s1.frees - s0.frees, blocks);
+	/* Half of them of 64 bytes, half of 200. */
+	assert_int_equal(s1.memalloced - s0.memalloced, blocks / 2 * (b64 + b200));
+	assert_int_equal(s1.memfreed - s0.memfreed, blocks / 2 * (b64 + b200));
+	assert_true(s1.size_mask & (1ull << bsd_class_index(b64)));
+	assert_true(s1.size_mask & (1ull << bsd_class_index(b200)));
+	printf("  malloc(9) stats under signals: %ld signals taken, %lu blocks (%s mode)\n", atomic_load(&sig_seen),
+	       (unsigned long)blocks, slabkit_percpu_mode());
+	assert_true(atomic_load(&sig_seen) > 0);
+}
+
 /* 1.1 million live 32-byte objects: distinct, writable, and all slabs go
  * after they are freed and the cache is shrunk. */
 static void test_million_live_objects(void **state)
@@ -255,7 +338,7 @@ static void test_million_live_objects(void **state)
 static const struct CMUnitTest threads_tests[] = {
 	SK_TEST(test_threads_cross_free_kmalloc), SK_TEST(test_threads_cross_free_cache),
 	SK_TEST(test_threads_cross_free_uma),     SK_TEST(test_threads_cross_free_bsd),
-	SK_TEST(test_million_live_objects),
+	SK_TEST(test_bsd_stats_exact_under_signals), SK_TEST(test_million_live_objects),
 };
 
 const struct conformance_group conformance_threads = {
