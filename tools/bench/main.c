@@ -77,13 +77,31 @@ static char default_threads[64];
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	long rounds = -1, reps = -1, rep_ms = -1, timeout = -1;
+	/* The options that take a value: a string kept as given (str), or a
+	 * number from 1 to hi (num). */
+	const struct {
+		const char *name;
+		const char **str;
+		long *num, hi;
+	} valued[] = {
+		{ "--backend", .str = &o->backends },
+		{ "--workload", .str = &o->workloads },
+		{ "--threads", .str = &o->threads },
+		{ "--replay", .str = &o->replay },
+		{ "--out", .str = &o->out_prefix },
+		{ "--charts", .str = &o->charts_dir },
+		{ "--rounds", .num = &rounds, .hi = 20 },
+		{ "--reps", .num = &reps, .hi = 20 },
+		{ "--rep-ms", .num = &rep_ms, .hi = 1000 },
+		{ "--timeout", .num = &timeout, .hi = 3600 },
+	};
 
 	memset(o, 0, sizeof(*o));
 	o->peers = true;
 	o->out_prefix = "slabkit-bench";
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-		long *target = NULL, lo = 1, hi = 1000;
+		size_t v = 0;
 
 		if (!strcmp(a, "--quick"))
 			o->quick = true;
@@ -98,34 +116,18 @@ static int parse_options(int argc, char **argv, struct options *o)
 		else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			exit(0);
-		} else if (val && !strcmp(a, "--backend"))
-			o->backends = val, i++;
-		else if (val && !strcmp(a, "--workload"))
-			o->workloads = val, i++;
-		else if (val && !strcmp(a, "--threads"))
-			o->threads = val, i++;
-		else if (val && !strcmp(a, "--replay"))
-			o->replay = val, i++;
-		else if (val && !strcmp(a, "--out"))
-			o->out_prefix = val, i++;
-		else if (val && !strcmp(a, "--charts"))
-			o->charts_dir = val, i++;
-		else if (val && !strcmp(a, "--rounds"))
-			target = &rounds, hi = 20;
-		else if (val && !strcmp(a, "--reps"))
-			target = &reps, hi = 20;
-		else if (val && !strcmp(a, "--rep-ms"))
-			target = &rep_ms;
-		else if (val && !strcmp(a, "--timeout"))
-			target = &timeout, hi = 3600;
-		else {
-			fprintf(stderr, "slabkit-bench: unknown option or missing value: %s\n", a);
-			usage(stderr);
-			return -1;
-		}
-		if (target) {
-			if (!parse_long(val, lo, hi, target)) {
-				fprintf(stderr, "slabkit-bench: bad value for %s: %s (%ld..%ld)\n", a, val, lo, hi);
+		} else {
+			while (v < sizeof(valued) / sizeof(valued[0]) && strcmp(a, valued[v].name))
+				v++;
+			if (!val || v == sizeof(valued) / sizeof(valued[0])) {
+				fprintf(stderr, "slabkit-bench: unknown option or missing value: %s\n", a);
+				usage(stderr);
+				return -1;
+			}
+			if (valued[v].str)
+				*valued[v].str = val;
+			else if (!parse_long(val, 1, valued[v].hi, valued[v].num)) {
+				fprintf(stderr, "slabkit-bench: bad value for %s: %s (1..%ld)\n", a, val, valued[v].hi);
 				return -1;
 			}
 			i++;

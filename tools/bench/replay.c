@@ -189,6 +189,18 @@ static int plan_build(const char *path, struct plan *pl, bool ops, char *err, si
 		pl->ops = map_anon(nrec * sizeof(struct rop));
 
 #define TAKE_SLOT() (nfree ? free_slots[--nfree] : next_slot++)
+/* The object of map entry `at` is freed: an OP_FREE of its slot, which
+ * goes back to the free list. */
+#define FREE_AT(at)                                                                                    \
+	do {                                                                                           \
+		uint32_t s_ = m.slots[at];                                                             \
+		if (ops)                                                                               \
+			pl->ops[pl->nops++] = (struct rop){ .slot = s_, .cache = slot_cache[s_], .kind = OP_FREE }; \
+		live_bytes -= slot_size[s_];                                                           \
+		live_objects--;                                                                        \
+		free_slots[nfree++] = s_;                                                              \
+		map_remove_at(&m, (uint64_t)(at));                                                    \
+	} while (0)
 	for (uint64_t r = 0; r < nrec; r++) {
 		const struct trace_record *t = &rec[r];
 		unsigned kind = t->op & 15, api = t->op >> 4;
@@ -200,14 +212,7 @@ static int plan_build(const char *path, struct plan *pl, bool ops, char *err, si
 			uint16_t cache = NO_CACHE;
 
 			if ((at = map_find(&m, t->id)) >= 0) { /* still live: free it first */
-				uint32_t s = m.slots[at];
-
-				if (ops)
-					pl->ops[pl->nops++] = (struct rop){ .slot = s, .cache = slot_cache[s], .kind = OP_FREE };
-				live_bytes -= slot_size[s];
-				live_objects--;
-				free_slots[nfree++] = s;
-				map_remove_at(&m, (uint64_t)at);
+				FREE_AT(at);
 				pl->reused_ids++;
 			}
 			if (api == API_KMEM_CACHE_REC || api == API_UMA_REC) {
@@ -238,13 +243,7 @@ static int plan_build(const char *path, struct plan *pl, bool ops, char *err, si
 				pl->dropped_frees++;
 				continue;
 			}
-			uint32_t s = m.slots[at];
-			if (ops)
-				pl->ops[pl->nops++] = (struct rop){ .slot = s, .cache = slot_cache[s], .kind = OP_FREE };
-			live_bytes -= slot_size[s];
-			live_objects--;
-			free_slots[nfree++] = s;
-			map_remove_at(&m, (uint64_t)at);
+			FREE_AT(at);
 		} else if (kind == T_REALLOC && r + 1 < nrec && (rec[r + 1].op & 15) == T_REALLOC_TO) {
 			const struct trace_record *to = &rec[++r];
 			int64_t old_at = map_find(&m, t->id);
@@ -273,15 +272,7 @@ static int plan_build(const char *path, struct plan *pl, bool ops, char *err, si
 			} else {
 				map_remove_at(&m, (uint64_t)old_at);
 				if ((at = map_find(&m, to->id)) >= 0) { /* still live: free it first */
-					uint32_t s = m.slots[at];
-
-					if (ops)
-						pl->ops[pl->nops++] = (struct rop){ .slot = s, .cache = slot_cache[s],
-										    .kind = OP_FREE };
-					live_bytes -= slot_size[s];
-					live_objects--;
-					free_slots[nfree++] = s;
-					map_remove_at(&m, (uint64_t)at);
+					FREE_AT(at);
 					pl->reused_ids++;
 				}
 				/* the old slot is reused only after the realloc ran */
@@ -300,6 +291,7 @@ static int plan_build(const char *path, struct plan *pl, bool ops, char *err, si
 		}
 	}
 #undef TAKE_SLOT
+#undef FREE_AT
 	(void)live_objects;
 	pl->peak_live_bytes = BENCH_MAX(pl->peak_live_bytes, live_bytes);
 	pl->nslots = next_slot;

@@ -128,6 +128,23 @@ static void target_ratio(struct target *t, const char *tag, double r)
 
 static const char *const main_backends[] = { "slub", "slab", "uma" };
 
+/* One of t's ratios: backend be's time on a workload over glibc's. */
+static void target_vs_glibc(struct target *t, const struct run *run, const char *tag, const char *workload,
+			    const char *be)
+{
+	target_ratio(t, tag, time_ratio(cell_of(run, workload, be), cell_of(run, workload, "glibc")));
+}
+
+/* The same for every workload named prefix..., tagged by the rest of its name. */
+static void target_vs_glibc_each(struct target *t, const struct run *run, const char *prefix, const char *be)
+{
+	size_t len = strlen(prefix);
+
+	for (int w = 0; w < run->nworkloads; w++)
+		if (!strncmp(run->workloads[w].name, prefix, len))
+			target_vs_glibc(t, run, run->workloads[w].name + len, run->workloads[w].name, be);
+}
+
 static void compute_targets(const struct run *run, struct targets *ts)
 {
 	char tag[64];
@@ -140,21 +157,16 @@ static void compute_targets(const struct run *run, struct targets *ts)
 		if (bench_index_of_alloc(run, be) < 0)
 			continue;
 		t = target_new(ts, "1", "kmem_cache 64/256 B pair <= 0.50x glibc", be, 0.5);
-		target_ratio(t, "64 B", time_ratio(cell_of(run, "cache64", be), cell_of(run, "cache64", "glibc")));
-		target_ratio(t, "256 B", time_ratio(cell_of(run, "cache256", be), cell_of(run, "cache256", "glibc")));
+		target_vs_glibc(t, run, "64 B", "cache64", be);
+		target_vs_glibc(t, run, "256 B", "cache256", be);
 
 		t = target_new(ts, "2a", "kmalloc(64) pair, constant size <= 0.60x glibc", be, 0.6);
-		target_ratio(t, "kmalloc64", time_ratio(cell_of(run, "kmalloc64", be), cell_of(run, "kmalloc64", "glibc")));
+		target_vs_glibc(t, run, "kmalloc64", "kmalloc64", be);
 		t = target_new(ts, "2b", "kmalloc(n) pair, run-time size <= 0.70x glibc", be, 0.7);
-		target_ratio(t, "kmalloc-var64",
-			     time_ratio(cell_of(run, "kmalloc-var64", be), cell_of(run, "kmalloc-var64", "glibc")));
+		target_vs_glibc(t, run, "kmalloc-var64", "kmalloc-var64", be);
 
 		t = target_new(ts, "3", "random window (4,096 and 1,000,000 live) <= 1.00x glibc", be, 1.0);
-		for (int w = 0; w < run->nworkloads; w++)
-			if (!strncmp(run->workloads[w].name, "window", 6))
-				target_ratio(t, run->workloads[w].name + 6,
-					     time_ratio(cell_of(run, run->workloads[w].name, be),
-							cell_of(run, run->workloads[w].name, "glibc")));
+		target_vs_glibc_each(t, run, "window", be);
 
 		t = target_new(ts, "4", "uma_zalloc / malloc(9) pair <= 1.10x kmem_cache / kmalloc, same backend", be,
 			       1.1);
@@ -163,15 +175,10 @@ static void compute_targets(const struct run *run, struct targets *ts)
 			     time_ratio(cell_of(run, "bsdmalloc64", be), cell_of(run, "kmalloc64", be)));
 
 		t = target_new(ts, "5", "lock mode (SLABKIT_PERCPU=lock) LIFO pair <= 1.20x glibc", be, 1.2);
-		target_ratio(t, "cache64-lock",
-			     time_ratio(cell_of(run, "cache64-lock", be), cell_of(run, "cache64-lock", "glibc")));
+		target_vs_glibc(t, run, "cache64-lock", "cache64-lock", be);
 
 		t = target_new(ts, "6", "random window at every live-set size <= 1.00x glibc", be, 1.0);
-		for (int w = 0; w < run->nworkloads; w++)
-			if (!strncmp(run->workloads[w].name, "live-", 5))
-				target_ratio(t, run->workloads[w].name + 5,
-					     time_ratio(cell_of(run, run->workloads[w].name, be),
-							cell_of(run, run->workloads[w].name, "glibc")));
+		target_vs_glibc_each(t, run, "live-", be);
 	}
 	/* 7: every backend but SLOB. */
 	for (int a = 0; a < run->nallocs; a++) {
@@ -901,6 +908,21 @@ static void section_begin(FILE *f, const char *id, const char *title, const char
 	fputs("</p>\n", f);
 }
 
+/* The end of a section with a chart: the chart (m, also saved as
+ * <charts_dir>/<chart_id>.svg), the table of the workloads of
+ * table_section when with_table (all of them when table_section is NULL),
+ * the closing tag.  Nonzero when the SVG could not be written. */
+static int section_end(FILE *m, char **buf, FILE *f, const struct run *run, const char *chart_id, bool with_table,
+		       const char *table_section)
+{
+	int bad = chart_close(m, buf, f, run, chart_id);
+
+	if (with_table)
+		html_table(f, run, table_section);
+	fputs("</section>\n", f);
+	return bad;
+}
+
 int report_html(const struct run *run, const char *path)
 {
 	FILE *f = fopen(path, "w");
@@ -962,9 +984,7 @@ int report_html(const struct run *run, const char *path)
 			      "faster than glibc, left is slower. Hover a bar for ns per operation.");
 		m = chart_open(&buf, &len);
 		chart_speed(m, run, pick_throughput);
-		bad |= chart_close(m, &buf, f, run, run->opt.replay ? "replay-throughput" : "throughput");
-		html_table(f, run, NULL);
-		fputs("</section>\n", f);
+		bad |= section_end(m, &buf, f, run, run->opt.replay ? "replay-throughput" : "throughput", true, NULL);
 	}
 
 	for (int w = 0; w < run->nworkloads; w++) {
@@ -979,8 +999,8 @@ int report_html(const struct run *run, const char *path)
 			      run->workloads[w].what);
 		m = chart_open(&buf, &len);
 		chart_memory(m, run, w);
-		bad |= chart_close(m, &buf, f, run, run->workloads[w].kind == WK_REPLAY ? "replay-memory" : "memory");
-		fputs("</section>\n", f);
+		bad |= section_end(m, &buf, f, run, run->workloads[w].kind == WK_REPLAY ? "replay-memory" : "memory",
+				   false, NULL);
 	}
 
 	n = 0;
@@ -993,9 +1013,7 @@ int report_html(const struct run *run, const char *path)
 			      "program holds, everything still live; 1.0x would be perfect.");
 		m = chart_open(&buf, &len);
 		chart_footprint(m, run, wl, n);
-		bad |= chart_close(m, &buf, f, run, "fragmentation");
-		html_table(f, run, "memory");
-		fputs("</section>\n", f);
+		bad |= section_end(m, &buf, f, run, "fragmentation", true, "memory");
 	}
 
 	n = 0;
@@ -1008,9 +1026,7 @@ int report_html(const struct run *run, const char *path)
 			      "millions of pairs per second.");
 		m = chart_open(&buf, &len);
 		chart_lines(m, run, wl, xs, n, false, true, "threads", "Mops/s (all threads)");
-		bad |= chart_close(m, &buf, f, run, "threads");
-		html_table(f, run, "thread scaling");
-		fputs("</section>\n", f);
+		bad |= section_end(m, &buf, f, run, "threads", true, "thread scaling");
 	}
 
 	n = 0;
@@ -1023,9 +1039,7 @@ int report_html(const struct run *run, const char *path)
 			      "set grows: ns per pair, lower is better.");
 		m = chart_open(&buf, &len);
 		chart_lines(m, run, wl, xs, n, true, false, "live objects (64 B each)", "ns per pair");
-		bad |= chart_close(m, &buf, f, run, "live-set");
-		html_table(f, run, "live-set scaling");
-		fputs("</section>\n", f);
+		bad |= section_end(m, &buf, f, run, "live-set", true, "live-set scaling");
 	}
 	fputs("</body>\n</html>\n", f);
 	return (fclose(f) != 0) | bad;

@@ -215,58 +215,63 @@ static void *harness_map(size_t bytes)
 /* --- timed loops -------------------------------------------------------------- */
 
 /* Defines pair_<api>, batch_<api> and window_<api>.  ALLOC(c, i) and
- * FREE(c, o) are the calls under test. */
-#define DEFINE_LOOPS(api, ALLOC, FREE)                                                     \
-	bench_noinline static uint64_t pair_##api(struct ctx *c, uint64_t n)                    \
-	{                                                                                  \
-		uint64_t start = bench_now_ns();                                           \
-		for (uint64_t i = 0; i < n; i++) {                                         \
-			uintptr_t *o = (uintptr_t *)(ALLOC(c, i));                         \
-			if (bench_unlikely(!o))                                            \
-				alloc_failed(#api);                                        \
-			o[0] = (uintptr_t)i;                                               \
-			bench_escape(o);                                                   \
-			FREE(c, o);                                                        \
-		}                                                                          \
-		return bench_now_ns() - start;                                             \
-	}                                                                                  \
-	bench_noinline static uint64_t batch_##api(struct ctx *c, uint64_t n)                   \
-	{                                                                                  \
-		void *objs[BATCH];                                                         \
-		uint64_t start = bench_now_ns();                                           \
-		for (uint64_t base = 0; base < n; base += BATCH) {                         \
-			for (unsigned j = 0; j < BATCH; j++) {                             \
-				uintptr_t *o = (uintptr_t *)(ALLOC(c, base + j));          \
-				if (bench_unlikely(!o))                                    \
-					alloc_failed(#api);                                \
-				o[0] = (uintptr_t)j;                                       \
-				objs[j] = o;                                               \
-			}                                                                  \
-			bench_escape(objs);                                                \
-			for (unsigned j = 0; j < BATCH; j++)                               \
-				FREE(c, objs[j]);                                          \
-		}                                                                          \
-		return bench_now_ns() - start;                                             \
-	}                                                                                  \
-	bench_noinline static uint64_t window_##api(struct ctx *c, uint64_t n)                  \
-	{                                                                                  \
-		void **table = c->table;                                                   \
-		uint64_t live = c->live;                                                   \
-		struct bench_rng r = { c->rng_state };                                     \
-		uint64_t start = bench_now_ns();                                           \
-		for (uint64_t i = 0; i < n; i++) {                                         \
-			uint64_t j = ((bench_rng_next(&r) >> 32) * live) >> 32;           \
-			FREE(c, table[j]);                                                 \
-			uintptr_t *o = (uintptr_t *)(ALLOC(c, i));                         \
-			if (bench_unlikely(!o))                                            \
-				alloc_failed(#api);                                        \
-			o[0] = (uintptr_t)i;                                               \
-			table[j] = o;                                                      \
-		}                                                                          \
-		uint64_t took = bench_now_ns() - start;                                    \
-		c->rng_state = r.state;                                                    \
-		return took;                                                               \
+ * FREE(c, o) are the calls under test; PROLOGUE (statements, may be empty)
+ * runs at the top of each loop function, before its clock starts. */
+#define DEFINE_LOOPS_WITH(api, ALLOC, FREE, PROLOGUE)                             \
+	bench_noinline static uint64_t pair_##api(struct ctx *c, uint64_t n)      \
+	{                                                                         \
+		PROLOGUE                                                          \
+		uint64_t start = bench_now_ns();                                  \
+		for (uint64_t i = 0; i < n; i++) {                                \
+			uintptr_t *o = (uintptr_t *)(ALLOC(c, i));                \
+			if (bench_unlikely(!o))                                   \
+				alloc_failed(#api);                               \
+			o[0] = (uintptr_t)i;                                      \
+			bench_escape(o);                                          \
+			FREE(c, o);                                               \
+		}                                                                 \
+		return bench_now_ns() - start;                                    \
+	}                                                                         \
+	bench_noinline static uint64_t batch_##api(struct ctx *c, uint64_t n)     \
+	{                                                                         \
+		PROLOGUE                                                          \
+		void *objs[BATCH];                                                \
+		uint64_t start = bench_now_ns();                                  \
+		for (uint64_t base = 0; base < n; base += BATCH) {                \
+			for (unsigned j = 0; j < BATCH; j++) {                    \
+				uintptr_t *o = (uintptr_t *)(ALLOC(c, base + j)); \
+				if (bench_unlikely(!o))                           \
+					alloc_failed(#api);                       \
+				o[0] = (uintptr_t)j;                              \
+				objs[j] = o;                                      \
+			}                                                         \
+			bench_escape(objs);                                       \
+			for (unsigned j = 0; j < BATCH; j++)                      \
+				FREE(c, objs[j]);                                 \
+		}                                                                 \
+		return bench_now_ns() - start;                                    \
+	}                                                                         \
+	bench_noinline static uint64_t window_##api(struct ctx *c, uint64_t n)    \
+	{                                                                         \
+		PROLOGUE                                                          \
+		void **table = c->table;                                          \
+		uint64_t live = c->live;                                          \
+		struct bench_rng r = { c->rng_state };                            \
+		uint64_t start = bench_now_ns();                                  \
+		for (uint64_t i = 0; i < n; i++) {                                \
+			uint64_t j = ((bench_rng_next(&r) >> 32) * live) >> 32;   \
+			FREE(c, table[j]);                                        \
+			uintptr_t *o = (uintptr_t *)(ALLOC(c, i));                \
+			if (bench_unlikely(!o))                                   \
+				alloc_failed(#api);                               \
+			o[0] = (uintptr_t)i;                                      \
+			table[j] = o;                                             \
+		}                                                                 \
+		uint64_t took = bench_now_ns() - start;                           \
+		c->rng_state = r.state;                                           \
+		return took;                                                      \
 	}
+#define DEFINE_LOOPS(api, ALLOC, FREE) DEFINE_LOOPS_WITH(api, ALLOC, FREE, )
 
 #define A_CACHE(c, i) kmem_cache_alloc((c)->cache, GFP_KERNEL)
 #define F_CACHE(c, o) kmem_cache_free((c)->cache, (o))
@@ -296,60 +301,8 @@ static size_t opaque_size(const struct ctx *c)
 	__asm__ volatile("" : "+r"(size));
 	return size;
 }
-#define DEFINE_VAR_LOOPS(api, ALLOC, FREE)                                                 \
-	bench_noinline static uint64_t pair_##api(struct ctx *c, uint64_t n)                    \
-	{                                                                                  \
-		size_t size = opaque_size(c);                                              \
-		uint64_t start = bench_now_ns();                                           \
-		for (uint64_t i = 0; i < n; i++) {                                         \
-			uintptr_t *o = (uintptr_t *)(ALLOC(c, i));                         \
-			if (bench_unlikely(!o))                                            \
-				alloc_failed(#api);                                        \
-			o[0] = (uintptr_t)i;                                               \
-			bench_escape(o);                                                   \
-			FREE(c, o);                                                        \
-		}                                                                          \
-		return bench_now_ns() - start;                                             \
-	}                                                                                  \
-	bench_noinline static uint64_t window_##api(struct ctx *c, uint64_t n)                  \
-	{                                                                                  \
-		size_t size = opaque_size(c);                                              \
-		void **table = c->table;                                                   \
-		uint64_t live = c->live;                                                   \
-		struct bench_rng r = { c->rng_state };                                     \
-		uint64_t start = bench_now_ns();                                           \
-		for (uint64_t i = 0; i < n; i++) {                                         \
-			uint64_t j = ((bench_rng_next(&r) >> 32) * live) >> 32;           \
-			FREE(c, table[j]);                                                 \
-			uintptr_t *o = (uintptr_t *)(ALLOC(c, i));                         \
-			if (bench_unlikely(!o))                                            \
-				alloc_failed(#api);                                        \
-			o[0] = (uintptr_t)i;                                               \
-			table[j] = o;                                                      \
-		}                                                                          \
-		uint64_t took = bench_now_ns() - start;                                    \
-		c->rng_state = r.state;                                                    \
-		return took;                                                               \
-	}                                                                                  \
-	bench_noinline static uint64_t batch_##api(struct ctx *c, uint64_t n)                   \
-	{                                                                                  \
-		size_t size = opaque_size(c);                                              \
-		void *objs[BATCH];                                                         \
-		uint64_t start = bench_now_ns();                                           \
-		for (uint64_t base = 0; base < n; base += BATCH) {                         \
-			for (unsigned j = 0; j < BATCH; j++) {                             \
-				uintptr_t *o = (uintptr_t *)(ALLOC(c, base + j));          \
-				if (bench_unlikely(!o))                                    \
-					alloc_failed(#api);                                \
-				o[0] = (uintptr_t)j;                                       \
-				objs[j] = o;                                               \
-			}                                                                  \
-			bench_escape(objs);                                                \
-			for (unsigned j = 0; j < BATCH; j++)                               \
-				FREE(c, objs[j]);                                          \
-		}                                                                          \
-		return bench_now_ns() - start;                                             \
-	}
+#define DEFINE_VAR_LOOPS(api, ALLOC, FREE) \
+	DEFINE_LOOPS_WITH(api, ALLOC, FREE, size_t size = opaque_size(c);)
 DEFINE_VAR_LOOPS(kmalloc_var, A_KMALLOC_VAR, F_KFREE)
 #define A_MALLOC_VAR(c, i) malloc(size)
 DEFINE_VAR_LOOPS(malloc_var, A_MALLOC_VAR, F_FREE)
@@ -418,18 +371,36 @@ static void start_thread(pthread_t *tid, int slot, int nthreads, void *(*fn)(voi
 		bench_die("pthread_create: %s", strerror(rc));
 }
 
+/* A worker's timed section starts when every worker has reached the start
+ * line, and ends with a's end time and the share of CPU time it lost to
+ * other work (the disturbance check).  Inlined: the clock reads sit exactly
+ * where each worker had them written out. */
+static inline __attribute__((always_inline)) void thread_clock_start(struct thread_arg *a,
+								     struct sched_mark *from)
+{
+	pthread_barrier_wait(a->start_line);
+	bench_sched_mark(from);
+	a->start_ns = bench_now_ns();
+}
+
+static inline __attribute__((always_inline)) void thread_clock_stop(struct thread_arg *a,
+								    const struct sched_mark *from)
+{
+	struct sched_mark to;
+
+	a->end_ns = bench_now_ns();
+	bench_sched_mark(&to);
+	a->lost = bench_lost_share(from, &to);
+}
+
 static void *local_thread(void *p)
 {
 	struct thread_arg *a = p;
-	struct sched_mark from, to;
+	struct sched_mark from;
 
-	pthread_barrier_wait(a->start_line);
-	bench_sched_mark(&from);
-	a->start_ns = bench_now_ns();
+	thread_clock_start(a, &from);
 	a->loop(a->c, a->n);
-	a->end_ns = bench_now_ns();
-	bench_sched_mark(&to);
-	a->lost = bench_lost_share(&from, &to);
+	thread_clock_stop(a, &from);
 	return NULL;
 }
 
@@ -494,11 +465,9 @@ static void *producer_thread(void *p)
 {
 	struct thread_arg *a = p;
 	struct ctx *c = a->c;
-	struct sched_mark from, to;
+	struct sched_mark from;
 
-	pthread_barrier_wait(a->start_line);
-	bench_sched_mark(&from);
-	a->start_ns = bench_now_ns();
+	thread_clock_start(a, &from);
 	for (uint64_t i = 0; i < a->n; i++) {
 		uintptr_t *o = c->sk ? kmem_cache_alloc(c->cache, GFP_KERNEL) : malloc(64);
 
@@ -507,9 +476,7 @@ static void *producer_thread(void *p)
 		o[0] = (uintptr_t)i;
 		ring_push(a->ring, o);
 	}
-	a->end_ns = bench_now_ns();
-	bench_sched_mark(&to);
-	a->lost = bench_lost_share(&from, &to);
+	thread_clock_stop(a, &from);
 	return NULL;
 }
 
@@ -517,20 +484,16 @@ static void *consumer_thread(void *p)
 {
 	struct thread_arg *a = p;
 	struct ctx *c = a->c;
-	struct sched_mark from, to;
+	struct sched_mark from;
 
-	pthread_barrier_wait(a->start_line);
-	bench_sched_mark(&from);
-	a->start_ns = bench_now_ns();
+	thread_clock_start(a, &from);
 	if (c->sk)
 		for (uint64_t i = 0; i < a->n; i++)
 			kmem_cache_free(c->cache, ring_pop(a->ring, a->n - i));
 	else
 		for (uint64_t i = 0; i < a->n; i++)
 			free(ring_pop(a->ring, a->n - i));
-	a->end_ns = bench_now_ns();
-	bench_sched_mark(&to);
-	a->lost = bench_lost_share(&from, &to);
+	thread_clock_stop(a, &from);
 	return NULL;
 }
 
@@ -539,11 +502,9 @@ static void *larson_thread(void *p)
 	struct thread_arg *a = p;
 	struct ctx *c = a->c;
 	struct bench_rng r = { 0x1a2b3c4dULL * (uint64_t)(a->index + 1) };
-	struct sched_mark from, to;
+	struct sched_mark from;
 
-	pthread_barrier_wait(a->start_line);
-	bench_sched_mark(&from);
-	a->start_ns = bench_now_ns();
+	thread_clock_start(a, &from);
 	for (uint64_t i = 0; i < a->n; i++) {
 		uint64_t x = bench_rng_next(&r);
 		size_t size = 16 + ((x & 0xffff) * 241 >> 16);   /* 16..256 */
@@ -562,9 +523,7 @@ static void *larson_thread(void *p)
 				free(old);
 		}
 	}
-	a->end_ns = bench_now_ns();
-	bench_sched_mark(&to);
-	a->lost = bench_lost_share(&from, &to);
+	thread_clock_stop(a, &from);
 	return NULL;
 }
 
