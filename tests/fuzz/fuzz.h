@@ -294,17 +294,47 @@ static inline void fz_forget(struct fz_model *m, int i)
 	memset(&m->slot[i], 0, sizeof(m->slot[i]));
 }
 
-/* The first of n handles, from b % n on, that is set (a live cache or
- * zone): its index, or -1 when none is.  The handles are the words at
- * `handle0`, `stride` bytes apart (a field of an array of models). */
-static inline int fz_pick(unsigned b, const void *handle0, size_t stride, int n)
+/*
+ * A harness's containers (its caches or zones): n of them, the handle of
+ * container k at handle0 + k * stride (NULL: none there), and the
+ * harness's check and destroy of one live container.
+ */
+struct fz_set {
+	const void *handle0;
+	size_t stride;
+	int n;
+	void (*check)(int k);
+	void (*destroy)(int k);
+};
+
+static inline bool fz_live(const struct fz_set *s, int k)
 {
-	for (int j = 0; j < n; j++) {
-		int k = (int)((b + (unsigned)j) % (unsigned)n);
-		if (*(void *const *)((const char *)handle0 + (size_t)k * stride))
+	return *(void *const *)((const char *)s->handle0 + (size_t)k * s->stride) != NULL;
+}
+
+/* The first live container from b % n on, or -1 when none is. */
+static inline int fz_pick(const struct fz_set *s, unsigned b)
+{
+	for (int j = 0; j < s->n; j++) {
+		int k = (int)((b + (unsigned)j) % (unsigned)s->n);
+		if (fz_live(s, k))
 			return k;
 	}
 	return -1;
+}
+
+static inline void fz_check_each(const struct fz_set *s)
+{
+	for (int k = 0; k < s->n; k++)
+		if (fz_live(s, k))
+			s->check(k);
+}
+
+static inline void fz_destroy_each(const struct fz_set *s)
+{
+	for (int k = 0; k < s->n; k++)
+		if (fz_live(s, k))
+			s->destroy(k);
 }
 
 /* --- the harness side --- */
@@ -315,10 +345,13 @@ static inline int fz_pick(unsigned b, const void *handle0, size_t stride, int n)
  * and a slot byte (taken modulo FZ_SLOTS), then whatever `step` reads.
  */
 struct fz_harness {
-	void (*begin)(void);                             /* optional: before the first operation */
+	struct fz_model *model; /* empty again when an input is done */
+	const struct fz_set *set; /* optional: each live one is checked after every operation
+				     and destroyed at the end of an input */
+	void (*begin)(void);    /* optional: before the first operation */
 	void (*step)(struct fz_in *in, unsigned op, int slot); /* one operation */
-	void (*check)(void);                             /* after every operation */
-	void (*end)(void); /* the input is done: free what the model holds, destroy caches, check */
+	void (*check)(void);    /* optional: after every operation */
+	void (*end)(void);      /* optional: the input is done: free what the model holds, check */
 };
 extern const struct fz_harness fz_harness; /* the harness's own, one per program */
 

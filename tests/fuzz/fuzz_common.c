@@ -72,8 +72,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int slot = (int)(fz_u8(&in) % FZ_SLOTS);
 		fz_harness.step(&in, op, slot);
 		fz_ops++;
-		fz_harness.check();
+		if (fz_harness.check)
+			fz_harness.check();
+		if (fz_harness.set)
+			fz_check_each(fz_harness.set);
 	}
-	fz_harness.end();
+	if (fz_harness.end)
+		fz_harness.end();
+	if (fz_harness.set)
+		fz_destroy_each(fz_harness.set);
+	fz_expect(fz_harness.model->live == 0, "%u objects left in the model", fz_harness.model->live);
 	return 0;
 }

@@ -323,6 +323,7 @@ static void end(void)
 }
 
 const struct fz_harness fz_harness = {
+	.model = &m,
 	.begin = begin,
 	.step = step,
 	.check = check_counts,

@@ -82,13 +82,6 @@ static void check_cache(int k)
 			  info.align, cm->align);
 }
 
-static void check_all(void)
-{
-	for (int k = 0; k < NCACHES; k++)
-		if (caches[k].c)
-			check_cache(k);
-}
-
 static size_t promised_align(const struct cache_model *cm)
 {
 	size_t a = 8;
@@ -159,6 +152,11 @@ static void destroy(int k)
 	memset(&caches[k], 0, sizeof(caches[k]));
 }
 
+static const struct fz_set caches_set = {
+	.handle0 = &caches[0].c, .stride = sizeof(caches[0]), .n = NCACHES,
+	.check = check_cache, .destroy = destroy,
+};
+
 static void op_create(struct fz_in *in, int k)
 {
 	if (caches[k].c)
@@ -190,14 +188,9 @@ static void op_create(struct fz_in *in, int k)
 		  align, flags, ctor ? "ctor" : "NULL");
 }
 
-static int some_cache(unsigned b)
-{
-	return fz_pick(b, &caches[0].c, sizeof(caches[0]), NCACHES);
-}
-
 static void op_alloc(struct fz_in *in, int i)
 {
-	int k = some_cache(fz_u8(in));
+	int k = fz_pick(&caches_set, fz_u8(in));
 	if (k < 0)
 		return;
 	if (m.slot[i].p)
@@ -234,7 +227,7 @@ static void op_alloc(struct fz_in *in, int i)
 
 static void op_bulk_alloc(struct fz_in *in)
 {
-	int k = some_cache(fz_u8(in));
+	int k = fz_pick(&caches_set, fz_u8(in));
 	if (k < 0)
 		return;
 	int free_slots[64], n = 0, want = 1 + (int)(fz_u8(in) % 64);
@@ -253,7 +246,7 @@ static void op_bulk_alloc(struct fz_in *in)
 
 static void op_bulk_free(struct fz_in *in)
 {
-	int k = some_cache(fz_u8(in));
+	int k = fz_pick(&caches_set, fz_u8(in));
 	if (k < 0)
 		return;
 	void *p[64];
@@ -290,7 +283,7 @@ static void step(struct fz_in *in, unsigned op, int slot)
 			fz_expect_intact(&m.slot[slot], "a check");
 		break;
 	case 13: {
-		int k = some_cache(op >> 4);
+		int k = fz_pick(&caches_set, op >> 4);
 		if (k < 0 || !(op & 0x80))
 			break;
 		/* With objects live it may keep slabs (SLAB says so with
@@ -304,13 +297,12 @@ static void step(struct fz_in *in, unsigned op, int slot)
 				  caches[k].name, rc, (unsigned long long)info.slabs);
 		break;
 	}
-	case 14:
-		if (op >= 0xf0) {
-			int k = some_cache(op);
-			if (k >= 0)
-				destroy(k);
-		}
+	case 14: {
+		int k = op >= 0xf0 ? fz_pick(&caches_set, op) : -1;
+		if (k >= 0)
+			destroy(k);
 		break;
+	}
 	default:
 		if (op == 0xff)
 			slabkit_shrink_all();
@@ -318,16 +310,8 @@ static void step(struct fz_in *in, unsigned op, int slot)
 	}
 }
 
-static void end(void)
-{
-	for (int k = 0; k < NCACHES; k++)
-		if (caches[k].c)
-			destroy(k);
-	fz_expect(m.live == 0, "%u objects left in the model", m.live);
-}
-
 const struct fz_harness fz_harness = {
+	.model = &m,
+	.set = &caches_set,
 	.step = step,
-	.check = check_all,
-	.end = end,
 };

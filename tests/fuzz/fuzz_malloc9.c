@@ -217,6 +217,7 @@ static void end(void)
 }
 
 const struct fz_harness fz_harness = {
+	.model = &m,
 	.begin = begin,
 	.step = step,
 	.check = check_types,

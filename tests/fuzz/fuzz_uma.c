@@ -112,13 +112,6 @@ static void check_zone(int k)
 		  zm->name, uma_zone_get_max(zm->z), zm->limit);
 }
 
-static void check_all(void)
-{
-	for (int k = 0; k < NZONES; k++)
-		if (zones[k].z)
-			check_zone(k);
-}
-
 static void free_slot(int i)
 {
 	struct fz_obj *o = &m.slot[i];
@@ -147,6 +140,11 @@ static void destroy(int k)
 		  zm->name);
 	memset(zm, 0, sizeof(*zm));
 }
+
+static const struct fz_set zones_set = {
+	.handle0 = &zones[0].z, .stride = sizeof(zones[0]), .n = NZONES,
+	.check = check_zone, .destroy = destroy,
+};
 
 static void op_create(struct fz_in *in, int k)
 {
@@ -179,14 +177,9 @@ static void op_create(struct fz_in *in, int k)
 		  mask, flags);
 }
 
-static int some_zone(unsigned b)
-{
-	return fz_pick(b, &zones[0].z, sizeof(zones[0]), NZONES);
-}
-
 static void op_alloc(struct fz_in *in, int i)
 {
-	int k = some_zone(fz_u8(in));
+	int k = fz_pick(&zones_set, fz_u8(in));
 	if (k < 0)
 		return;
 	if (m.slot[i].p)
@@ -228,7 +221,7 @@ static void op_alloc(struct fz_in *in, int i)
 
 static void op_limit(struct fz_in *in)
 {
-	int k = some_zone(fz_u8(in));
+	int k = fz_pick(&zones_set, fz_u8(in));
 	if (k < 0)
 		return;
 	struct zone_model *zm = &zones[k];
@@ -263,20 +256,19 @@ static void step(struct fz_in *in, unsigned op, int slot)
 			fz_expect_intact(&m.slot[slot], "a check");
 		break;
 	case 13: {
-		int k = some_zone(op >> 4);
+		int k = fz_pick(&zones_set, op >> 4);
 		static const int levels[] = { UMA_RECLAIM_DRAIN, UMA_RECLAIM_DRAIN_CPU,
 					      UMA_RECLAIM_TRIM };
 		if (k >= 0)
 			uma_zone_reclaim(zones[k].z, levels[(op >> 4) % 3]);
 		break;
 	}
-	case 14:
-		if (op >= 0xf0) {
-			int k = some_zone(op);
-			if (k >= 0)
-				destroy(k);
-		}
+	case 14: {
+		int k = op >= 0xf0 ? fz_pick(&zones_set, op) : -1;
+		if (k >= 0)
+			destroy(k);
 		break;
+	}
 	default:
 		if (op == 0xff)
 			uma_reclaim(UMA_RECLAIM_DRAIN_CPU);
@@ -284,16 +276,8 @@ static void step(struct fz_in *in, unsigned op, int slot)
 	}
 }
 
-static void end(void)
-{
-	for (int k = 0; k < NZONES; k++)
-		if (zones[k].z)
-			destroy(k);
-	fz_expect(m.live == 0, "%u items left in the model", m.live);
-}
-
 const struct fz_harness fz_harness = {
+	.model = &m,
+	.set = &zones_set,
 	.step = step,
-	.check = check_all,
-	.end = end,
 };
