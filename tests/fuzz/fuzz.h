@@ -96,6 +96,13 @@ static inline size_t fz_size(struct fz_in *in, size_t mid, size_t large)
 	}
 }
 
+/* The same, for an object that must have a size: a zero becomes 1..256. */
+static inline size_t fz_object_size(struct fz_in *in, size_t mid, size_t large)
+{
+	size_t size = fz_size(in, mid, large);
+	return size ? size : 1 + fz_u8(in);
+}
+
 /* --- failures --- */
 
 /* Operations done since the process started (printed at exit). */

@@ -163,9 +163,7 @@ static void op_create(struct fz_in *in, int k)
 		destroy(k);
 	struct cache_model *cm = &caches[k];
 	unsigned b = fz_u8(in);
-	size_t size = fz_size(in, 4096, 65536);
-	if (size == 0)
-		size = 1 + fz_u8(in);
+	size_t size = fz_object_size(in, 4096, 65536);
 	size_t align = (b & 1) ? (size_t)1 << (3 + fz_u8(in) % 10) : 0; /* 8 .. 4096 */
 	static const unsigned flag_sets[] = {
 		0, SLAB_HWCACHE_ALIGN, SLAB_ACCOUNT | SLAB_RECLAIM_ACCOUNT, SLAB_NO_MERGE,

@@ -152,9 +152,7 @@ static void op_create(struct fz_in *in, int k)
 		destroy(k);
 	struct zone_model *zm = &zones[k];
 	unsigned b = fz_u8(in);
-	size_t size = fz_size(in, 4096, 32768);
-	if (size == 0)
-		size = 1 + fz_u8(in);
+	size_t size = fz_object_size(in, 4096, 32768);
 	static const int flag_sets[] = {
 		0, UMA_ZONE_NOFREE, UMA_ZONE_ZINIT, UMA_ZONE_NOBUCKET, UMA_ZONE_MAXBUCKET,
 		UMA_ZONE_FIRSTTOUCH, UMA_ZONE_ROUNDROBIN, UMA_ZONE_CACHESPREAD, 0,
