@@ -434,12 +434,14 @@ static void mark_allocated(size_t pfn, size_t npages, unsigned order, unsigned n
 	head->obj_base = 0;
 	head->reserved = 0;
 	memset(head->bk, 0, sizeof(head->bk));
-	head->kind = (uint8_t)kind;
+	/* kind last, released: sk_pages_walk_locked reads it first, without
+	 * the ordering of this block's allocation. */
+	__atomic_store_n(&head->kind, (uint8_t)kind, __ATOMIC_RELEASE);
 	for (size_t i = 1; i < npages; i++) {
 		head[i].owner = owner; /* kfree reads it without going to the head */
 		head[i].head_delta = (uint32_t)i;
 		head[i].node = (uint16_t)node;
-		head[i].kind = (uint8_t)kind;
+		__atomic_store_n(&head[i].kind, (uint8_t)kind, __ATOMIC_RELEASE);
 	}
 }
 
@@ -574,11 +576,11 @@ void sk_pages_free(void *addr)
 
 	/* Outside live blocks, head_delta is 0 and owner NULL (sk_numa.h):
 	 * sk_page_head() of a stale pointer then lands on a free page. */
-	head->owner = NULL;
+	__atomic_store_n(&head->owner, NULL, __ATOMIC_RELAXED); /* atomic: the walk reads it */
 	for (size_t i = 1; i < npages; i++) {
 		head[i].owner = NULL;
-		head[i].kind = SK_PAGE_FREE;
-		head[i].head_delta = 0;
+		__atomic_store_n(&head[i].kind, SK_PAGE_FREE, __ATOMIC_RELAXED);
+		__atomic_store_n(&head[i].head_delta, 0, __ATOMIC_RELAXED);
 	}
 	sk_arena_free(&prov.arena[node], pfn, npages, order);
 }
@@ -615,10 +617,10 @@ bool sk_pages_grow(void *addr, size_t npages)
 	/* The new pages are ours now: describe them as tails of the block. */
 	for (size_t i = old; i < npages; i++) {
 		head[i].node = head->node;
-		head[i].head_delta = (uint32_t)i;
-		head[i].kind = head->kind;
+		__atomic_store_n(&head[i].head_delta, (uint32_t)i, __ATOMIC_RELAXED);
+		__atomic_store_n(&head[i].kind, head->kind, __ATOMIC_RELEASE);
 	}
-	head->npages = (uint32_t)npages;
+	__atomic_store_n(&head->npages, (uint32_t)npages, __ATOMIC_RELAXED);
 	return true;
 }
 
@@ -629,10 +631,10 @@ void sk_pages_trim(void *addr, size_t npages)
 	if (!head || npages == 0 || npages >= head->npages)
 		return;
 	size_t old = head->npages;
-	head->npages = (uint32_t)npages;
+	__atomic_store_n(&head->npages, (uint32_t)npages, __ATOMIC_RELAXED);
 	for (size_t i = npages; i < old; i++) {
-		head[i].kind = SK_PAGE_FREE;
-		head[i].head_delta = 0;
+		__atomic_store_n(&head[i].kind, SK_PAGE_FREE, __ATOMIC_RELAXED);
+		__atomic_store_n(&head[i].head_delta, 0, __ATOMIC_RELAXED);
 	}
 	sk_arena_free(&prov.arena[head->node], (size_t)(head - sk_page_map) + npages, old - npages,
 		      SK_ARENA_PART);
@@ -696,4 +698,44 @@ int sk_numa_addr_node(const void *addr)
 	if (!sk_addr_in_arena(addr))
 		return -1;
 	return (int)(((uintptr_t)addr - sk_arena_base) / (prov.arena_pages << SK_PAGE_SHIFT));
+}
+
+/* --- the validation walk --- */
+
+void sk_pages_walk_locked(enum sk_page_kind kind, const void *owner, void (*fn)(struct sk_page *head, void *arg),
+			  void *arg)
+{
+	for (unsigned n = 0; n < prov.nodes; n++) {
+		struct sk_arena *a = &prov.arena[n];
+		size_t pfn = (size_t)n * prov.arena_pages, end = pfn + prov.arena_pages;
+
+		pthread_mutex_lock(&a->lock);
+		while (pfn < end) {
+			struct sk_page *pg = &sk_page_map[pfn];
+			/* A free block: its head's flags and order are the lock's. */
+			if (pg->pflags & SK_PF_FREE_HEAD) {
+				pfn += (size_t)1 << pg->order;
+				continue;
+			}
+			/* A live block's words are written outside the lock, kind
+			 * last (mark_allocated): read it first.  FREE here is a
+			 * block being made or given back: step over its pages. */
+			uint8_t k = __atomic_load_n(&pg->kind, __ATOMIC_ACQUIRE);
+			if (k == SK_PAGE_FREE) {
+				pfn++;
+				continue;
+			}
+			uint32_t delta = __atomic_load_n(&pg->head_delta, __ATOMIC_RELAXED);
+			if (delta) { /* inside a block (stepped in above): past its end */
+				uint32_t np = __atomic_load_n(&pg[-(ptrdiff_t)delta].npages, __ATOMIC_RELAXED);
+				pfn = np > delta ? pfn - delta + np : pfn + 1;
+				continue;
+			}
+			uint32_t np = __atomic_load_n(&pg->npages, __ATOMIC_RELAXED);
+			if (k == (uint8_t)kind && (!owner || __atomic_load_n(&pg->owner, __ATOMIC_RELAXED) == owner))
+				fn(pg, arg);
+			pfn += np ? np : 1;
+		}
+		pthread_mutex_unlock(&a->lock);
+	}
 }

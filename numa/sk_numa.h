@@ -221,6 +221,19 @@ bool sk_pages_grow(void *addr, size_t npages);
 void sk_pages_trim(void *addr, size_t npages);
 int sk_pages_move(void *dst, void *src, size_t npages);
 
+/*
+ * Validation's walk (slabkit_validate): fn(head, arg) on the head
+ * descriptor of every live block of `kind` owned by `owner` (any owner if
+ * NULL), node by node in address order, with that node's lock held, so
+ * that no block it is given is freed or reused meanwhile; its owner may
+ * still change the block's words atomically.  fn takes no lock and calls
+ * nothing that allocates pages or may (report after the walk).  It costs
+ * O(live blocks + free blocks) per node; blocks being made or freed at
+ * that moment may be missed.
+ */
+void sk_pages_walk_locked(enum sk_page_kind kind, const void *owner, void (*fn)(struct sk_page *head, void *arg),
+			  void *arg);
+
 /* Return every free page of every node to the OS (madvise). */
 void sk_pages_release_free(void);
 

@@ -503,6 +503,81 @@ static void test_free_pointer(void **state)
 	FOR_EACH_BACKEND(free_pointer);
 }
 
+/* A full slab (every object allocated): SLUB keeps it on no list, SLAB and
+ * UMA on their full lists.  Its metadata corrupted, validation finds it
+ * once and repairs it.  SLOB's full pages hold no metadata of their own
+ * (cache pages are whole objects; kmalloc pages' headers are not walked
+ * when full): it is not run there. */
+static bool slab_is_full(const char *b, struct sk_cache *c, struct sk_page *pg)
+{
+	if (!strcmp(b, "slub")) {
+		union slub_counters ctr = slub_counters(pg);
+		return !slub_freelist(pg) && ctr.inuse == ctr.objects && !ctr.frozen &&
+		       !(slub_words(pg)->ss_prev & SLUB_ON_NODE_PARTIAL);
+	}
+	if (!strcmp(b, "slab"))
+		return slab_active(pg) == slab_cache_of(c)->num;
+	return uma_slab(pg)->us_freecount == 0;
+}
+
+static const char *corrupt_full_slab(const char *b, struct sk_cache *c, struct sk_page *pg)
+{
+	if (!strcmp(b, "slub")) { /* its free list now starts inside an object */
+		slub_words(pg)->ss_freelist = (uintptr_t)sk_page_addr(pg) + 3;
+		return "Free pointer corrupt";
+	}
+	if (!strcmp(b, "slab")) {
+		slab_desc(pg)->sd_active = slab_cache_of(c)->num + 3;
+		return "Slab descriptor corrupt";
+	}
+	struct uma_kz *kz = skuma_kz_of_item(sk_page_addr(pg)); /* one item's bit set, the count 0 */
+	uma_bitword_t *bits = kz->kz_keg.uk_hdr == UMA_HDR_DESC ? (uma_bitword_t *)&pg->bk[3] : (uma_bitword_t *)pg->bk[3];
+	bits[0] |= 1;
+	return "Free bitset corrupt";
+}
+
+static void full_slab(const char *b)
+{
+	if (!strcmp(b, "slob"))
+		return;
+	init_with(b, NULL, NULL);
+	struct kmem_cache *s = kmem_cache_create("skt_full", 64, 0, 0, NULL);
+	struct sk_cache *c = (struct sk_cache *)s;
+	enum { N = 600 };
+	unsigned char *p[N];
+	for (int i = 0; i < N; i++) {
+		p[i] = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(p[i]);
+		memset(p[i], 0x22, 64);
+	}
+	assert_int_equal(slabkit_validate(NULL), 0);
+	struct sk_page *full = NULL;
+	for (int i = 0; i < N && !full; i++)
+		if (slab_is_full(b, c, sk_page_of(p[i])))
+			full = sk_page_of(p[i]);
+	assert_non_null(full);
+	if (!full)
+		return;
+	uint64_t e0 = slabkit_debug_errors();
+	const char *what = corrupt_full_slab(b, c, full);
+	assert_int_equal(slabkit_validate("skt_full"), 1);
+	expect_errors(e0, 1, what, b);
+	assert_true(slab_is_full(b, c, full)); /* repaired: still full, nothing free in it */
+	assert_int_equal(slabkit_validate("skt_full"), 0);
+	for (int i = 0; i < N; i++)
+		kmem_cache_free(s, p[i]);
+	still_works(s, 64);
+	assert_int_equal(slabkit_debug_errors(), e0 + 1);
+	kmem_cache_destroy(s);
+	slabkit_fini();
+}
+
+static void test_full_slab(void **state)
+{
+	(void)state;
+	FOR_EACH_BACKEND(full_slab);
+}
+
 /* A per-CPU cache (SLAB's array, SLUB's sheaf, UMA's alloc bucket) holding
  * an interior pointer: core's check of the slots finds and drops it. */
 static void slot_entry(const char *b)
@@ -1300,6 +1375,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_all_caches_clean),
 		cmocka_unit_test(test_invariants_trash),
 		cmocka_unit_test(test_free_pointer),
+		cmocka_unit_test(test_full_slab),
 		cmocka_unit_test(test_slot_entries),
 		cmocka_unit_test(test_validate_under_load),
 		cmocka_unit_test(test_asan_sees_slab_objects),

@@ -119,8 +119,9 @@ struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void
 	union slub_counters ctr = { .word = 0 };
 	ctr.objects = (uint16_t)objects;
 	ctr.inuse = objects; /* the caller hands the freelist out or puts it back */
-	slub_words(slab)->ss_freelist = 0;
-	slub_words(slab)->ss_counters = ctr.word;
+	/* Atomic: slabkit_validate's walk of every slab may read them now. */
+	slub_store_word(&slub_words(slab)->ss_freelist, 0);
+	slub_store_word(&slub_words(slab)->ss_counters, ctr.word);
 	slub_words(slab)->ss_next = 0;
 	sk_store(&slub_words(slab)->ss_prev, 0);
 	sk_slab_unused(c, base + (size_t)objects * c->size, (SK_PAGE_SIZE << order) - (size_t)objects * c->size);

@@ -8,7 +8,12 @@
  *   - each CPU's active slab (its CPU freelist and the slab's own list of
  *     remote frees) and per-CPU partial slabs, under that slot's lock;
  *   - each node's partial slabs, under the node's list_lock.
- * Full slabs have no free list and sit on no list.
+ * Then every slab of the cache, full ones included (they sit on no list),
+ * from the page provider's descriptors under its node lock (so that none
+ * is freed meanwhile): what one atomic snapshot of {freelist, counters}
+ * shows, which holds whoever owns the slab and whatever list it is on:
+ * sane counters, the free list empty exactly when every object is in use,
+ * its head an object start inside the slab.
  *
  * For a slab it checks: every free pointer lands on an object start inside
  * the slab (core's sk_validate_index), no object appears twice (a cycle),
@@ -20,7 +25,8 @@
  * are handed out again, the lost ones never are, so the slab is never
  * empty and never discarded (leaked).
  *
- * Lock order: slot lock -> list_lock (slub.h), one slot at a time.
+ * Lock order: slot lock -> list_lock (slub.h), one slot at a time; the
+ * provider's node lock alone (nothing else is taken under it).
  */
 #include <stdio.h>
 
@@ -174,6 +180,66 @@ static uint64_t validate_cpu(struct sk_cache *c, struct sk_pcpu_slot *slot, stru
 	return errors;
 }
 
+/* The whole-slab walk: problems found under the provider's lock,
+ * reported after it (a report calls the message hook). */
+#define WALK_REPORTS 16
+struct any_slab_walk {
+	struct sk_cache *c;
+	uint32_t found;
+	struct {
+		struct sk_page *slab;
+		const char *what;
+		void *freelist;
+		union slub_counters ctr;
+	} bad[WALK_REPORTS];
+};
+
+/* Any slab of the cache, from one snapshot (provider lock held; no other
+ * lock).  A bad one loses its free objects, as on the lists. */
+static void check_any_slab(struct sk_page *slab, void *arg)
+{
+	struct any_slab_walk *w = arg;
+	struct sk_cache *c = w->c;
+	uint32_t max = (uint32_t)(((size_t)slab->npages << SK_PAGE_SHIFT) / c->size);
+	const char *what = NULL;
+	void *fl;
+	union slub_counters ctr;
+
+	snapshot(slab, &fl, &ctr);
+	if (!ctr.objects && !fl)
+		return; /* being made: its words are not written yet */
+	if (ctr.objects > max || ctr.inuse > ctr.objects)
+		what = "Slab counters corrupt";
+	else if (!fl && ctr.inuse != ctr.objects)
+		what = "Free count mismatch";
+	else if (fl && sk_validate_index(c, sk_page_addr(slab), ctr.objects, fl) < 0)
+		what = "Free pointer corrupt (outside the slab or not on an object boundary)";
+	if (!what)
+		return;
+	leak_free_objects(slab);
+	if (w->found < WALK_REPORTS)
+		w->bad[w->found] = (__typeof__(w->bad[0])){ slab, what, fl, ctr };
+	w->found++;
+}
+
+static uint64_t validate_every_slab(struct sk_cache *c)
+{
+	struct any_slab_walk *w = sk_meta_zalloc(sizeof(*w));
+	if (!w)
+		return 0;
+	w->c = c;
+	sk_pages_walk_locked(SK_PAGE_SLAB, c, check_any_slab, w);
+	uint32_t found = w->found;
+	for (uint32_t i = 0; i < found && i < WALK_REPORTS; i++)
+		sk_validate_report(c, w->bad[i].what, sk_page_addr(w->bad[i].slab), ISOLATE,
+				   "walking every slab: free list head %p, inuse %u of %u objects, frozen %u",
+				   w->bad[i].freelist, w->bad[i].ctr.inuse, w->bad[i].ctr.objects, w->bad[i].ctr.frozen);
+	if (found > WALK_REPORTS)
+		sk_validate_report(c, "More corrupt slabs", NULL, ISOLATE, "%u more, not listed", found - WALK_REPORTS);
+	sk_meta_free(w, sizeof(*w));
+	return found;
+}
+
 uint64_t slub_validate(struct sk_cache *c)
 {
 	struct slub_cache *s = slub_of(c);
@@ -207,5 +273,5 @@ uint64_t slub_validate(struct sk_cache *c)
 		pthread_mutex_unlock(&n->list_lock);
 	}
 	sk_meta_free(seen, sizeof(*seen));
-	return errors;
+	return errors + validate_every_slab(c);
 }
