@@ -749,21 +749,40 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 	return item;
 }
 
-SK_EXPORT void *uma_zalloc_arg(uma_zone_t z, void *arg, int flags)
+/* Exactly one of M_NOWAIT (1) and M_WAITOK (2): bit 1 of flags + 1 is set
+ * only for 01 and 10 in the two low bits. */
+static sk_always_inline bool wait_flag_ok(int flags)
 {
-	struct sk_cache *keg = sk_likely(z != NULL) ? sk_load(&z->fast_keg) : NULL;
+	return ((unsigned)flags + 1u) & 2u;
+}
 
-	if (sk_unlikely(!keg))
-		return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc", SK_CALLER());
-	/* A plain zone is its keg's front_data and has no ctor (it never gets
-	 * one), so neither z nor arg needs to live past this point: the fast
-	 * path keeps only the keg and the flags. */
-	void *item = (unsigned)(flags & (M_NOWAIT | M_WAITOK)) - 1u < 2u ? sk_pcpu_pop(keg) : NULL;
-	if (sk_unlikely(!item))
-		return zalloc_slow(keg->front_data, NULL, UMA_ANYDOMAIN, flags, "uma_zalloc", SK_CALLER());
+/* What uma_zalloc's fast path did not do: everything for a zone that is
+ * not plain, a miss of the CPU slot, bad flags; M_ZERO for an item the
+ * slot gave (item != NULL only for a plain zone). */
+static sk_noinline void *zalloc_miss(uma_zone_t z, void *arg, int flags, void *item, const void *site)
+{
+	struct sk_cache *keg = z ? sk_load(&z->fast_keg) : NULL;
+
+	if (!item && keg && wait_flag_ok(flags) && keg->fast == SK_FAST_LOCKED)
+		item = sk_pcpu_pop_locked(keg); /* lock mode's slot */
+	if (!item)
+		return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc", site);
 	if (flags & M_ZERO)
 		memset(item, 0, keg->object_size);
 	return item;
+}
+
+SK_EXPORT void *uma_zalloc_arg(uma_zone_t z, void *arg, int flags)
+{
+	struct sk_cache *keg = sk_likely(z != NULL) ? sk_load(&z->fast_keg) : NULL;
+	void *item = NULL;
+
+	/* A plain zone (no ctor, zinit, limit, reserve, SMR: fast_keg set)
+	 * is its keg's slot pop; the rest leaves through one tail call. */
+	if (sk_likely(keg != NULL) && sk_likely(wait_flag_ok(flags)) && sk_likely((item = sk_pcpu_pop_rseq(keg)) != NULL) &&
+	    sk_likely(!(flags & M_ZERO)))
+		return item;
+	return zalloc_miss(z, arg, flags, item, SK_CALLER());
 }
 
 SK_EXPORT void *uma_zalloc_domain(uma_zone_t z, void *arg, int domain, int flags)
@@ -828,8 +847,18 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 	count_free(z);
 }
 
-static sk_noinline void zfree_slow(uma_zone_t z, void *item, void *arg)
+/* uma_zfree's fast path missed: lock mode's slot for a plain zone's item,
+ * else everything else. */
+static sk_noinline void zfree_miss(uma_zone_t z, void *item, void *arg)
 {
+	struct sk_cache *keg = z ? sk_load(&z->fast_keg) : NULL;
+
+	if (keg && keg->fast == SK_FAST_LOCKED && sk_addr_in_arena(item)) {
+		struct sk_page *pg = sk_page_head(item);
+		if (pg->owner == keg && sk_free_on_stride(keg, pg, item) &&
+		    sk_pcpu_push_locked(keg, item, sk_free_tag_of(keg, pg)))
+			return;
+	}
 	zfree_common(z, item, arg, false);
 }
 
@@ -837,25 +866,25 @@ SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
 {
 	struct sk_cache *keg = sk_likely(z != NULL) ? sk_load(&z->fast_keg) : NULL;
 
-	/* A plain zone has no dtor: `arg` is dead once keg is known (see
-	 * uma_zalloc_arg), and so is z. */
-	if (sk_likely(keg && sk_addr_in_arena(item))) {
+	/* A plain zone has no dtor: its item goes back to the keg's CPU slot
+	 * as kmem_cache_free's does (a list slot's slab tag stands for the
+	 * owner check).  Anything else, and every misuse, goes to zfree_slow
+	 * through one tail call. */
+	if (sk_likely(keg != NULL) && sk_likely(sk_addr_in_arena(item))) {
 		struct sk_page *pg = sk_page_head(item);
-		if (sk_likely(pg->owner == keg)) {
-			if (sk_likely(sk_free_on_stride(keg, pg, item)) && sk_likely(sk_pcpu_push(keg, item, pg)))
-				return;
-			sk_trace_free(SK_TRACE_API_UMA, item);
-			return sk_cache_free_slow(keg, item, pg);
-		}
+		if (sk_likely(sk_free_on_stride(keg, pg, item)) &&
+		    (sk_likely(keg->fast == SK_FAST_RSEQ_LIST_SLAB) ? sk_pcpu_list_push_rseq(keg, item, (uintptr_t)pg)
+								     : pg->owner == keg && sk_pcpu_push_rseq(keg, item, pg)))
+			return;
 	}
-	zfree_slow(z, item, arg); /* not plain, or misuse to report */
+	zfree_miss(z, item, arg);
 }
 
 /* The limit of the zone owning keg c (0: none), for slabkit_cache_info. */
 long sk_uma_keg_limit(const struct sk_cache *c)
 {
 	const struct uma_zone *z = c->front_data;
-	return z ? (long)z->max_items : 0;
+	return z ? (long)sk_load(&z->max_items) : 0;
 }
 
 /* --- reclaim --- */
