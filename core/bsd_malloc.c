@@ -306,13 +306,13 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 
 	bi->pg = pg;
 	if (!pg) {
-		sk_misuse("%s: pointer %p was not allocated by slabkit (or was already freed)", call, p);
+		sk_free_misuse(call, NULL, SK_MISUSE_FOREIGN, p, "not allocated by slabkit, or already freed");
 		return false;
 	}
 	if ((pg->kind == SK_PAGE_LARGE && (sk_large_origin(pg) != SK_LARGE_MALLOC || !sk_large_words(pg)->lw_type)) ||
 	    (pg->kind == SK_PAGE_HEAP && !sk_state.heap_ops->heap_is_malloc9(p, pg))) {
-		sk_misuse("%s: pointer %p was not allocated by malloc(9) (a kmalloc block, or not a live "
-			  "block); nothing was done", call, p);
+		sk_free_misuse(call, NULL, SK_MISUSE_WRONG_CACHE, p,
+			       "not allocated by malloc(9): a kmalloc block, or not a live block");
 		return false;
 	}
 	if (pg->kind == SK_PAGE_LARGE) {
@@ -327,13 +327,13 @@ static bool block_info(const void *p, const char *call, struct block_info *bi)
 		/* NULL: not recorded (the type check is off), or not a block */
 		bi->type = TYPE_TRAILER && bi->raw ? *trailer_of((void *)p, bi->raw) : NULL;
 	} else {
-		sk_misuse("%s: pointer %p was not allocated by malloc(9)%s%s", call, p,
-			  pg->kind == SK_PAGE_SLAB ? "; it belongs to cache " : "",
-			  pg->kind == SK_PAGE_SLAB ? ((struct sk_cache *)pg->owner)->name : "");
+		sk_free_misuse(call, NULL, SK_MISUSE_WRONG_CACHE, p, "not allocated by malloc(9)%s%s",
+			       pg->kind == SK_PAGE_SLAB ? "; it belongs to cache " : "",
+			       pg->kind == SK_PAGE_SLAB ? ((struct sk_cache *)pg->owner)->name : "");
 		return false;
 	}
 	if ((pg->kind == SK_PAGE_LARGE && p != sk_page_addr(pg)) || (pg->kind == SK_PAGE_SLAB && !bi->raw)) {
-		sk_misuse("%s: pointer %p is inside a block at %p, not its start", call, p, sk_page_addr(pg));
+		sk_free_misuse(call, NULL, SK_MISUSE_INTERIOR, p, "inside a block at %p, not its start", sk_page_addr(pg));
 		return false;
 	}
 	return true;

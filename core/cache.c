@@ -369,8 +369,8 @@ void *sk_cache_alloc_node(struct sk_cache *c, int node, unsigned flags, const vo
 static sk_cold bool report_off_stride(struct sk_cache *c, const void *obj, struct sk_page *pg)
 {
 	uint32_t off = (uint32_t)(uintptr_t)obj - pg->obj_base;
-	sk_misuse("free of %p to cache %s: not the start of an object (%u bytes into the object at %p)",
-		  obj, c->name, off % c->size, (const char *)obj - off % c->size);
+	sk_free_misuse(NULL, c, SK_MISUSE_INTERIOR, obj, "not the start of an object: %u bytes into the object at %p",
+		       off % c->size, (const void *)((const char *)obj - off % c->size));
 	return false;
 }
 
@@ -381,8 +381,8 @@ bool sk_cache_free_check(struct sk_cache *c, const void *obj, struct sk_page *pg
 	if (sk_unlikely(!sk_free_on_stride(c, pg, obj)))
 		return report_off_stride(c, obj, pg);
 	if (sk_unlikely(sk_pcpu_is_first_free(c, obj))) {
-		sk_misuse("double free of %p to cache %s (it is the first free object of this CPU's cache)",
-			  obj, c->name);
+		sk_free_misuse(NULL, c, SK_MISUSE_DOUBLE_FREE, obj,
+			       "it is the first free object of this CPU's cache");
 		return false;
 	}
 	return true;
@@ -423,6 +423,11 @@ void sk_cache_free_refused(struct sk_cache *c)
 {
 	ck_pr_dec_64(&c->ctr.slow_frees);
 	sk_free_refused = true;
+}
+
+void sk_cache_free_dropped(struct sk_cache *c)
+{
+	ck_pr_dec_64(&c->ctr.slow_frees);
 }
 
 void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order)

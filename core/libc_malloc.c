@@ -464,14 +464,15 @@ static void free_slow(void *p, bool trace)
 			boot_free(p);
 			return;
 		}
-		sk_misuse("free: pointer %p was not allocated by slabkit's malloc (or was already freed)", p);
+		sk_free_misuse("free", NULL, SK_MISUSE_FOREIGN, p, "not allocated by slabkit's malloc, or already freed");
 		return;
 	}
 	switch (pg->kind) {
 	case SK_PAGE_SLAB: {
 		struct sk_cache *c = pg->owner;
 		if (sk_unlikely(c->front != SK_FRONT_LIBC)) {
-			sk_misuse("free: pointer %p belongs to cache %s, not to malloc", p, c->name);
+			sk_free_misuse("free", NULL, SK_MISUSE_WRONG_CACHE, p, "it belongs to cache %s, not to malloc",
+				       c->name);
 			return;
 		}
 		if (trace)
@@ -481,11 +482,12 @@ static void free_slow(void *p, bool trace)
 	}
 	case SK_PAGE_LARGE:
 		if (sk_unlikely(p != sk_page_addr(pg))) {
-			sk_misuse("free: pointer %p is inside the block at %p, not its start", p, sk_page_addr(pg));
+			sk_free_misuse("free", NULL, SK_MISUSE_INTERIOR, p, "inside the block at %p, not its start",
+				       sk_page_addr(pg));
 			return;
 		}
 		if (sk_unlikely(sk_large_words(pg)->lw_cached == LARGE_CACHED_MARK)) {
-			sk_misuse("free: pointer %p was already freed (double free)", p);
+			sk_free_misuse("free", NULL, SK_MISUSE_DOUBLE_FREE, p, "already freed");
 			return;
 		}
 		if (trace)
@@ -494,10 +496,10 @@ static void free_slow(void *p, bool trace)
 		large_free(p, pg);
 		return;
 	case SK_PAGE_HEAP:
-		sk_misuse("free: pointer %p is in the backend's kmalloc heap, not a block of malloc", p);
+		sk_free_misuse("free", NULL, SK_MISUSE_WRONG_CACHE, p, "in the backend's kmalloc heap, not a block of malloc");
 		return;
 	default:
-		sk_misuse("free: pointer %p is slabkit's metadata, not a block of malloc", p);
+		sk_free_misuse("free", NULL, SK_MISUSE_FOREIGN, p, "slabkit's metadata, not a block of malloc");
 	}
 }
 

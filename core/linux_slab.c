@@ -258,33 +258,33 @@ SK_EXPORT void *kcalloc(size_t n, size_t size, gfp_t flags)
 static bool linux_block_ok(const void *p, struct sk_page *pg, const char *call, bool freeing)
 {
 	if (sk_unlikely(!pg)) {
-		sk_misuse("%s: pointer %p was not allocated by slabkit (or was already freed)", call, p);
+		sk_free_misuse(call, NULL, SK_MISUSE_FOREIGN, p, "not allocated by slabkit, or already freed");
 		return false;
 	}
 	switch (pg->kind) {
 	case SK_PAGE_SLAB: {
 		struct sk_cache *c = pg->owner;
 		if (sk_unlikely(c->front == SK_FRONT_MALLOC || c->front == SK_FRONT_UMA)) {
-			sk_misuse("%s: pointer %p belongs to %s %s; free it with %s", call, p,
-				  c->front == SK_FRONT_UMA ? "UMA zone" : "malloc(9) class", c->name,
-				  c->front == SK_FRONT_UMA ? "uma_zfree" : "bsd_free");
+			sk_free_misuse(call, NULL, SK_MISUSE_WRONG_CACHE, p, "it belongs to %s %s; free it with %s",
+				       c->front == SK_FRONT_UMA ? "UMA zone" : "malloc(9) class", c->name,
+				       c->front == SK_FRONT_UMA ? "uma_zfree" : "bsd_free");
 			return false;
 		}
 		return true;
 	}
 	case SK_PAGE_LARGE:
 		if (sk_unlikely(sk_large_origin(pg) != SK_LARGE_MALLOC)) { /* vmalloc, alloc_pages */
-			sk_misuse("%s: pointer %p was allocated by %s; free it with %s", call, p,
-				  sk_large_owner_name(pg), sk_large_owner_free(pg));
+			sk_free_misuse(call, NULL, SK_MISUSE_WRONG_CACHE, p, "allocated by %s; free it with %s",
+				       sk_large_owner_name(pg), sk_large_owner_free(pg));
 			return false;
 		}
 		if (p != sk_page_addr(pg)) {
-			sk_misuse("%s: pointer %p is inside a large allocation at %p, not its start", call,
-				  p, sk_page_addr(pg));
+			sk_free_misuse(call, NULL, SK_MISUSE_INTERIOR, p, "inside a large allocation at %p, not its start",
+				       sk_page_addr(pg));
 			return false;
 		}
 		if (sk_large_words(pg)->lw_type) {
-			sk_misuse("%s: pointer %p belongs to malloc(9); free it with bsd_free", call, p);
+			sk_free_misuse(call, NULL, SK_MISUSE_WRONG_CACHE, p, "it belongs to malloc(9); free it with bsd_free");
 			return false;
 		}
 		return true;
@@ -292,16 +292,17 @@ static bool linux_block_ok(const void *p, struct sk_page *pg, const char *call, 
 		if (!sk_state.heap_ops->ksize(p, pg)) {
 			if (freeing)
 				return true;
-			sk_misuse("%s: pointer %p is not a live block of the kmalloc heap", call, p);
+			sk_free_misuse(call, NULL, SK_MISUSE_DOUBLE_FREE, p,
+				       "not a live block of the kmalloc heap: freed already, or never returned");
 			return false;
 		}
 		if (sk_state.heap_ops->heap_is_malloc9(p, pg)) {
-			sk_misuse("%s: pointer %p belongs to malloc(9); free it with bsd_free", call, p);
+			sk_free_misuse(call, NULL, SK_MISUSE_WRONG_CACHE, p, "it belongs to malloc(9); free it with bsd_free");
 			return false;
 		}
 		return true;
 	default:
-		sk_misuse("%s: pointer %p is slabkit's own metadata, not an allocation", call, p);
+		sk_free_misuse(call, NULL, SK_MISUSE_FOREIGN, p, "slabkit's own metadata, not an allocation");
 		return false;
 	}
 }
@@ -704,15 +705,14 @@ static struct sk_page *cache_page_of(struct sk_cache *c, const void *obj, const 
 	if (sk_likely(pg && pg->owner == c))
 		return pg;
 	if (!pg)
-		sk_misuse("%s(%s): pointer %p was not allocated by slabkit (or was already freed)", call,
-			  c->name, obj);
+		sk_free_misuse(call, c, SK_MISUSE_FOREIGN, obj, "not allocated by slabkit, or already freed");
 	else if (pg->kind == SK_PAGE_HEAP)
 		return pg; /* a heap backend (SLOB): the backend checks */
 	else if (pg->kind == SK_PAGE_SLAB)
-		sk_misuse("%s(%s): object %p belongs to cache %s", call, c->name, obj,
-			  ((struct sk_cache *)pg->owner)->name);
+		sk_free_misuse(call, c, SK_MISUSE_WRONG_CACHE, obj, "it belongs to cache %s",
+			       ((struct sk_cache *)pg->owner)->name);
 	else
-		sk_misuse("%s(%s): pointer %p is not an object of any cache", call, c->name, obj);
+		sk_free_misuse(call, c, SK_MISUSE_WRONG_CACHE, obj, "not an object of any cache");
 	return NULL;
 }
 

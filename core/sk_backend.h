@@ -181,9 +181,40 @@ static inline void sk_slab_unused(const struct sk_cache *c, void *from, size_t l
 		sk_san_slab_unused_slow(from, len);
 }
 
-/* ops->free found the object already free or not an object, reported it
- * (sk_misuse) and dropped it: core takes back the free it counted. */
+/*
+ * A free slabkit refuses: the one misuse policy, the same for every backend
+ * and front end (docs/api.md, "Misuse").  Whoever detects one of these
+ * classes calls sk_free_misuse and then drops the free: the object is left
+ * as it is (a live object stays live, a free one stays free once), so
+ * nothing allocated is lost and no list is corrupted.
+ *   DOUBLE_FREE  the object is already free (the first free object of a
+ *                CPU slot or of its slab, or a slab's own record says so)
+ *   INTERIOR     not the start of an object
+ *   WRONG_CACHE  an object of another cache, zone or allocator
+ *   FOREIGN      a pointer slabkit never returned (or whose memory it has
+ *                given back since)
+ * The report is one line through the message hook:
+ *   slabkit: <call>(<cache>): <class> <pointer> (<detail>); ignored
+ * (c NULL, a heap of no cache: "<call>: ...").
+ * then the decision: the panic hook (it aborts unless the program replaced
+ * it), or nothing more when the process chose SLABKIT_MISUSE=report
+ * (slabkit_config.misuse).  call NULL: the free call of c's front end.
+ */
+enum sk_misuse_kind {
+	SK_MISUSE_DOUBLE_FREE,
+	SK_MISUSE_INTERIOR,
+	SK_MISUSE_WRONG_CACHE,
+	SK_MISUSE_FOREIGN,
+};
+void sk_free_misuse(const char *call, const struct sk_cache *c, enum sk_misuse_kind kind, const void *p,
+		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* ops->free called sk_free_misuse and dropped the object: core takes back
+ * the free it counted, and the caller's front end learns it (sk_free_refused). */
 void sk_cache_free_refused(struct sk_cache *c);
+/* The same for a refused free found later, when a per-CPU array or bucket
+ * is flushed to its slabs: the count is taken back, no caller is told. */
+void sk_cache_free_dropped(struct sk_cache *c);
 
 /* Pages for a heap shared by many caches (SLOB): kind SK_PAGE_HEAP. */
 void *sk_heap_pages_alloc(int node, unsigned order);

@@ -121,6 +121,68 @@ void sk_misuse(const char *fmt, ...)
 	panic_hook(line);
 }
 
+/* --- the misuse policy for a refused free (sk_backend.h) --- */
+
+/* SLABKIT_MISUSE=report: a refused free is reported and the program goes
+ * on without the panic hook.  Set by slabkit_init. */
+static bool misuse_report_only;
+
+static const char *const misuse_class[] = {
+	[SK_MISUSE_DOUBLE_FREE] = "double free of",
+	[SK_MISUSE_INTERIOR] = "interior pointer",
+	[SK_MISUSE_WRONG_CACHE] = "object of another cache",
+	[SK_MISUSE_FOREIGN] = "pointer to no live allocation",
+};
+
+/* The call a user made to free an object of c. */
+static const char *free_call_of(const struct sk_cache *c)
+{
+	switch (c ? c->front : SK_FRONT_KMALLOC) {
+	case SK_FRONT_KMEM_CACHE:
+		return "kmem_cache_free";
+	case SK_FRONT_KMALLOC:
+		return "kfree";
+	case SK_FRONT_UMA:
+		return "uma_zfree";
+	case SK_FRONT_MALLOC:
+	case SK_FRONT_LIBC:
+		return "free";
+	}
+	return "free";
+}
+
+void sk_free_misuse(const char *call, const struct sk_cache *c, enum sk_misuse_kind kind, const void *p,
+		    const char *fmt, ...)
+{
+	char detail[256] = "", line[512];
+	va_list ap;
+
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(detail, sizeof(detail), fmt, ap);
+		va_end(ap);
+	}
+	snprintf(line, sizeof(line), "slabkit: %s%s%s%s: %s %p%s%s%s; ignored",
+		 call ? call : free_call_of(c), c ? "(" : "", c ? c->name : "", c ? ")" : "",
+		 misuse_class[kind], p, *detail ? " (" : "", detail, *detail ? ")" : "");
+	message_hook(line);
+	if (!misuse_report_only)
+		panic_hook(line);
+}
+
+static int misuse_configure(const char *mode)
+{
+	if (!mode || !*mode || !strcmp(mode, "panic")) {
+		misuse_report_only = false;
+	} else if (!strcmp(mode, "report")) {
+		misuse_report_only = true;
+	} else {
+		sk_errorf("slabkit: unknown misuse policy '%s' (expected panic or report)", mode);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* --- configuration --- */
 
 SK_EXPORT const char *slabkit_backends_compiled(void)
@@ -438,7 +500,8 @@ static int init_locked(const struct slabkit_config *cfg)
 	    (err = sk_guard_configure(getenv("SLABKIT_GUARD"))) != 0 ||
 	    (err = sk_debug_configure(env_or(cfg->debug, "SLABKIT_DEBUG"),
 				      cfg->debug_abort || env_long("SLABKIT_DEBUG_ABORT", 0))) != 0 ||
-	    (err = sk_fail_configure(env_or(cfg->fail_alloc, "SLABKIT_FAIL_ALLOC"))) != 0)
+	    (err = sk_fail_configure(env_or(cfg->fail_alloc, "SLABKIT_FAIL_ALLOC"))) != 0 ||
+	    (err = misuse_configure(env_or(cfg->misuse, "SLABKIT_MISUSE"))) != 0)
 		goto fail_numa;
 	/* F (consistency checks, as slub_debug=F) on the malloc(9) classes:
 	 * blocks record their type so that a free with another type is caught.

@@ -811,7 +811,8 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 			return;
 		}
 		if (!sk_skeg_contains(z->skeg, item)) {
-			sk_misuse("uma_zfree(%s): %p is not an allocated item of this zone", z->name, item);
+			sk_free_misuse("uma_zfree", z->keg, SK_MISUSE_FOREIGN, item, "not an allocated item of zone %s",
+				       z->name);
 			return;
 		}
 		sk_trace_free(SK_TRACE_API_UMA, item);
@@ -819,11 +820,11 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 		struct sk_page *pg = sk_page_of(item);
 		if (!pg || (pg->owner != z->keg && pg->kind != SK_PAGE_HEAP)) {
 			if (!pg)
-				sk_misuse("uma_zfree(%s): pointer %p was not allocated by slabkit", z->name, item);
+				sk_free_misuse("uma_zfree", z->keg, SK_MISUSE_FOREIGN, item, "not allocated by slabkit");
 			else
-				sk_misuse("uma_zfree(%s): item %p belongs to %s", z->name, item,
-					  pg->kind == SK_PAGE_SLAB ? ((struct sk_cache *)pg->owner)->name
-								   : "no zone");
+				sk_free_misuse("uma_zfree", z->keg, SK_MISUSE_WRONG_CACHE, item, "it belongs to %s",
+					       pg->kind == SK_PAGE_SLAB ? ((struct sk_cache *)pg->owner)->name
+									: "no zone");
 			return;
 		}
 		sk_trace_free(SK_TRACE_API_UMA, item);
@@ -1070,7 +1071,8 @@ SK_EXPORT void uma_zfree_smr(uma_zone_t z, void *item)
 		ours = pg && (pg->owner == z->keg || pg->kind == SK_PAGE_HEAP);
 	}
 	if (!ours) {
-		sk_misuse("uma_zfree_smr(%s): item %p does not belong to this zone", z->name, item);
+		sk_free_misuse("uma_zfree_smr", z->keg, SK_MISUSE_WRONG_CACHE, item, "it does not belong to zone %s",
+			       z->name);
 		return;
 	}
 	sk_trace_free(SK_TRACE_API_UMA, item);

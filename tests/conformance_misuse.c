@@ -4,6 +4,8 @@
  * pointer, then the panic hook) and, the hook returning, does nothing.
  * The same contract for every backend.  See conformance.c.
  */
+#include <sys/wait.h>
+
 #include "conformance.h"
 
 /* ======================================================================
@@ -323,12 +325,139 @@ static void test_misuse_interior_bsd_free(void **state)
 	healthy_after_misuse();
 }
 
+/* ======================================================================
+ * One policy, every backend: a free that bypasses the per-CPU layer (a
+ * NOBUCKET zone has none) reaches the backend's slab, whose own record
+ * catches a second free of the object it freed last (SLAB's free-index
+ * array, SLUB's slab free list, UMA's bitset, SLOB's heap).  The report is
+ * core's (sk_free_misuse): the same words, once, then the panic hook; the
+ * free is dropped and the counts stay right.
+ * ====================================================================== */
+
+static void test_misuse_slab_level_double_free(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	uma_zone_t z = uma_zcreate("skt_nob", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, UMA_ZONE_NOBUCKET);
+	assert_non_null(z);
+	char *keep = uma_zalloc(z, M_WAITOK), *p = uma_zalloc(z, M_WAITOK);
+	assert_non_null(keep);
+	assert_non_null(p);
+	uma_zfree(z, p);
+	assert_int_equal(uma_zone_get_cur(z), 1);
+	EXPECT_ONE_REPORT(p, uma_zfree(z, p));
+	sk_assert_reported("uma_zfree(skt_nob): double free of", "; ignored", NULL);
+	assert_int_equal(uma_zone_get_cur(z), 1);
+	/* p comes back once, then something else. */
+	char *a = uma_zalloc(z, M_WAITOK), *b = uma_zalloc(z, M_WAITOK);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_not_equal(a, b);
+	assert_int_equal(uma_zone_get_cur(z), 3);
+	EXPECT_ONE_REPORT(a + 8, uma_zfree(z, a + 8));
+	sk_assert_reported("uma_zfree(skt_nob): interior pointer", "; ignored", NULL);
+	uma_zfree(z, a);
+	uma_zfree(z, b);
+	uma_zfree(z, keep);
+	assert_int_equal(uma_zone_get_cur(z), 0);
+	uma_zdestroy(z);
+	healthy_after_misuse();
+}
+
+/* Every class of refused free, reported in core's one format. */
+static void test_misuse_report_format(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	char pt[32];
+	struct kmem_cache *a = kmem_cache_create("skt_fmt_a", 64, 0, 0, NULL);
+	struct kmem_cache *b = kmem_cache_create("skt_fmt_b", 64, 0, 0, NULL);
+	assert_non_null(a);
+	assert_non_null(b);
+	char *p = kmem_cache_alloc(a, GFP_KERNEL), *q = kmem_cache_alloc(b, GFP_KERNEL);
+	static char not_ours[64];
+	EXPECT_ONE_REPORT(p + 8, kmem_cache_free(a, p + 8));
+	sk_assert_reported("kmem_cache_free(skt_fmt_a): interior pointer", sk_ptr_text(p + 8, pt), "; ignored");
+	EXPECT_ONE_REPORT(q, kmem_cache_free(a, q));
+	sk_assert_reported("kmem_cache_free(skt_fmt_a): object of another cache", sk_ptr_text(q, pt),
+			   "belongs to cache skt_fmt_b");
+	EXPECT_ONE_REPORT(not_ours, kmem_cache_free(a, not_ours));
+	sk_assert_reported("kmem_cache_free(skt_fmt_a): pointer to no live allocation", sk_ptr_text(not_ours, pt),
+			   "; ignored");
+	void *keep = kmem_cache_alloc(a, GFP_KERNEL); /* p's page stays the cache's (SLOB frees it) */
+	kmem_cache_free(a, p);
+	EXPECT_ONE_REPORT(p, kmem_cache_free(a, p));
+	sk_assert_reported("kmem_cache_free(skt_fmt_a): double free of", sk_ptr_text(p, pt), "; ignored");
+	kmem_cache_free(b, q);
+	kmem_cache_free(a, keep);
+	assert_int_equal(sk_info("skt_fmt_a").in_use, 0);
+	assert_int_equal(sk_info("skt_fmt_b").in_use, 0);
+	kmem_cache_destroy(a);
+	kmem_cache_destroy(b);
+	healthy_after_misuse();
+}
+
+/* SLABKIT_MISUSE=report (slabkit_config.misuse): the same reports, no
+ * panic hook (the default one, which would abort, is in place), and the
+ * process goes on.  In a child, which re-initialises slabkit so. */
+static void test_misuse_report_policy(void **state)
+{
+	(void)state;
+	sk_expect_panics();
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		slabkit_fini();
+		sk_capture_reset();
+		sk_expect_panics();
+		struct slabkit_config cfg = { .misuse = "report", .tick_ms = -1 };
+		if (slabkit_init(&cfg) != 0)
+			_exit(10);
+		slabkit_set_panic_hook(NULL); /* the default: abort */
+		static char not_ours[64];
+		struct kmem_cache *c = kmem_cache_create("skt_rep", 64, 0, 0, NULL);
+		char *p = kmem_cache_alloc(c, GFP_KERNEL);
+		char *k = kmalloc(64, GFP_KERNEL), *keep = kmem_cache_alloc(c, GFP_KERNEL);
+		void *keep_k = kmalloc(64, GFP_KERNEL);
+		if (!c || !p || !k || !keep || !keep_k)
+			_exit(11);
+		kmem_cache_free(c, p + 8);
+		kmem_cache_free(c, k);
+		kfree(not_ours);
+		kmem_cache_free(c, p);
+		kmem_cache_free(c, p);
+		kfree(k);
+		kfree(k);
+		if (sk_captured("interior pointer", NULL, NULL) != 1 ||
+		    sk_captured("object of another cache", NULL, NULL) != 1 ||
+		    sk_captured("pointer to no live allocation", NULL, NULL) != 1 ||
+		    sk_captured("double free of", NULL, NULL) != 2 || sk_panic_count() != 0)
+			_exit(12);
+		char *again[2] = { kmem_cache_alloc(c, GFP_KERNEL), kmem_cache_alloc(c, GFP_KERNEL) };
+		if (!again[0] || again[0] == again[1])
+			_exit(13);
+		kmem_cache_free(c, again[0]);
+		kmem_cache_free(c, again[1]);
+		kmem_cache_free(c, keep);
+		kfree(keep_k);
+		kmem_cache_destroy(c);
+		_exit(0);
+	}
+	int st = 0;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("child: %s %d (10 init, 11 alloc, 12 reports, 13 reuse; a signal: it aborted)",
+			 WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+}
+
 static const struct CMUnitTest misuse_tests[] = {
 	MISUSE_TEST(test_misuse_kfree),    MISUSE_TEST(test_misuse_bsd_free),
 	MISUSE_TEST(test_misuse_kmem_cache_free), MISUSE_TEST(test_misuse_uma_zfree),
 	MISUSE_TEST(test_misuse_double_free_kfree), MISUSE_TEST(test_misuse_interior_kfree),
 	MISUSE_TEST(test_misuse_double_free_kmem_cache), MISUSE_TEST(test_misuse_double_free_uma),
-	MISUSE_TEST(test_misuse_interior_bsd_free),
+	MISUSE_TEST(test_misuse_interior_bsd_free), MISUSE_TEST(test_misuse_slab_level_double_free),
+	MISUSE_TEST(test_misuse_report_format), MISUSE_TEST(test_misuse_report_policy),
 };
 
 const struct conformance_group conformance_misuse = {

@@ -440,8 +440,11 @@ uint32_t bslab_take_objects(struct slab_cache *sc, struct slab_node *n, void **o
 	return got;
 }
 
-/* Give one object back to its slab; false (and a message) if obj is not an
- * object of this cache on this node that is out of its slab. */
+/* Give one object back to its slab; false (reported through core's misuse
+ * policy, the count taken back) if obj is not an object of this cache out
+ * of its slab.  The free-index array's head, entry `active`, is the object
+ * freed last: freeing it again is a double free (the hardened freelist's
+ * check, as SLUB's on its slab's free list). */
 static bool slab_put_obj(struct sk_cache *c, struct slab_cache *sc, struct slab_node *n,
 			 struct sk_page *pg, void *obj)
 {
@@ -449,17 +452,25 @@ static bool slab_put_obj(struct sk_cache *c, struct slab_cache *sc, struct slab_
 	uint32_t active = slab_active(pg);
 	uint32_t idx;
 
-	if (off >= (uintptr_t)sc->num * sc->size || active == 0)
+	if (off >= (uintptr_t)sc->num * sc->size) {
+		sk_free_misuse(NULL, c, SK_MISUSE_INTERIOR, obj, "outside the objects of its slab");
 		goto bad;
+	}
 	idx = slab_offset_to_index(sc, (uint32_t)off);
-	if ((uintptr_t)idx * sc->size != off)
+	if ((uintptr_t)idx * sc->size != off) {
+		sk_free_misuse(NULL, c, SK_MISUSE_INTERIOR, obj, "not the start of an object");
 		goto bad;
+	}
+	if (active == 0 || (active < sc->num && slab_freelist_get(sc, slab_freelist(sc, pg), active) == idx)) {
+		sk_free_misuse(NULL, c, SK_MISUSE_DOUBLE_FREE, obj,
+			       active ? "it is the object its slab freed last" : "its slab has no object in use");
+		goto bad;
+	}
 	slab_set_active(pg, --active);
 	slab_freelist_set(sc, slab_freelist(sc, pg), active, idx);
 	return true;
 bad:
-	sk_message("slab: cache %s: %p is not an allocated object of this slab (ignored)",
-		   c->name, obj);
+	sk_cache_free_dropped(c);
 	return false;
 }
 
@@ -473,8 +484,9 @@ void bslab_free_block(struct sk_cache *c, struct slab_node *n, void **objs, uint
 		struct sk_list *l;
 
 		if (!pg || pg->kind != SK_PAGE_SLAB || pg->owner != c || pg->node != n->id) {
-			sk_message("slab: cache %s: %p is not an object of node %d (ignored)",
-				   c->name, objs[i], n->id);
+			sk_free_misuse(NULL, c, pg && pg->kind == SK_PAGE_SLAB ? SK_MISUSE_WRONG_CACHE : SK_MISUSE_FOREIGN,
+				       objs[i], "not an object of this cache on node %d", n->id);
+			sk_cache_free_dropped(c);
 			continue;
 		}
 		if (!slab_put_obj(c, sc, n, pg, objs[i]))

@@ -39,30 +39,27 @@
 /* kmalloc blocks up to a page minus their header live in the heap. */
 #define SLOB_KMALLOC_MAX (SK_PAGE_SIZE - SLOB_KMALLOC_HDR)
 
-static sk_cold void slob_report(const char *call, const char *cache, const void *p,
-				const char *what)
-{
-	if (cache)
-		sk_misuse("%s(%s, %p): %s (slob backend)", call, cache, p, what);
-	else
-		sk_misuse("%s(%p): %s (slob backend)", call, p, what);
-}
-
-static const char *slob_free_error(enum slob_free_result res)
+/* A free the heap refused: core's misuse policy (sk_free_misuse); c NULL
+ * for the kmalloc heap. */
+static sk_cold void slob_report(const struct sk_cache *c, const void *p, enum slob_free_result res)
 {
 	switch (res) {
-	case SLOB_FREED:
-		return "freed";
 	case SLOB_FREE_WRONG_PAGE:
-		return "not on a page of this heap";
+		sk_free_misuse(c ? NULL : "kfree", c, SK_MISUSE_WRONG_CACHE, p, "not on a page of this slob heap");
+		break;
 	case SLOB_FREE_OUTSIDE:
-		return "not a block start inside its page";
+		sk_free_misuse(c ? NULL : "kfree", c, SK_MISUSE_INTERIOR, p, "not a block start inside its slob page");
+		break;
 	case SLOB_FREE_OVERLAP:
-		return "already free (double free)";
+		sk_free_misuse(c ? NULL : "kfree", c, SK_MISUSE_DOUBLE_FREE, p, "part of it is already free in the slob heap");
+		break;
 	case SLOB_FREE_BAD_HEADER:
-		return "no live kmalloc block starts here (double free or bad pointer)";
+		sk_free_misuse(c ? NULL : "kfree", c, SK_MISUSE_DOUBLE_FREE, p,
+			       "no live block of the slob heap starts here: freed already, or never returned");
+		break;
+	case SLOB_FREED:
+		break;
 	}
-	return "unknown error";
 }
 
 /* --- kmalloc and malloc(9) --- */
@@ -98,7 +95,7 @@ static void slob_kfree(void *p, struct sk_page *pg)
 	enum slob_free_result res = slob_pool_kfree(slob_kmalloc_pool(), pg, (uint64_t *)p - 1);
 
 	if (sk_unlikely(res != SLOB_FREED))
-		slob_report("kfree", NULL, p, slob_free_error(res));
+		slob_report(NULL, p, res);
 }
 
 /*
@@ -252,9 +249,9 @@ static void *slob_cache_alloc(struct sk_cache *c, int node, unsigned flags)
 }
 
 /* A free of a cache object that is not one (or is already free). */
-static sk_cold void slob_refuse(struct sk_cache *c, const void *obj, const char *what)
+static sk_cold void slob_refuse(struct sk_cache *c, const void *obj, enum slob_free_result res)
 {
-	slob_report("kmem_cache_free", c->name, obj, what);
+	slob_report(c, obj, res);
 	sk_cache_free_refused(c);
 }
 
@@ -287,7 +284,7 @@ static void slob_cache_free_now(struct sk_cache *c, void *obj, struct sk_page *p
 	/* Core has checked that pg is a page of c. */
 	if (slob_uses_whole_pages(c)) {
 		if (sk_unlikely(obj != sk_page_addr(pg))) {
-			slob_refuse(c, obj, "not the start of an object");
+			slob_refuse(c, obj, SLOB_FREE_OUTSIDE);
 			return;
 		}
 		if (sk_cache_has_fini(c))
@@ -300,14 +297,14 @@ static void slob_cache_free_now(struct sk_cache *c, void *obj, struct sk_page *p
 	 * split and merge is in whole objects), so this catches any pointer
 	 * into the middle of an object. */
 	if (sk_unlikely(((uintptr_t)obj - (uintptr_t)sk_page_addr(pg)) % c->size)) {
-		slob_refuse(c, obj, "not the start of an object");
+		slob_refuse(c, obj, SLOB_FREE_OUTSIDE);
 		return;
 	}
 	if (sk_cache_has_fini(c))
 		sk_cache_destruct(c, obj);
 	res = slob_pool_free(c->backend, pg, obj, c->size);
 	if (sk_unlikely(res != SLOB_FREED))
-		slob_refuse(c, obj, slob_free_error(res));
+		slob_refuse(c, obj, res);
 }
 
 static uint64_t slob_shrink(struct sk_cache *c, enum sk_shrink_level level)

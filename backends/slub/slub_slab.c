@@ -384,8 +384,8 @@ void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct 
 		old = slub_counters(slab);
 		if (sk_unlikely(prior == obj || !old.inuse)) {
 			/* The hardened freelist's check: obj is already free. */
-			sk_misuse("double free of %p to cache %s (it is the first free object of its slab)",
-				  obj, c->name);
+			sk_free_misuse(NULL, c, SK_MISUSE_DOUBLE_FREE, obj,
+				       "it is the first free object of its slab");
 			sk_cache_free_refused(c);
 			return;
 		}

@@ -434,10 +434,20 @@ void *skuma_keg_alloc_item_elsewhere(struct uma_kz *kz, int tried, unsigned flag
 	return NULL;
 }
 
+/* slab_put refused item, or it is on no slab of the zone: core's misuse
+ * policy (reported once, dropped, its free taken back). */
 static sk_cold void report_bad_free(struct uma_kz *kz, void *item)
 {
-	sk_message("uma: zone %s: %p is not an allocated item (double free or bad pointer); ignored",
-		   kz->kz_cache->name, item);
+	struct sk_cache *c = kz->kz_cache;
+	const struct sk_page *slab = sk_page_of(item);
+
+	if (!slab || slab->owner != c)
+		sk_free_misuse(NULL, c, SK_MISUSE_FOREIGN, item, "not on a slab of this zone");
+	else if ((size_t)((char *)item - slab_base(slab)) % kz->kz_keg.uk_rsize)
+		sk_free_misuse(NULL, c, SK_MISUSE_INTERIOR, item, "not the start of an item");
+	else
+		sk_free_misuse(NULL, c, SK_MISUSE_DOUBLE_FREE, item, "its slab's bitset says it is free");
+	sk_cache_free_dropped(c);
 }
 
 void skuma_keg_free_item(struct uma_kz *kz, void *item, struct sk_page *slab)
