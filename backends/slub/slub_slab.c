@@ -115,7 +115,7 @@ struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void
 		slub_set_next(c, base + (size_t)i * c->size, base + (size_t)(i + 1) * c->size);
 	slub_set_next(c, base + (size_t)(objects - 1) * c->size, NULL);
 
-	struct sk_page *slab = sk_page_of(base);
+	struct sk_page *slab = sk_page_head(base); /* base: the head of a live block */
 	union slub_counters ctr = { .word = 0 };
 	ctr.objects = (uint16_t)objects;
 	ctr.inuse = objects; /* the caller hands the freelist out or puts it back */
