@@ -72,6 +72,22 @@ static void init_with(const char *backend, const char *debug, const char *fail)
 		if (compiled(all_backends[_i]))                                                   \
 			body(all_backends[_i])
 
+/* A cmocka test that runs its body once per compiled backend: the table
+ * in main names each (BACKEND_TEST). */
+struct backend_case {
+	void (*body)(const char *backend);
+};
+
+static void run_on_every_backend(void **state)
+{
+	const struct backend_case *bc = *state;
+	FOR_EACH_BACKEND(bc->body);
+}
+
+#define BACKEND_TEST(test, fn)                                                                   \
+	{ .name = #test, .test_func = run_on_every_backend,                                      \
+	  .initial_state = &(struct backend_case){ .body = fn } }
+
 static unsigned bug_lines(const char *what)
 {
 	return sk_captured("BUG ", what, NULL);
@@ -150,12 +166,6 @@ static void clobber_zone(const char *b)
 	slabkit_fini();
 }
 
-static void test_red_zones(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(clobber_zone);
-}
-
 /* --- poisoning (test_first_word, test_clobber_50th_byte) --- */
 
 static void clobber_poison(const char *b)
@@ -186,12 +196,6 @@ static void clobber_poison(const char *b)
 	slabkit_fini();
 }
 
-static void test_poison(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(clobber_poison);
-}
-
 /* --- kmalloc red zone (test_kmalloc_redzone_access) --- */
 
 static void kmalloc_zone(const char *b)
@@ -217,12 +221,6 @@ static void kmalloc_zone(const char *b)
 	kfree(p);
 	assert_int_equal(slabkit_debug_errors(), e0 + 1);
 	slabkit_fini();
-}
-
-static void test_kmalloc_redzone(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(kmalloc_zone);
 }
 
 /* --- krealloc (test_krealloc_redzone_zeroing) --- */
@@ -255,12 +253,6 @@ static void krealloc_zeroing(const char *b)
 	assert_int_equal(slabkit_validate(NULL), 0);
 	assert_int_equal(slabkit_debug_errors(), e0);
 	slabkit_fini();
-}
-
-static void test_krealloc_redzone(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(krealloc_zeroing);
 }
 
 /* --- double and invalid frees, on every front end --- */
@@ -312,12 +304,6 @@ static void frees(const char *b)
 	slabkit_fini();
 }
 
-static void test_double_and_invalid_free(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(frees);
-}
-
 /* --- leaks on destroy (test_leak_destroy) --- */
 
 static void leak_destroy(const char *b)
@@ -330,12 +316,6 @@ static void leak_destroy(const char *b)
 	char pt[32];
 	sk_assert_reported("Object", sk_ptr_text(p, pt), NULL);
 	slabkit_fini();
-}
-
-static void test_leak_destroy(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(leak_destroy);
 }
 
 /* --- every cache at once, under load: no false reports --- */
@@ -361,12 +341,6 @@ static void everything_clean(const char *b)
 	assert_int_equal(slabkit_validate(NULL), 0);
 	assert_int_equal(slabkit_debug_errors(), 0);
 	slabkit_fini();
-}
-
-static void test_all_caches_clean(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(everything_clean);
 }
 
 /* --- FreeBSD INVARIANTS: trash fill of freed malloc(9) and UMA items --- */
@@ -409,12 +383,6 @@ static void invariants(const char *b)
 	assert_int_equal(slabkit_debug_errors(), e0 + 3);
 	uma_zdestroy(z);
 	slabkit_fini();
-}
-
-static void test_invariants_trash(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(invariants);
 }
 
 /* --- backend metadata (slub_kunit test_next_pointer) ---
@@ -497,12 +465,6 @@ static void free_pointer(const char *b)
 	slabkit_fini();
 }
 
-static void test_free_pointer(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(free_pointer);
-}
-
 /* A full slab (every object allocated): SLUB keeps it on no list, SLAB and
  * UMA on their full lists.  Its metadata corrupted, validation finds it
  * once and repairs it.  SLOB's full pages hold no metadata of their own
@@ -572,12 +534,6 @@ static void full_slab(const char *b)
 	slabkit_fini();
 }
 
-static void test_full_slab(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(full_slab);
-}
-
 /* A per-CPU cache (SLAB's array, SLUB's sheaf, UMA's alloc bucket) holding
  * an interior pointer: core's check of the slots finds and drops it. */
 static void slot_entry(const char *b)
@@ -613,12 +569,6 @@ static void slot_entry(const char *b)
 	still_works(s, 64);
 	kmem_cache_destroy(s);
 	slabkit_fini();
-}
-
-static void test_slot_entries(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(slot_entry);
 }
 
 /* Validation while other threads allocate and free: no false report, and
@@ -678,12 +628,6 @@ static void validate_under_load(const char *b)
 	slabkit_fini();
 }
 
-static void test_validate_under_load(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(validate_under_load);
-}
-
 /* --- the program's own sanitizers (sk_sanitize.h) ---
  *
  * In the ASan build: a child process makes a cache with the sanitizer
@@ -726,7 +670,7 @@ static unsigned char *slab_tail_of(struct kmem_cache *s, unsigned char **obj)
 }
 
 /* The child: never returns. */
-static void asan_child(const char *b, enum asan_bug bug)
+static void asan_child(const char *b, int bug)
 {
 	setenv("SLABKIT_SANITIZE", "on", 1);
 	struct slabkit_config cfg = { .backend = b, .tick_ms = -1 };
@@ -776,8 +720,9 @@ static void asan_child(const char *b, enum asan_bug bug)
 	_exit(0); /* not caught */
 }
 
-/* Run the bug in a child; true if ASan reported it there. */
-static bool asan_catches(const char *b, enum asan_bug bug, char *out, size_t len)
+/* Run child(b, bug) in a forked process (it never returns), its stderr
+ * read into out; returns its wait status. */
+static int run_child(void (*child)(const char *, int), const char *b, int bug, char *out, size_t len)
 {
 	int fd[2];
 	assert_int_equal(pipe(fd), 0);
@@ -787,7 +732,7 @@ static bool asan_catches(const char *b, enum asan_bug bug, char *out, size_t len
 	if (pid == 0) {
 		dup2(fd[1], 2);
 		close(fd[0]);
-		asan_child(b, bug);
+		child(b, bug);
 	}
 	close(fd[1]);
 	size_t n = 0;
@@ -801,6 +746,13 @@ static bool asan_catches(const char *b, enum asan_bug bug, char *out, size_t len
 	close(fd[0]);
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return status;
+}
+
+/* Run the bug in a child; true if ASan reported it there. */
+static bool asan_catches(const char *b, enum asan_bug bug, char *out, size_t len)
+{
+	int status = run_child(asan_child, b, (int)bug, out, len);
 	return !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && strstr(out, "AddressSanitizer") &&
 	       strstr(out, "use-after-poison");
 }
@@ -880,12 +832,6 @@ static void sanitize_large(const char *b)
 	assert_int_equal(slabkit_debug_errors(), 0);
 	assert_int_equal(sk_panic_count(), 0);
 	slabkit_fini();
-}
-
-static void test_sanitize_large_and_tails(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(sanitize_large);
 }
 
 static __attribute__((unused)) void asan_bugs(const char *b)
@@ -988,7 +934,7 @@ enum guard_bug { GUARD_OVERRUN, GUARD_USE_AFTER_FREE, GUARD_KMALLOC_UAF, GUARD_T
 
 static void ctor_fill(void *obj);
 
-static void guard_child(const char *b, enum guard_bug bug)
+static void guard_child(const char *b, int bug)
 {
 	signal(SIGSEGV, SIG_DFL); /* cmocka's handler would carry on with the next test */
 	setenv("SLABKIT_GUARD",
@@ -1041,26 +987,8 @@ static void guard_child(const char *b, enum guard_bug bug)
  * the SEGV and said so). */
 static bool guard_faults(const char *b, enum guard_bug bug)
 {
-	int fd[2];
-	assert_int_equal(pipe(fd), 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(fd[1], 2);
-		close(fd[0]);
-		guard_child(b, bug);
-	}
-	close(fd[1]);
 	static char out[16384];
-	size_t n = 0;
-	ssize_t r;
-	while (n + 1 < sizeof(out) && (r = read(fd[0], out + n, sizeof(out) - n - 1)) > 0)
-		n += (size_t)r;
-	out[n] = 0;
-	close(fd[0]);
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
+	int status = run_child(guard_child, b, (int)bug, out, sizeof(out));
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV)
 		return true;
 	if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && strstr(out, "SEGV"))
@@ -1077,12 +1005,6 @@ static void guard_bugs(const char *b)
 	for (int bug = GUARD_OVERRUN; bug <= GUARD_CTOR_OVERRUN; bug++)
 		if (!guard_faults(b, (enum guard_bug)bug))
 			fail_msg("%s: a %s of a guarded object did not fault", b, names[bug]);
-}
-
-static void test_guard_faults(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(guard_bugs);
 }
 
 static void ctor_fill(void *obj)
@@ -1142,12 +1064,6 @@ static void guard_basics(const char *b)
 	slabkit_fini();
 }
 
-static void test_guard_basics(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(guard_basics);
-}
-
 /* SLABKIT_GUARD=type=NAME: every malloc(9) block of that type (up to the
  * largest class) is guarded, blocks of other types never are. */
 static void guard_by_type(const char *b)
@@ -1183,12 +1099,6 @@ static void guard_by_type(const char *b)
 	assert_int_equal(sk_panic_count(), 0);
 	slabkit_malloc_type_unregister(&other);
 	slabkit_fini();
-}
-
-static void test_guard_by_type(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(guard_by_type);
 }
 
 /* Sampled guard pages of caches with a constructor (sample=1: every
@@ -1267,12 +1177,6 @@ static void guard_ctor_sampled(const char *b)
 	slabkit_fini();
 }
 
-static void test_guard_ctor_sampled(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(guard_ctor_sampled);
-}
-
 /* --- failure injection --- */
 
 static void failures(const char *b)
@@ -1337,12 +1241,6 @@ static void failures(const char *b)
 	slabkit_fini();
 }
 
-static void test_failure_injection(void **state)
-{
-	(void)state;
-	FOR_EACH_BACKEND(failures);
-}
-
 static void test_bad_spec(void **state)
 {
 	(void)state;
@@ -1366,26 +1264,26 @@ int main(int argc, char **argv)
 	if (getenv("SKT_TEST_FILTER")) /* e.g. test_validate_under_load, to repeat one test */
 		cmocka_set_test_filter(getenv("SKT_TEST_FILTER"));
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_red_zones),
-		cmocka_unit_test(test_poison),
-		cmocka_unit_test(test_kmalloc_redzone),
-		cmocka_unit_test(test_krealloc_redzone),
-		cmocka_unit_test(test_double_and_invalid_free),
-		cmocka_unit_test(test_leak_destroy),
-		cmocka_unit_test(test_all_caches_clean),
-		cmocka_unit_test(test_invariants_trash),
-		cmocka_unit_test(test_free_pointer),
-		cmocka_unit_test(test_full_slab),
-		cmocka_unit_test(test_slot_entries),
-		cmocka_unit_test(test_validate_under_load),
+		BACKEND_TEST(test_red_zones, clobber_zone),
+		BACKEND_TEST(test_poison, clobber_poison),
+		BACKEND_TEST(test_kmalloc_redzone, kmalloc_zone),
+		BACKEND_TEST(test_krealloc_redzone, krealloc_zeroing),
+		BACKEND_TEST(test_double_and_invalid_free, frees),
+		BACKEND_TEST(test_leak_destroy, leak_destroy),
+		BACKEND_TEST(test_all_caches_clean, everything_clean),
+		BACKEND_TEST(test_invariants_trash, invariants),
+		BACKEND_TEST(test_free_pointer, free_pointer),
+		BACKEND_TEST(test_full_slab, full_slab),
+		BACKEND_TEST(test_slot_entries, slot_entry),
+		BACKEND_TEST(test_validate_under_load, validate_under_load),
 		cmocka_unit_test(test_asan_sees_slab_objects),
-		cmocka_unit_test(test_sanitize_large_and_tails),
+		BACKEND_TEST(test_sanitize_large_and_tails, sanitize_large),
 		cmocka_unit_test(test_valgrind_sees_slab_objects),
-		cmocka_unit_test(test_guard_faults),
-		cmocka_unit_test(test_guard_basics),
-		cmocka_unit_test(test_guard_by_type),
-		cmocka_unit_test(test_guard_ctor_sampled),
-		cmocka_unit_test(test_failure_injection),
+		BACKEND_TEST(test_guard_faults, guard_bugs),
+		BACKEND_TEST(test_guard_basics, guard_basics),
+		BACKEND_TEST(test_guard_by_type, guard_by_type),
+		BACKEND_TEST(test_guard_ctor_sampled, guard_ctor_sampled),
+		BACKEND_TEST(test_failure_injection, failures),
 		cmocka_unit_test(test_bad_spec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
