@@ -1,9 +1,11 @@
 /*
  * The one intrusive list of slabkit: circular, doubly linked, with a
  * sentinel head (the shape of Linux's list_head, which SLAB's slab lists
- * had).  Used by the buddy allocator's free lists (numa/buddy.c), SLAB's and
- * UMA's slab lists, and core's metadata pages.  Every operation is O(1);
- * removal needs only the element, insertion works at either end.
+ * had).  Used by the buddy allocator's free lists (numa/buddy.c), SLAB's,
+ * SLUB's and UMA's slab lists, and core's metadata pages.  Every operation
+ * is O(1); removal needs only the element, insertion works at either end.
+ * An element on no list may sit on a chain meanwhile (sk_chain_*, below):
+ * a singly linked stack through its prev word.
  *
  * What must stay true: a head is initialised (sk_list_init) before use; an
  * element is on at most one list; sk_list_del leaves the element linked to
@@ -102,5 +104,45 @@ static inline struct sk_list *sk_list_last(const struct sk_list *head)
 #define sk_list_for_each_safe(pos, tmp, head) \
 	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head); \
 	     (pos) = (tmp), (tmp) = (pos)->next)
+
+/*
+ * A chain: a singly linked stack of elements that are on no list,
+ * threaded through their prev word (Linux's SLUB keeps its per-CPU
+ * partial slabs the same way, in the storage of the slab's list_head).
+ * `top` is the first element's link, NULL for an empty chain.
+ *
+ * What must stay true: only an unlinked element (sk_list_linked() false)
+ * is pushed, and it is taken off its chain before it is put on a list.
+ * The element's next word is never touched, so sk_list_linked() keeps
+ * answering "on no list" while the element moves along chains: whoever
+ * asks under the list's lock needs nothing from the chain's owner (SLUB's
+ * freers test "on the node partial list" under list_lock while a CPU holds
+ * the slab on its partial chain under its slot lock alone).
+ */
+static inline void sk_chain_push(struct sk_list **top, struct sk_list *l)
+{
+	l->prev = *top;
+	*top = l;
+}
+
+/* The element after l on its chain, or NULL. */
+static inline struct sk_list *sk_chain_next(const struct sk_list *l)
+{
+	return l->prev;
+}
+
+/* Take the element `*at` off its chain (`at`: the chain's top, or the
+ * prev word of the element before it) and return it, unlinked again
+ * (pointing at itself); NULL if `*at` is NULL.  sk_chain_take(&top) pops. */
+static inline struct sk_list *sk_chain_take(struct sk_list **at)
+{
+	struct sk_list *l = *at;
+
+	if (l) {
+		*at = l->prev;
+		l->prev = l;
+	}
+	return l;
+}
 
 #endif

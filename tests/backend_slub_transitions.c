@@ -592,8 +592,9 @@ static void test_trim_and_sort(void **state)
 	struct slub_node *node = &slub_of(sk_of(s))->node[nd];
 	unsigned prev_free = 0;
 	pthread_mutex_lock(&node->list_lock);
-	for (struct sk_page *slab = node->head; slab; slab = slub_next_on_list(slab)) {
-		union slub_counters c = slub_counters(slab);
+	struct sk_list *link;
+	sk_list_for_each(link, &node->partial) {
+		union slub_counters c = slub_counters(slub_slab_of(link));
 		assert_true((unsigned)(c.objects - c.inuse) >= prev_free);
 		prev_free = c.objects - c.inuse;
 	}

@@ -475,7 +475,7 @@ static bool slab_is_full(const char *b, struct sk_cache *c, struct sk_page *pg)
 	if (!strcmp(b, "slub")) {
 		union slub_counters ctr = slub_counters(pg);
 		return !slub_freelist(pg) && ctr.inuse == ctr.objects && !ctr.frozen &&
-		       !(slub_words(pg)->ss_prev & SLUB_ON_NODE_PARTIAL);
+		       !slub_on_node_partial(pg);
 	}
 	if (!strcmp(b, "slab"))
 		return slab_active(pg) == slab_cache_of(c)->num;

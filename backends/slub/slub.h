@@ -51,6 +51,7 @@
 
 #include <ck_pr.h>
 
+#include "../../common/sk_list.h"
 #include "../../core/sk_backend.h"
 
 #pragma GCC visibility push(hidden)
@@ -59,7 +60,6 @@
 #define SLUB_MAX_OBJS_PER_SLAB 32767u    /* MAX_OBJS_PER_PAGE (15-bit objects) */
 #define SLUB_MIN_PARTIAL 5u              /* MIN_PARTIAL */
 #define SLUB_MAX_PARTIAL 10u             /* MAX_PARTIAL */
-#define SLUB_ON_NODE_PARTIAL ((uintptr_t)1) /* tag bit in ss_prev */
 
 /*
  * The counters word of a slab (ss_counters).  Changed only together with the
@@ -87,7 +87,7 @@ _Static_assert(sizeof(union slub_counters) == 8, "counters fit one word");
 struct slub_cpu {
 	struct sk_page *active;    /* the CPU slab (frozen), NULL: none */
 	void *freelist;            /* its CPU freelist */
-	struct sk_page *partial;   /* unfrozen slabs with free objects, linked through ss_next */
+	struct sk_list *partial;   /* unfrozen slabs with free objects: a chain (sk_chain) of ss_link */
 	uint32_t nr_partial;       /* slabs on it */
 	uint32_t unused;
 	void *sheaf[];             /* the slot's entries: slub_cache.sheaf_capacity of them */
@@ -95,10 +95,10 @@ struct slub_cpu {
 
 /* One NUMA node's partial slabs. */
 struct slub_node {
-	/* Synchronization: guards the list, nr_partial and ss_next, ss_prev
-	 * of every slab on the list, and each slab's SLUB_ON_NODE_PARTIAL bit. */
+	/* Synchronization: guards the list, nr_partial and the ss_link of
+	 * every slab on the list (and so whether a slab is on it). */
 	pthread_mutex_t list_lock;
-	struct sk_page *head, *tail;  /* doubly linked through ss_next, ss_prev */
+	struct sk_list partial;       /* the slabs' ss_link, most recently added first */
 	/* Written under list_lock; read without it where a stale value is
 	 * harmless (the min_partial test, reports). */
 	uint64_t nr_partial;
@@ -153,12 +153,14 @@ static inline void slub_set_next(const struct sk_cache *c, void *obj, void *next
 }
 
 /*
- * A slab's head descriptor words (sk_page_words).  SLUB keeps its own
- * partial list here rather than common/sk_list.h's: ss_prev carries the
- * SLUB_ON_NODE_PARTIAL tag that a freer reads under list_lock while an
- * adopting CPU clears it without the lock (sk_load/sk_store on both sides),
- * and the per-CPU partial and discard lists are singly linked through
- * ss_next.
+ * A slab's head descriptor words (sk_page_words).  ss_link is on its node's
+ * partial list (common/sk_list.h), or on no list: then it may sit on a
+ * chain (sk_chain_*: a CPU's partial list, or slabs waiting to be
+ * discarded) through its prev word, as Linux's SLUB keeps its per-CPU
+ * partial slabs in the storage of the slab's list_head.  A chain never
+ * touches the link's next word, so sk_list_linked(&ss_link) is the "on the
+ * node partial list" test a freer makes under list_lock, while a CPU that
+ * adopted the slab (under its slot lock alone) chains it.
  */
 struct slub_slab {
 	union {
@@ -168,8 +170,7 @@ struct slub_slab {
 		};
 		uint64_t ss_pair[2];           /* both, for the 16-byte compare-and-swap */
 	};
-	uintptr_t ss_next;     /* struct sk_page *: next slab on a partial (node or CPU) or discard list */
-	uintptr_t ss_prev;     /* previous slab on the node partial list | SLUB_ON_NODE_PARTIAL; 0 off it */
+	struct sk_list ss_link;        /* node partial list, or unlinked (and maybe chained) */
 } __attribute__((may_alias));
 
 /* The words of a slab (const dropped: the words are the owner's to change,
@@ -177,6 +178,28 @@ struct slub_slab {
 static inline struct slub_slab *slub_words(const struct sk_page *slab)
 {
 	return (struct slub_slab *)sk_page_words((struct sk_page *)slab);
+}
+
+static inline struct sk_list *slub_link(const struct sk_page *slab)
+{
+	return &slub_words(slab)->ss_link;
+}
+
+static inline struct sk_page *slub_slab_of(struct sk_list *link)
+{
+	return sk_page_of_words(link, offsetof(struct slub_slab, ss_link));
+}
+
+/* Chains of slabs (a CPU's partial list, slabs to discard). */
+static inline void slub_chain_push(struct sk_list **top, struct sk_page *slab)
+{
+	sk_chain_push(top, slub_link(slab));
+}
+
+static inline struct sk_page *slub_chain_pop(struct sk_list **top)
+{
+	struct sk_list *l = sk_chain_take(top);
+	return l ? slub_slab_of(l) : NULL;
 }
 
 /* --- atomic access to the slab's {freelist, counters} pair ---
@@ -237,7 +260,8 @@ static inline bool slub_cmpxchg_slab(struct sk_page *slab, void *old_fl, uint64_
  * every object constructed, all on the returned freelist; the slab is
  * published in no state yet (the caller sets ss_freelist, ss_counters).  NULL on failure. */
 struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void **freelist);
-/* Give a slab with no object in use back to the page provider. */
+/* Give a slab with no object in use back to the page provider (it is on
+ * no list and no chain). */
 void slub_discard_slab(struct sk_cache *c, struct sk_page *slab);
 
 /* Take a slab's whole freelist for the caller's CPU: every object counts
@@ -263,13 +287,15 @@ void slub_add_partial(struct slub_node *n, struct sk_page *slab, bool tail);
 void slub_remove_partial(struct slub_node *n, struct sk_page *slab);
 static inline bool slub_on_node_partial(const struct sk_page *slab)
 {
-	/* Read under list_lock, but a CPU adopting the slab (not under it)
-	 * may clear ss_prev meanwhile: both sides are atomic accesses. */
-	return (sk_load(&slub_words(slab)->ss_prev) & SLUB_ON_NODE_PARTIAL) != 0;
+	/* Under list_lock; the link's next word changes only under it (a
+	 * chain writes the prev word alone). */
+	return sk_list_linked(slub_link(slab));
 }
-static inline struct sk_page *slub_next_on_list(const struct sk_page *slab)
+/* The first slab of n's partial list, or NULL (list_lock held). */
+static inline struct sk_page *slub_first_partial(struct slub_node *n)
 {
-	return (struct sk_page *)slub_words(slab)->ss_next;
+	struct sk_list *l = sk_list_first(&n->partial);
+	return l ? slub_slab_of(l) : NULL;
 }
 
 /* May an empty slab be discarded now rather than kept on node n? */
@@ -281,36 +307,35 @@ static inline void slub_cpu_partial_link(struct sk_pcpu_slot *slot, struct sk_pa
 {
 	struct slub_cpu *pc = slub_cpu_of(slot);
 
-	slub_words(slab)->ss_next = (uintptr_t)pc->partial;
-	sk_store(&slub_words(slab)->ss_prev, 0);
-	pc->partial = slab;
+	slub_chain_push(&pc->partial, slab);
 	sk_store(&pc->nr_partial, pc->nr_partial + 1);
 }
 /* Push a slab the caller owns, respecting the limit (caller holds the
  * slot lock).  Returns the list the slot had to give up because it was at
  * its limit (to be flushed after unlocking), or NULL. */
-struct sk_page *slub_cpu_partial_push(struct sk_cache *c, struct sk_pcpu_slot *slot,
+struct sk_list *slub_cpu_partial_push(struct sk_cache *c, struct sk_pcpu_slot *slot,
 				      struct sk_page *slab);
 /* Take a slot's whole per-CPU partial list (caller holds the slot lock). */
-struct sk_page *slub_cpu_partial_detach(struct sk_pcpu_slot *slot);
-/* Move detached per-CPU partial slabs to their node lists, discarding
- * empty ones the nodes do not need (__put_partials).  No lock held. */
-void slub_flush_partials(struct sk_cache *c, struct sk_page *list);
+struct sk_list *slub_cpu_partial_detach(struct sk_pcpu_slot *slot);
+/* Move a chain of detached per-CPU partial slabs to their node lists,
+ * discarding empty ones the nodes do not need (__put_partials).  No lock
+ * held. */
+void slub_flush_partials(struct sk_cache *c, struct sk_list *chain);
 
 /* __slab_free.  held: the caller's locked slot (its per-CPU partial list
  * then adopts a slab this free makes partial), or NULL.  With a slot held,
- * a slab to discard goes on *discard (linked through ss_next) for the caller
- * to discard after unlocking: fini is user code. */
+ * a slab to discard goes on the chain *discard for the caller to discard
+ * after unlocking: fini is user code. */
 void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct sk_pcpu_slot *held,
-		    struct sk_page **discard);
-/* slub_discard_slab every slab of a list linked through ss_next. */
-void slub_discard_list(struct sk_cache *c, struct sk_page *list);
+		    struct sk_list **discard);
+/* slub_discard_slab every slab of a chain. */
+void slub_discard_list(struct sk_cache *c, struct sk_list *chain);
 /* ops->free: into this CPU's sheaf (flushing half of a full one), else
  * __slab_free. */
 void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab);
 /* Give the `count` oldest objects of a locked slot's sheaf back to their
  * slabs; slabs to discard go on *discard (see slub_slab_free). */
-void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t count, struct sk_page **discard);
+void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t count, struct sk_list **discard);
 /* ops->pcpu_init: the slot's sheaf and node tag. */
 void slub_pcpu_init(struct sk_cache *c, struct sk_pcpu_slot *slot, unsigned cpu);
 

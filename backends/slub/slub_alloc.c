@@ -30,18 +30,12 @@
 static struct sk_page *cpu_partial_take(struct sk_pcpu_slot *slot, int node)
 {
 	struct slub_cpu *pc = slub_cpu_of(slot);
-	struct sk_page *prev = NULL;
 
-	for (struct sk_page *slab = pc->partial; slab; prev = slab, slab = slub_next_on_list(slab)) {
-		if (node != SK_NODE_ANY && slab->node != node)
+	for (struct sk_list **at = &pc->partial; *at; at = &(*at)->prev) {
+		if (node != SK_NODE_ANY && slub_slab_of(*at)->node != node)
 			continue;
-		if (prev)
-			slub_words(prev)->ss_next = slub_words(slab)->ss_next;
-		else
-			pc->partial = slub_next_on_list(slab);
-		slub_words(slab)->ss_next = 0;
 		sk_store(&pc->nr_partial, pc->nr_partial - 1);
-		return slab;
+		return slub_slab_of(sk_chain_take(at));
 	}
 	return NULL;
 }
@@ -60,12 +54,14 @@ static struct sk_page *get_partial_node(struct sk_cache *c, struct slub_node *n,
 	if (!sk_load(&n->nr_partial))
 		return NULL;
 	pthread_mutex_lock(&n->list_lock);
-	slab = n->head;
+	slab = slub_first_partial(n);
 	if (slab) {
+		struct sk_page *more;
+
 		slub_remove_partial(n, slab);
-		for (uint32_t taken = 0; taken < limit / 2 && pc->nr_partial < limit && n->head;
-		     taken++) {
-			struct sk_page *more = n->head;
+		for (uint32_t taken = 0; taken < limit / 2 && pc->nr_partial < limit; taken++) {
+			if (!(more = slub_first_partial(n)))
+				break;
 			slub_remove_partial(n, more);
 			slub_cpu_partial_link(slot, more);
 		}
@@ -186,7 +182,8 @@ static void *pop_node_partial(struct sk_cache *c, unsigned start, unsigned tries
 		if (!sk_load(&n->nr_partial))
 			continue;
 		pthread_mutex_lock(&n->list_lock);
-		void *obj = n->head ? slub_pop_unfrozen_locked(c, n, n->head) : NULL;
+		struct sk_page *slab = slub_first_partial(n);
+		void *obj = slab ? slub_pop_unfrozen_locked(c, n, slab) : NULL;
 		pthread_mutex_unlock(&n->list_lock);
 		if (obj)
 			return obj;

@@ -128,8 +128,10 @@ static int slub_cache_create(struct sk_cache *c)
 	s->min_partial = SK_MIN(SLUB_MAX_PARTIAL, SK_MAX(SLUB_MIN_PARTIAL, ilog2_size(size) / 2));
 	s->cpu_partial = default_cpu_partial(size);
 	s->cpu_partial_slabs = cpu_partial_slabs_for(s->cpu_partial, s->objects);
-	for (unsigned i = 0; i < nodes; i++)
+	for (unsigned i = 0; i < nodes; i++) {
 		pthread_mutex_init(&s->node[i].list_lock, NULL);
+		sk_list_init(&s->node[i].partial);
+	}
 
 	/* The sheaf: enough objects that a burst of frees in any order
 	 * stays on the fast path, fewer for big objects (Linux's sheaf
@@ -155,40 +157,32 @@ static int slub_cache_create(struct sk_cache *c)
  */
 static void shrink_node(struct sk_cache *c, struct slub_node *n, uint64_t keep, bool sort)
 {
-	struct sk_page *promote[SHRINK_PROMOTE_MAX] = { NULL };
-	struct sk_page *discard = NULL, *slab, *next;
+	struct sk_list *promote[SHRINK_PROMOTE_MAX] = { NULL };
+	struct sk_list *discard = NULL, *link, *next;
+	struct sk_page *slab;
 	const bool nofree = c->flags & SK_CACHE_NOFREE;
 
 	pthread_mutex_lock(&n->list_lock);
-	for (slab = n->head; slab; slab = next) {
-		union slub_counters ctr = slub_counters(slab);
+	sk_list_for_each_safe(link, next, &n->partial) {
+		union slub_counters ctr = slub_counters(slab = slub_slab_of(link));
 		uint32_t free = ctr.objects - ctr.inuse;
 
-		next = slub_next_on_list(slab);
 		if (!ctr.inuse && !nofree && n->nr_partial > keep) {
 			slub_remove_partial(n, slab);
-			slub_words(slab)->ss_next = (uintptr_t)discard;
-			discard = slab;
+			slub_chain_push(&discard, slab);
 		} else if (sort && free && free <= SHRINK_PROMOTE_MAX) {
 			slub_remove_partial(n, slab);
-			slub_words(slab)->ss_next = (uintptr_t)promote[free - 1];
-			promote[free - 1] = slab;
+			slub_chain_push(&promote[free - 1], slab);
 		}
 	}
 	/* Each bucket is a stack (reverse list order); adding its slabs at
 	 * the head one by one restores list order, fullest bucket first. */
-	for (int i = SHRINK_PROMOTE_MAX - 1; i >= 0; i--) {
-		while ((slab = promote[i])) {
-			promote[i] = slub_next_on_list(slab);
+	for (int i = SHRINK_PROMOTE_MAX - 1; i >= 0; i--)
+		while ((slab = slub_chain_pop(&promote[i])))
 			slub_add_partial(n, slab, false);
-		}
-	}
 	pthread_mutex_unlock(&n->list_lock);
 
-	while ((slab = discard)) {
-		discard = slub_next_on_list(slab);
-		slub_discard_slab(c, slab);
-	}
+	slub_discard_list(c, discard);
 }
 
 /* flush_all for one CPU: its active slab and its partial list go back to
@@ -196,7 +190,8 @@ static void shrink_node(struct sk_cache *c, struct slub_node *n, uint64_t keep, 
 static void flush_cpu(struct sk_cache *c, unsigned cpu)
 {
 	struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
-	struct sk_page *list, *empty = NULL, *discard = NULL;
+	struct sk_list *list, *discard = NULL;
+	struct sk_page *empty = NULL;
 
 	slub_sheaf_flush(c, slot, sk_pcpu_array_count(slot), &discard);
 	if (slub_cpu_of(slot)->active)
@@ -245,7 +240,7 @@ static void slub_cache_destroy(struct sk_cache *c)
 		 * cache any more; the lock is taken for the list's invariants,
 		 * and dropped around each discard (UMA fini is user code). */
 		pthread_mutex_lock(&n->list_lock);
-		while ((slab = n->head)) {
+		while ((slab = slub_first_partial(n))) {
 			slub_remove_partial(n, slab);
 			pthread_mutex_unlock(&n->list_lock);
 			slub_discard_slab(c, slab);
@@ -282,7 +277,7 @@ void slub_inspect(struct sk_cache *c, struct slub_inspect *out)
 		out->cpu_free += sk_pcpu_array_count(slot);
 		for (void *p = slub_cpu_of(slot)->freelist; p; p = slub_get_next(c, p))
 			out->cpu_free++;
-		for (slab = slub_cpu_of(slot)->partial; slab; slab = slub_next_on_list(slab))
+		for (struct sk_list *l = slub_cpu_of(slot)->partial; l; l = sk_chain_next(l))
 			out->cpu_partial_held++;
 		sk_pcpu_unlock(slot);
 	}
@@ -291,8 +286,9 @@ void slub_inspect(struct sk_cache *c, struct slub_inspect *out)
 
 		pthread_mutex_lock(&n->list_lock);
 		out->node_partial[i] = n->nr_partial;
-		for (struct sk_page *slab = n->head; slab; slab = slub_next_on_list(slab))
-			if (!slub_counters(slab).inuse)
+		struct sk_list *link;
+		sk_list_for_each(link, &n->partial)
+			if (!slub_counters(slub_slab_of(link)).inuse)
 				out->node_empty[i]++;
 		pthread_mutex_unlock(&n->list_lock);
 	}
@@ -327,8 +323,9 @@ static void slub_cache_info(struct sk_cache *c, struct sk_backend_cache_info *ou
 		struct slub_node *n = &s->node[i];
 
 		pthread_mutex_lock(&n->list_lock);
-		for (struct sk_page *slab = n->head; slab; slab = slub_next_on_list(slab)) {
-			uint64_t f = free_in_slab(slab);
+		struct sk_list *link;
+		sk_list_for_each(link, &n->partial) {
+			uint64_t f = free_in_slab(slub_slab_of(link));
 			slab_free += f;
 			if (f == s->objects)
 				out->empty_slabs++;
@@ -363,7 +360,7 @@ static int slub_tune(struct sk_cache *c, const char *key, long value)
 			return -EINVAL;
 		sk_store(&s->sheaf_capacity, (uint32_t)value);
 		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++) {
-			struct sk_page *discard = NULL;
+			struct sk_list *discard = NULL;
 			struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
 			slub_sheaf_flush(c, slot, sk_pcpu_array_count(slot), &discard);
 			slot->limit = (uint32_t)value;
@@ -378,7 +375,7 @@ static int slub_tune(struct sk_cache *c, const char *key, long value)
 		/* As SLUB's sysfs store does: flush so the new limit holds now. */
 		for (unsigned cpu = 0; slub_has_pcpu(c) && cpu < sk_pcpu_nr; cpu++) {
 			struct sk_pcpu_slot *slot = sk_pcpu_lock_cpu(c, cpu);
-			struct sk_page *list = slub_cpu_partial_detach(slot);
+			struct sk_list *list = slub_cpu_partial_detach(slot);
 			sk_pcpu_unlock(slot);
 			slub_flush_partials(c, list);
 		}

@@ -20,7 +20,7 @@
  *   state          frozen freelist  where                 owner
  *   active         1      any       a slot's CPU slab     that slot's lock holder
  *   CPU partial    0      non-NULL  a slot's slub_cpu     that slot's lock holder
- *   node partial   0      non-NULL  slub_node.head..tail  the list_lock holder
+ *   node partial   0      non-NULL  slub_node.partial     the list_lock holder
  *   in transit     0      any       no list (held)        the thread holding it
  *   full           0      NULL      nowhere               nobody
  *
@@ -64,7 +64,8 @@
  *
  *   - partial -> empty.  A free that brings inuse to 0 on an unfrozen
  *     slab with a non-NULL freelist takes the node's list_lock BEFORE its
- *     swap and reads SLUB_ON_NODE_PARTIAL under it.  On the node list: the
+ *     swap and asks under it whether the slab is on the node list
+ *     (sk_list_linked: only list_lock holders change that word).  On the node list: the
  *     freer decides (discard, or keep if the node is short of partial
  *     slabs) while no one else can reach the slab.  Off the node list:
  *     the slab is on a CPU partial list or in transit, its holder will put
@@ -122,8 +123,7 @@ struct sk_page *slub_new_slab(struct sk_cache *c, int node, unsigned flags, void
 	/* Atomic: slabkit_validate's walk of every slab may read them now. */
 	slub_store_word(&slub_words(slab)->ss_freelist, 0);
 	slub_store_word(&slub_words(slab)->ss_counters, ctr.word);
-	slub_words(slab)->ss_next = 0;
-	sk_store(&slub_words(slab)->ss_prev, 0);
+	sk_list_init(slub_link(slab));
 	sk_slab_unused(c, base + (size_t)objects * c->size, (SK_PAGE_SIZE << order) - (size_t)objects * c->size);
 	*freelist = base;
 	return slab;
@@ -146,47 +146,18 @@ bool slub_may_discard(const struct sk_cache *c, struct slub_node *n)
 
 /* --- node partial lists (caller holds n->list_lock) --- */
 
-static struct sk_page *node_prev(const struct sk_page *slab)
-{
-	return (struct sk_page *)(sk_load(&slub_words(slab)->ss_prev) & ~SLUB_ON_NODE_PARTIAL);
-}
-
 void slub_add_partial(struct slub_node *n, struct sk_page *slab, bool tail)
 {
-	if (tail) {
-		slub_words(slab)->ss_next = 0;
-		sk_store(&slub_words(slab)->ss_prev, (uintptr_t)n->tail | SLUB_ON_NODE_PARTIAL);
-		if (n->tail)
-			slub_words(n->tail)->ss_next = (uintptr_t)slab;
-		else
-			n->head = slab;
-		n->tail = slab;
-	} else {
-		slub_words(slab)->ss_next = (uintptr_t)n->head;
-		sk_store(&slub_words(slab)->ss_prev, SLUB_ON_NODE_PARTIAL);
-		if (n->head)
-			sk_store(&slub_words(n->head)->ss_prev, (uintptr_t)slab | SLUB_ON_NODE_PARTIAL);
-		else
-			n->tail = slab;
-		n->head = slab;
-	}
+	if (tail)
+		sk_list_add_tail(slub_link(slab), &n->partial);
+	else
+		sk_list_add_head(slub_link(slab), &n->partial);
 	sk_store(&n->nr_partial, n->nr_partial + 1);
 }
 
 void slub_remove_partial(struct slub_node *n, struct sk_page *slab)
 {
-	struct sk_page *next = slub_next_on_list(slab), *prev = node_prev(slab);
-
-	if (prev)
-		slub_words(prev)->ss_next = (uintptr_t)next;
-	else
-		n->head = next;
-	if (next)
-		sk_store(&slub_words(next)->ss_prev, (uintptr_t)prev | SLUB_ON_NODE_PARTIAL);
-	else
-		n->tail = prev;
-	slub_words(slab)->ss_next = 0;
-	sk_store(&slub_words(slab)->ss_prev, 0);
+	sk_list_del(slub_link(slab));
 	sk_store(&n->nr_partial, n->nr_partial - 1);
 }
 
@@ -272,11 +243,11 @@ void *slub_pop_unfrozen_locked(struct sk_cache *c, struct slub_node *n, struct s
 
 /* --- per-CPU partial lists --- */
 
-struct sk_page *slub_cpu_partial_push(struct sk_cache *c, struct sk_pcpu_slot *slot,
+struct sk_list *slub_cpu_partial_push(struct sk_cache *c, struct sk_pcpu_slot *slot,
 				      struct sk_page *slab)
 {
 	struct slub_cpu *pc = slub_cpu_of(slot);
-	struct sk_page *full_list = NULL;
+	struct sk_list *full_list = NULL;
 
 	if (pc->partial && pc->nr_partial >= sk_load(&slub_of(c)->cpu_partial_slabs)) {
 		full_list = pc->partial;
@@ -287,27 +258,26 @@ struct sk_page *slub_cpu_partial_push(struct sk_cache *c, struct sk_pcpu_slot *s
 	return full_list;
 }
 
-struct sk_page *slub_cpu_partial_detach(struct sk_pcpu_slot *slot)
+struct sk_list *slub_cpu_partial_detach(struct sk_pcpu_slot *slot)
 {
 	struct slub_cpu *pc = slub_cpu_of(slot);
-	struct sk_page *list = pc->partial;
+	struct sk_list *list = pc->partial;
 
 	pc->partial = NULL;
 	sk_store(&pc->nr_partial, 0);
 	return list;
 }
 
-void slub_flush_partials(struct sk_cache *c, struct sk_page *list)
+void slub_flush_partials(struct sk_cache *c, struct sk_list *chain)
 {
 	struct slub_cache *s = slub_of(c);
 	struct slub_node *n = NULL;
-	struct sk_page *discard = NULL;
+	struct sk_list *discard = NULL;
+	struct sk_page *slab;
 
-	while (list) {
-		struct sk_page *slab = list;
+	while ((slab = slub_chain_pop(&chain))) {
 		struct slub_node *sn = slub_node_of(s, slab);
 
-		list = slub_next_on_list(slab);
 		if (sn != n) {
 			if (n)
 				pthread_mutex_unlock(&n->list_lock);
@@ -315,20 +285,14 @@ void slub_flush_partials(struct sk_cache *c, struct sk_page *list)
 			pthread_mutex_lock(&n->list_lock);
 		}
 		/* inuse read under list_lock: 0 is final (see the top). */
-		if (!slub_counters(slab).inuse && slub_may_discard(c, n)) {
-			slub_words(slab)->ss_next = (uintptr_t)discard;
-			discard = slab;
-		} else {
+		if (!slub_counters(slab).inuse && slub_may_discard(c, n))
+			slub_chain_push(&discard, slab);
+		else
 			slub_add_partial(n, slab, true);
-		}
 	}
 	if (n)
 		pthread_mutex_unlock(&n->list_lock);
-	while (discard) {
-		struct sk_page *slab = discard;
-		discard = slub_next_on_list(slab);
-		slub_discard_slab(c, slab);
-	}
+	slub_discard_list(c, discard);
 }
 
 /* A free just made a full slab partial and the caller adopted it.  held:
@@ -336,7 +300,7 @@ void slub_flush_partials(struct sk_cache *c, struct sk_page *list)
 static void put_cpu_partial(struct sk_cache *c, struct sk_page *slab, struct sk_pcpu_slot *held)
 {
 	struct sk_pcpu_slot *slot = held ? held : sk_pcpu_trylock_local(c);
-	struct sk_page *flush;
+	struct sk_list *flush = NULL;
 
 	if (held) {
 		/* A sheaf flush under the slot lock: past the limit for now
@@ -348,8 +312,8 @@ static void put_cpu_partial(struct sk_cache *c, struct sk_page *slab, struct sk_
 	if (!slot) {
 		/* The slot is busy (another thread of this CPU is in a slow
 		 * path, or a drainer): straight to the node list. */
-		slub_words(slab)->ss_next = 0;
-		slub_flush_partials(c, slab);
+		slub_chain_push(&flush, slab);
+		slub_flush_partials(c, flush);
 		return;
 	}
 	flush = slub_cpu_partial_push(c, slot, slab);
@@ -362,7 +326,7 @@ static void put_cpu_partial(struct sk_cache *c, struct sk_page *slab, struct sk_
 /* --- __slab_free --- */
 
 void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct sk_pcpu_slot *held,
-		    struct sk_page **discard)
+		    struct sk_list **discard)
 {
 	struct slub_cache *s = slub_of(c);
 	struct slub_node *n = NULL;
@@ -422,8 +386,7 @@ void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct 
 			slub_remove_partial(n, slab);
 		pthread_mutex_unlock(&n->list_lock);
 		if (discard) { /* the caller holds a slot lock: fini must wait */
-			slub_words(slab)->ss_next = (uintptr_t)*discard;
-			*discard = slab;
+			slub_chain_push(discard, slab);
 		} else {
 			slub_discard_slab(c, slab);
 		}
@@ -436,7 +399,7 @@ void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct 
 
 /* --- the sheaf --- */
 
-void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t count, struct sk_page **discard)
+void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t count, struct sk_list **discard)
 {
 	struct slub_cpu *pc = slub_cpu_of(slot);
 	uint32_t n = sk_pcpu_array_count(slot);
@@ -469,7 +432,7 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 		 * half to the slabs, as Linux's barn-less sheaves do), or the
 		 * object is of another node, or the counts needed a fold. */
 		if (slot->limit && slot->tag == (uintptr_t)slab->node + 1) {
-			struct sk_page *discard = NULL, *spill = NULL;
+			struct sk_list *discard = NULL, *spill = NULL;
 			if (sk_pcpu_array_count(slot) >= slot->limit) {
 				slub_sheaf_flush(c, slot, (slot->limit + 1) / 2, &discard);
 				/* The flush adopted slabs past the CPU partial
@@ -492,13 +455,12 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 	slub_slab_free(c, obj, slab, NULL, NULL);
 }
 
-void slub_discard_list(struct sk_cache *c, struct sk_page *list)
+void slub_discard_list(struct sk_cache *c, struct sk_list *chain)
 {
-	while (list) {
-		struct sk_page *slab = list;
-		list = slub_next_on_list(slab);
+	struct sk_page *slab;
+
+	while ((slab = slub_chain_pop(&chain)))
 		slub_discard_slab(c, slab);
-	}
 }
 
 void slub_pcpu_init(struct sk_cache *c, struct sk_pcpu_slot *slot, unsigned cpu)

@@ -164,15 +164,15 @@ static uint64_t validate_cpu(struct sk_cache *c, struct sk_pcpu_slot *slot, stru
 			errors++;
 		}
 	}
-	struct sk_page **link = &pc->partial;
-	while ((slab = *link)) {
+	struct sk_list **at = &pc->partial;
+	while (*at) {
+		slab = slub_slab_of(*at);
 		if (check_slab(c, slab, seen, true, "CPU partial slab's")) {
-			link = (struct sk_page **)(void *)&slub_words(slab)->ss_next;
+			at = &(*at)->prev;
 			continue;
 		}
 		/* Now full: it leaves the list; the next free adopts it. */
-		*link = slub_next_on_list(slab);
-		slub_words(slab)->ss_next = 0;
+		sk_chain_take(at);
 		sk_store(&pc->nr_partial, pc->nr_partial - 1);
 		leak_free_objects(slab);
 		errors++;
@@ -257,11 +257,11 @@ uint64_t slub_validate(struct sk_cache *c)
 	}
 	for (unsigned i = 0; i < s->nr_nodes; i++) {
 		struct slub_node *n = &s->node[i];
-		struct sk_page *slab, *next;
+		struct sk_list *link, *next;
 
 		pthread_mutex_lock(&n->list_lock);
-		for (slab = n->head; slab; slab = next) {
-			next = slub_next_on_list(slab);
+		sk_list_for_each_safe(link, next, &n->partial) {
+			struct sk_page *slab = slub_slab_of(link);
 			if (check_slab(c, slab, seen, true, "Partial slab's"))
 				continue;
 			/* A partial slab has free objects: this one is now
