@@ -1,6 +1,7 @@
 /*
  * Core's own keg for the two kinds of UMA zone whose slab layout no
- * backend can provide:
+ * backend can provide, on every backend (SLAB, SLUB and SLOB have no kegs,
+ * and UMA's keg takes its slabs from the page provider):
  *
  *  - per-CPU zones (UMA_ZONE_PCPU): a slab is one page per CPU id, and an
  *    item at offset o of the first page has CPU c's copy at
@@ -8,11 +9,19 @@
  *  - zones over a page source of the user's (uma_zone_set_allocf/freef):
  *    slabs come from the user's allocf and go back through freef.
  *
- * Each slab keeps a bitmap of its free items.  Slabs are found from an
- * item by a binary search over an array sorted by address (user memory
- * has no page descriptors), so frees check that the item is an item of
- * this keg.  Empty slabs stay until reclaim or destroy (FreeBSD keeps them
- * in the keg's free list until trimmed).
+ * What it shares with UMA's keg (backends/uma/uma_keg.c) is written once:
+ * each slab keeps a bitmap of its free items, taken, put back, tested and
+ * filled by core/sk_slab_bits.h.  What differs stays here.  User memory has
+ * no page descriptors, so there is nowhere to keep a slab header or find a
+ * slab from an item in O(1) as UMA's keg does: the slab headers are
+ * metadata (sk_meta_zalloc), and a slab is found from an item by a binary
+ * search over an array sorted by address, which is also how a free checks
+ * that the item is an item of this keg.  The items' init and fini are the
+ * zone's own (there is no sk_cache whose constructor sk_slab_construct
+ * could run).  One lock and no per-domain lists: these zones are rare and
+ * small (FreeBSD's per-CPU zones are counters).  Empty slabs stay until
+ * reclaim or destroy (FreeBSD keeps them in the keg's free list until
+ * trimmed).
  *
  * Synchronization: one mutex per keg (a leaf) over the slab array and
  * bitmaps.  User callbacks (allocf, freef, init, fini) never run under it.
@@ -25,6 +34,7 @@
 #include <slabkit/freebsd/uma.h>
 
 #include "sk_core.h"
+#include "sk_slab_bits.h"
 #include "sk_uma.h"
 
 struct skeg_slab {
@@ -32,7 +42,7 @@ struct skeg_slab {
 	size_t bytes;             /* what allocf was asked for */
 	uint8_t pflag;            /* allocf's pflag, given back to freef */
 	uint32_t nfree;
-	uint64_t free_map[];      /* bit set: item free */
+	sk_bitword_t free_map[];  /* bit set: item free (sk_slab_bits) */
 };
 
 struct sk_skeg {
@@ -40,7 +50,7 @@ struct sk_skeg {
 	size_t stride;            /* item size rounded up to the alignment */
 	size_t slab_bytes;        /* asked of the page source */
 	uint32_t per_slab;        /* items per slab */
-	size_t map_words;
+	uint32_t map_words;
 
 	pthread_mutex_t lock;     /* the slab array and every bitmap */
 	struct skeg_slab **slabs; /* sorted by mem.  Sync: lock */
@@ -50,7 +60,7 @@ struct sk_skeg {
 
 static size_t slab_struct_bytes(const struct sk_skeg *k)
 {
-	return sizeof(struct skeg_slab) + k->map_words * sizeof(uint64_t);
+	return sizeof(struct skeg_slab) + sk_slab_bits_bytes(k->per_slab);
 }
 
 struct sk_skeg *sk_skeg_create(const struct sk_skeg_params *p)
@@ -67,7 +77,7 @@ struct sk_skeg *sk_skeg_create(const struct sk_skeg_params *p)
 		k->slab_bytes = SK_MAX(SK_PAGE_SIZE, SK_ALIGN_UP(k->stride, SK_PAGE_SIZE));
 		k->per_slab = (uint32_t)(k->slab_bytes / k->stride);
 	}
-	k->map_words = (k->per_slab + 63) / 64;
+	k->map_words = sk_slab_bits_words(k->per_slab);
 	pthread_mutex_init(&k->lock, NULL);
 	return k;
 }
@@ -140,8 +150,8 @@ static struct skeg_slab *slab_new(struct sk_skeg *k, int domain, int flags)
 			sk_meta_free(s, slab_struct_bytes(k));
 			return NULL;
 		}
-		s->free_map[i / 64] |= 1ull << (i % 64);
 	}
+	sk_slab_bits_fill(s->free_map, k->per_slab);
 	s->nfree = k->per_slab;
 	return s;
 }
@@ -179,18 +189,15 @@ static bool slab_insert_locked(struct sk_skeg *k, struct skeg_slab *s)
 
 static void *take_locked(struct sk_skeg *k)
 {
+	void *item;
+
 	for (uint32_t n = 0; n < k->nslabs; n++) {
 		struct skeg_slab *s = k->slabs[n];
-		if (!s->nfree)
-			continue;
-		for (size_t w = 0; w < k->map_words; w++)
-			if (s->free_map[w]) {
-				unsigned bit = (unsigned)__builtin_ctzll(s->free_map[w]);
-				s->free_map[w] &= ~(1ull << bit);
-				s->nfree--;
-				k->in_use++;
-				return s->mem + (w * 64 + bit) * k->stride;
-			}
+		if (sk_slab_bits_take(s->free_map, k->map_words, s->nfree, s->mem, k->stride, &item, 1)) {
+			s->nfree--;
+			k->in_use++;
+			return item;
+		}
 	}
 	return NULL;
 }
@@ -223,18 +230,14 @@ int sk_skeg_free(struct sk_skeg *k, void *item)
 
 	pthread_mutex_lock(&k->lock);
 	struct skeg_slab *s = slab_of_locked(k, item, &pos);
-	size_t off = s ? (size_t)((char *)item - s->mem) : 0;
-	if (!s || off % k->stride || off / k->stride >= k->per_slab) {
+	long i = s ? sk_slab_bits_index(s->mem, k->stride, k->per_slab, item) : -1;
+	if (i < 0) {
 		ret = -EINVAL;
+	} else if (!sk_slab_bits_put(s->free_map, (size_t)i)) {
+		ret = -EALREADY;
 	} else {
-		size_t i = off / k->stride;
-		if (s->free_map[i / 64] & (1ull << (i % 64))) {
-			ret = -EALREADY;
-		} else {
-			s->free_map[i / 64] |= 1ull << (i % 64);
-			s->nfree++;
-			k->in_use--;
-		}
+		s->nfree++;
+		k->in_use--;
 	}
 	pthread_mutex_unlock(&k->lock);
 	return ret;
@@ -246,10 +249,8 @@ bool sk_skeg_contains(struct sk_skeg *k, const void *item)
 	bool ok = false;
 	pthread_mutex_lock(&k->lock);
 	struct skeg_slab *s = slab_of_locked(k, item, &pos);
-	if (s) {
-		size_t off = (size_t)((const char *)item - s->mem), i = off / k->stride;
-		ok = off % k->stride == 0 && i < k->per_slab && !(s->free_map[i / 64] & (1ull << (i % 64)));
-	}
+	long i = s ? sk_slab_bits_index(s->mem, k->stride, k->per_slab, item) : -1;
+	ok = i >= 0 && !sk_slab_bits_test(s->free_map, (size_t)i);
 	pthread_mutex_unlock(&k->lock);
 	return ok;
 }

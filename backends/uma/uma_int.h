@@ -37,6 +37,7 @@
 
 #include "../../common/sk_list.h"
 #include "../../core/sk_backend.h"
+#include "../../core/sk_slab_bits.h"
 
 /* --- Constants --- */
 
@@ -47,15 +48,11 @@
 #define UMA_CACHESPREAD_MAX_ORDER 5 /* CACHESPREAD slabs stop at 128 KiB, as in UMA */
 #define UMA_EMPTY_KEEP 16        /* empty buckets a domain keeps for reuse */
 
-/* Bitset words: one machine word; a slab of at most UMA_WORD_BITS items keeps
- * its whole bitset in the head page descriptor.  Not ck_bitmap: its bitmaps
- * carry an n_bits header before 32-bit words, so the common one-word case
- * would no longer fit in the descriptor's us_bits (a 64-item slab's bitset
- * would move off the descriptor), and slab_take takes every free item of a
- * word and clears them with one store, where ck_bitmap's iterator reads
- * 32-bit words and leaves the bits to be reset one by one. */
-typedef uintptr_t uma_bitword_t;
-#define UMA_WORD_BITS ((unsigned)(8 * sizeof(uma_bitword_t)))
+/* Bitset words: core's slab bitset (core/sk_slab_bits.h, shared with
+ * core's own keg, which says why not ck_bitmap); a slab of at most
+ * UMA_WORD_BITS items keeps its whole bitset in the head page descriptor. */
+typedef sk_bitword_t uma_bitword_t;
+#define UMA_WORD_BITS SK_BITWORD_BITS
 
 /* Where a slab's free bitset lives. */
 enum uma_slab_hdr {

@@ -13,6 +13,10 @@
  *     that packs more efficiently (UMA counts an offpage header as waste
  *     too: items / (slab + header)).
  * The slab is found from any item in O(1) through the page descriptor.
+ * The bitset's operations (fill, take, put, test, count) are core's
+ * (core/sk_slab_bits.h), shared with core's keg for per-CPU zones and
+ * zones over the user's allocf (core/uma_skeg.c), which keeps its slabs
+ * in user memory with no descriptors.
  *
  * Lifetimes.  A new slab is zeroed (ZINIT, done by sk_slab_pages_alloc),
  * then every item gets the
@@ -52,11 +56,6 @@ static inline char *slab_base(const struct sk_page *slab)
 	return (char *)sk_page_addr(slab);
 }
 
-static inline size_t bitset_bytes(uint32_t ipers)
-{
-	return (size_t)((ipers + UMA_WORD_BITS - 1) / UMA_WORD_BITS) * sizeof(uma_bitword_t);
-}
-
 /* --- layout --- */
 
 struct uma_layout {
@@ -86,10 +85,10 @@ static void layout_one(size_t rsize, unsigned order, struct uma_layout *out)
 	}
 	/* Inline: give up items at the end until the bitset fits after them. */
 	uint32_t in = raw;
-	while (in > 0 && (size_t)in * rsize + bitset_bytes(in) > slab)
+	while (in > 0 && (size_t)in * rsize + sk_slab_bits_bytes(in) > slab)
 		in--;
 	uint32_t eff_in = layout_eff(in, rsize, slab);
-	uint32_t eff_off = layout_eff(raw, rsize, slab + bitset_bytes(raw));
+	uint32_t eff_off = layout_eff(raw, rsize, slab + sk_slab_bits_bytes(raw));
 
 	if (in <= UMA_WORD_BITS) {
 		/* Losing items to an inline bitset brought it under one word. */
@@ -100,13 +99,13 @@ static void layout_one(size_t rsize, unsigned order, struct uma_layout *out)
 	} else if (eff_off > eff_in) {
 		out->hdr = UMA_HDR_OFFPAGE;
 		out->ipers = raw;
-		out->words = (uint32_t)(bitset_bytes(raw) / sizeof(uma_bitword_t));
+		out->words = sk_slab_bits_words(raw);
 		out->eff = eff_off;
 	} else {
 		out->hdr = UMA_HDR_INLINE;
 		out->ipers = in;
-		out->words = (uint32_t)(bitset_bytes(in) / sizeof(uma_bitword_t));
-		out->off = (uint32_t)(slab - bitset_bytes(in));
+		out->words = sk_slab_bits_words(in);
+		out->off = (uint32_t)(slab - sk_slab_bits_bytes(in));
 		out->eff = eff_in;
 	}
 }
@@ -199,40 +198,22 @@ static void slab_set_freecount(struct uma_keg *keg, struct uma_keg_domain *kd,
 static int slab_take(struct uma_keg *keg, struct uma_keg_domain *kd, struct sk_page *slab,
 		     void **store, int max)
 {
-	uma_bitword_t *bits = slab_bitset(keg, slab);
-	char *base = slab_base(slab);
 	uint32_t freecount = slab_freecount(slab);
-	int n = 0;
+	uint32_t n = sk_slab_bits_take(slab_bitset(keg, slab), keg->uk_bitset_words, freecount,
+				       slab_base(slab), keg->uk_rsize, store, (uint32_t)max);
 
-	for (uint32_t w = 0; w < keg->uk_bitset_words && n < max && (uint32_t)n < freecount; w++) {
-		uma_bitword_t word = bits[w];
-
-		while (word && n < max) {
-			unsigned bit = (unsigned)__builtin_ctzl(word);
-
-			word &= word - 1;
-			store[n++] = base + ((size_t)w * UMA_WORD_BITS + bit) * keg->uk_rsize;
-		}
-		bits[w] = word;
-	}
-	slab_set_freecount(keg, kd, slab, freecount - (uint32_t)n);
-	return n;
+	slab_set_freecount(keg, kd, slab, freecount - n);
+	return (int)n;
 }
 
 /* Return one item to its listed slab; false (and nothing changed) if the
  * pointer is not an item start or the item is already free. */
 static bool slab_put(struct uma_keg *keg, struct uma_keg_domain *kd, struct sk_page *slab, void *item)
 {
-	size_t off = (size_t)((char *)item - slab_base(slab));
-	size_t idx = off / keg->uk_rsize;
+	long idx = sk_slab_bits_index(slab_base(slab), keg->uk_rsize, keg->uk_ipers, item);
 
-	if (off % keg->uk_rsize != 0 || idx >= keg->uk_ipers)
+	if (idx < 0 || !sk_slab_bits_put(slab_bitset(keg, slab), (size_t)idx))
 		return false;
-	uma_bitword_t *word = &slab_bitset(keg, slab)[idx / UMA_WORD_BITS];
-	uma_bitword_t mask = (uma_bitword_t)1 << (idx % UMA_WORD_BITS);
-	if (*word & mask)
-		return false;
-	*word |= mask;
 	slab_set_freecount(keg, kd, slab, slab_freecount(slab) + 1);
 	return true;
 }
@@ -244,7 +225,7 @@ static void slab_release_pages(struct uma_kz *kz, struct sk_page *slab)
 	struct uma_keg *keg = &kz->kz_keg;
 
 	if (keg->uk_hdr == UMA_HDR_OFFPAGE && uma_slab(slab)->us_bits)
-		sk_meta_free((void *)uma_slab(slab)->us_bits, bitset_bytes(keg->uk_ipers));
+		sk_meta_free((void *)uma_slab(slab)->us_bits, sk_slab_bits_bytes(keg->uk_ipers));
 	uma_slab(slab)->us_bits = 0;
 	sk_slab_pages_free(kz->kz_cache, slab_base(slab));
 }
@@ -287,18 +268,14 @@ static struct sk_page *slab_alloc(struct uma_kz *kz, int node, unsigned flags)
 		bits = (uma_bitword_t *)(base + keg->uk_bitset_off);
 		uma_slab(slab)->us_bits = (uintptr_t)bits;
 	} else {
-		bits = sk_meta_zalloc(bitset_bytes(keg->uk_ipers));
+		bits = sk_meta_zalloc(sk_slab_bits_bytes(keg->uk_ipers));
 		if (!bits) {
 			slab_release_pages(kz, slab);
 			return NULL;
 		}
 		uma_slab(slab)->us_bits = (uintptr_t)bits;
 	}
-	for (uint32_t w = 0; w < keg->uk_bitset_words; w++) {
-		uint32_t left = keg->uk_ipers - w * UMA_WORD_BITS;
-		bits[w] = left >= UMA_WORD_BITS ? ~(uma_bitword_t)0
-						: ((uma_bitword_t)1 << left) - 1;
-	}
+	sk_slab_bits_fill(bits, keg->uk_ipers);
 
 	if (sk_slab_construct(c, base, keg->uk_rsize, keg->uk_ipers, flags) != 0) {
 		slab_release_pages(kz, slab);
@@ -308,7 +285,7 @@ static struct sk_page *slab_alloc(struct uma_kz *kz, int node, unsigned flags)
 	/* After the items: no one's bytes, but an inline bitset's. */
 	char *tail = base + (size_t)keg->uk_ipers * keg->uk_rsize, *end = base + (SK_PAGE_SIZE << keg->uk_order);
 	if (keg->uk_hdr == UMA_HDR_INLINE) {
-		char *set = base + keg->uk_bitset_off, *set_end = set + bitset_bytes(keg->uk_ipers);
+		char *set = base + keg->uk_bitset_off, *set_end = set + sk_slab_bits_bytes(keg->uk_ipers);
 		sk_slab_unused(c, tail, set > tail ? (size_t)(set - tail) : 0);
 		sk_slab_unused(c, set_end, (size_t)(end - set_end));
 	} else {
@@ -596,24 +573,14 @@ enum keg_verdict { KEG_SOUND, KEG_MOVED, KEG_BAD };
 static enum keg_verdict keg_check_slab(struct sk_cache *c, struct uma_keg *keg, struct uma_keg_domain *kd,
 				       struct sk_page *slab, struct sk_list *on)
 {
-	uma_bitword_t *bits = slab_bitset(keg, slab);
-	uint32_t freecount = slab_freecount(slab), set = 0, past = 0;
+	uint32_t freecount = slab_freecount(slab), set, past;
 
 	if (freecount > keg->uk_ipers) {
 		sk_validate_report(c, "Slab free count corrupt", slab_base(slab), ISOLATE,
 				   "free count %u, the slab holds %u items", freecount, keg->uk_ipers);
 		return KEG_BAD;
 	}
-	for (uint32_t w = 0; w < keg->uk_bitset_words; w++) {
-		uma_bitword_t word = bits[w];
-		uint32_t first = w * UMA_WORD_BITS;
-		uint32_t valid = keg->uk_ipers > first ? keg->uk_ipers - first : 0;
-		if (valid < UMA_WORD_BITS) {
-			past += (uint32_t)__builtin_popcountl(word >> valid);
-			word &= ((uma_bitword_t)1 << valid) - 1;
-		}
-		set += (uint32_t)__builtin_popcountl(word);
-	}
+	set = sk_slab_bits_count(slab_bitset(keg, slab), keg->uk_ipers, &past);
 	if (set != freecount || past) {
 		sk_validate_report(c, "Free bitset corrupt", slab_base(slab), ISOLATE,
 				   "%u item bit(s) set (and %u past the %u items); the free count says %u", set, past,
@@ -638,7 +605,7 @@ static void keg_isolate_slab(struct uma_keg *keg, struct uma_keg_domain *kd, str
 	uint32_t was = slab_freecount(slab) > keg->uk_ipers ? keg->uk_ipers : slab_freecount(slab);
 
 	sk_list_del(&uma_slab(slab)->us_link);
-	memset(slab_bitset(keg, slab), 0, bitset_bytes(keg->uk_ipers));
+	memset(slab_bitset(keg, slab), 0, sk_slab_bits_bytes(keg->uk_ipers));
 	uma_slab(slab)->us_freecount = 0;
 	sk_list_add_head(&uma_slab(slab)->us_link, &kd->ukd_full);
 	sk_store(&kd->ukd_free_items, kd->ukd_free_items - was);
@@ -707,7 +674,7 @@ bool skuma_keg_item_free_in_slab(struct uma_kz *kz, const void *item)
 	size_t idx = (size_t)((const char *)item - slab_base(slab)) / keg->uk_rsize;
 
 	pthread_mutex_lock(&kd->ukd_lock);
-	bool free = (slab_bitset(keg, slab)[idx / UMA_WORD_BITS] >> (idx % UMA_WORD_BITS)) & 1;
+	bool free = sk_slab_bits_test(slab_bitset(keg, slab), idx);
 	pthread_mutex_unlock(&kd->ukd_lock);
 	return free;
 }
