@@ -18,6 +18,12 @@
  * node, kept against alloc/free churn: so metadata freed during a run is
  * returned during the run, not only at slabkit_fini.
  *
+ * Why not slabkit's own caches, as Linux carves kmem_cache structs from a
+ * kmem_cache: callers allocate metadata with slot, backend and tracker
+ * locks held, so the pool lock must stay a leaf above the page provider
+ * (docs/architecture.md, "Why metadata does not come from slabkit's own
+ * caches").
+ *
  * Lock order: quarantine_lock -> pool[n].lock -> page provider node locks.
  * Pool locks are never nested with each other (sk_meta_fork_lock takes
  * those of the nodes in use, in index order, with no other pool lock held).
