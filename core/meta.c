@@ -185,6 +185,22 @@ void *sk_meta_zalloc_node(size_t size, int node)
 	return meta_zalloc(size, node);
 }
 
+void *sk_meta_array_grow(void *array, uint32_t count, uint32_t *cap, size_t elem, uint32_t first_cap)
+{
+	uint32_t room = *cap ? *cap * 2 : first_cap;
+	void *grown;
+
+	if (count < *cap)
+		return array;
+	if (!(grown = sk_meta_zalloc(room * elem)))
+		return NULL;
+	if (count)
+		memcpy(grown, array, count * elem);
+	sk_meta_free(array, *cap * elem);
+	*cap = room;
+	return grown;
+}
+
 void sk_meta_free(void *p, size_t size)
 {
 	if (!p)

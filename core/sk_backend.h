@@ -286,6 +286,12 @@ void *sk_meta_zalloc(size_t size);
  * SK_NODE_ANY or a node that does not exist: the caller's node. */
 void *sk_meta_zalloc_node(size_t size, int node);
 void sk_meta_free(void *p, size_t size);
+/* A growable metadata array of `count` used elements of `elem` bytes out of
+ * *cap: returns it unchanged while there is room for one more, else a new
+ * one of twice the room (first_cap the first time) holding the same
+ * elements, the old one freed and *cap updated.  NULL, and nothing changed,
+ * when no metadata memory is left.  The caller serialises. */
+void *sk_meta_array_grow(void *array, uint32_t count, uint32_t *cap, size_t elem, uint32_t first_cap);
 /* Pages a node's metadata pool holds (carved pages, the kept spares too). */
 uint64_t sk_meta_pages(int node);
 /* Free a struct a user holds a handle to: reused only after 64 more such

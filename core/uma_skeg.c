@@ -167,18 +167,11 @@ static void slab_destroy(struct sk_skeg *k, struct skeg_slab *s)
 /* Insert s in the sorted array (lock held).  false: no memory for the array. */
 static bool slab_insert_locked(struct sk_skeg *k, struct skeg_slab *s)
 {
-	if (k->nslabs == k->cap) {
-		uint32_t cap = k->cap ? k->cap * 2 : 16;
-		struct skeg_slab **a = sk_meta_zalloc(cap * sizeof(*a));
-		if (!a)
-			return false;
-		if (k->slabs) {
-			memcpy(a, k->slabs, k->nslabs * sizeof(*a));
-			sk_meta_free(k->slabs, k->cap * sizeof(*a));
-		}
-		k->slabs = a;
-		k->cap = cap;
-	}
+	struct skeg_slab **grown = sk_meta_array_grow(k->slabs, k->nslabs, &k->cap, sizeof(*grown), 16);
+
+	if (!grown)
+		return false;
+	k->slabs = grown;
 	uint32_t pos;
 	slab_of_locked(k, s->mem, &pos);
 	memmove(&k->slabs[pos + 1], &k->slabs[pos], (k->nslabs - pos) * sizeof(*k->slabs));

@@ -185,21 +185,11 @@ static inline unsigned slob_entry_largest(uint64_t entry)
  * metadata allocator's lock inside it (see "Lock order"). */
 static bool slob_list_reserve(struct slob_list *l)
 {
-	uint32_t cap = l->cap ? l->cap * 2 : 64;
-	uint64_t *entry;
+	uint64_t *entry = sk_meta_array_grow(l->entry, l->count, &l->cap, sizeof(*entry), 64);
 
-	if (l->count < l->cap)
-		return true;
-	entry = sk_meta_zalloc(cap * sizeof(*entry));
-	if (!entry)
-		return false;
-	if (l->count)
-		memcpy(entry, l->entry, l->count * sizeof(*entry));
-	if (l->entry)
-		sk_meta_free(l->entry, l->cap * sizeof(*entry));
-	l->entry = entry;
-	l->cap = cap;
-	return true;
+	if (entry)
+		l->entry = entry;
+	return entry != NULL;
 }
 
 static inline void slob_list_put(struct slob_list *l, uint32_t idx, uint64_t entry)

@@ -106,11 +106,16 @@ static inline struct slob_words *slob_words(const struct sk_page *pg)
 }
 
 /*
- * One list of partially free pages: a compact array of entries {page
- * number, largest free block}, so that a search reads consecutive words
- * instead of chasing one page descriptor (a cache miss) per page.  A listed
- * page's descriptor holds its index here (slob_words(pg)->sp_index).
- * Synchronization: every field under the heap lock.
+ * One "list" of partially free pages, which is not a list: an unordered
+ * array of entries {page number, largest free block}, with O(1) removal
+ * (the last entry takes the hole) and a roving next-fit cursor, so that a
+ * search reads eight candidates per cache line instead of one page
+ * descriptor (a cache miss) per candidate.  That is why it is not
+ * common/sk_list.h through the descriptors: the same policy and budget on
+ * an sk_list cost 2.5-3.2x the time per call at the same footprint
+ * (docs/slob.md, "Measured").  A listed page's descriptor holds its index
+ * here (slob_words(pg)->sp_index).  The array grows with
+ * sk_meta_array_grow.  Synchronization: every field under the heap lock.
  */
 struct slob_list {
 	uint64_t *entry;   /* page number << 16 | largest free block (units) */
