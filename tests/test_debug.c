@@ -467,9 +467,9 @@ static void free_pointer(const char *b)
 
 /* A full slab (every object allocated): SLUB keeps it on no list, SLAB and
  * UMA on their full lists.  Its metadata corrupted, validation finds it
- * once and repairs it.  SLOB's full pages hold no metadata of their own
- * (cache pages are whole objects; kmalloc pages' headers are not walked
- * when full): it is not run there. */
+ * once and repairs it.  SLOB: a full page of the kmalloc heap (on no
+ * list), a live block's header corrupted (a full cache page is whole
+ * objects, with no metadata to corrupt). */
 static bool slab_is_full(const char *b, struct sk_cache *c, struct sk_page *pg)
 {
 	if (!strcmp(b, "slub")) {
@@ -498,10 +498,53 @@ static const char *corrupt_full_slab(const char *b, struct sk_cache *c, struct s
 	return "Free bitset corrupt";
 }
 
+static void full_slob_page(void)
+{
+	init_with("slob", NULL, NULL);
+	enum { N = 400 }; /* 248 bytes and the header: 32 units, 16 to a page, filling it */
+	unsigned char *p[N];
+	for (int i = 0; i < N; i++) {
+		p[i] = kmalloc(248, GFP_KERNEL);
+		assert_non_null(p[i]);
+		memset(p[i], 0x33, 248);
+	}
+	assert_int_equal(slabkit_validate(NULL), 0);
+	uint64_t *hdr = NULL;
+	for (int i = 0; i < N && !hdr; i++) {
+		struct sk_page *pg = sk_page_of(p[i]);
+		if (pg->kind == SK_PAGE_HEAP && ((slob_words(pg)->sp_state >> 16) & 0xffff) == SLOB_END)
+			hdr = (uint64_t *)(void *)(p[i] - SLOB_KMALLOC_HDR); /* a full page's live block */
+	}
+	assert_non_null(hdr);
+	if (!hdr)
+		return;
+	uint64_t saved = *hdr;
+	uint64_t e0 = slabkit_debug_errors();
+	*hdr ^= (uint64_t)1 << 40; /* its magic */
+	assert_int_equal(slabkit_validate(NULL), 1);
+	expect_errors(e0, 1, "kmalloc block header corrupt", "slob");
+	assert_int_equal(slabkit_validate(NULL), 0); /* reported once */
+	*hdr = saved; /* so that its block can be freed */
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	for (int i = 0; i < N; i++) { /* the heap still works */
+		p[i] = kmalloc(248, GFP_KERNEL);
+		assert_non_null(p[i]);
+		memset(p[i], 0x44, 248);
+	}
+	for (int i = 0; i < N; i++)
+		kfree(p[i]);
+	assert_int_equal(slabkit_validate(NULL), 0);
+	assert_int_equal(slabkit_debug_errors(), e0 + 1);
+	slabkit_fini();
+}
+
 static void full_slab(const char *b)
 {
-	if (!strcmp(b, "slob"))
+	if (!strcmp(b, "slob")) {
+		full_slob_page();
 		return;
+	}
 	init_with(b, NULL, NULL);
 	struct kmem_cache *s = kmem_cache_create("skt_full", 64, 0, 0, NULL);
 	struct sk_cache *c = (struct sk_cache *)s;

@@ -597,19 +597,21 @@ void *slob_pool_alloc(struct slob_pool *pool, size_t bytes, size_t align, size_t
 	if (block)
 		return block;
 
-	/* A new page, taken without the lock (the provider has its own). */
+	/* A new page, taken without the lock (the provider has its own);
+	 * its words are written under the lock, where slabkit_validate's
+	 * walk of every page reads them. */
 	block = slob_pool_page_alloc(pool, node);
 	if (!block)
 		return NULL;
 	pg = sk_page_of(block);
-	slob_words(pg)->sp_index = slob_words(pg)->sp_unused = 0;
+
+	pthread_mutex_lock(&slob_heap.lock);
+	slob_words(pg)->sp_index = slob_words(pg)->sp_isolated = 0;
 	slob_words(pg)->sp_tag = SLOB_PAGE_TAG | (uintptr_t)pool->kind;
 	slob_set_free(block, 0, SLOB_PAGE_UNITS, SLOB_END);
 	slob_state_put(pg, (struct slob_state){ .free_units = SLOB_PAGE_UNITS, .free_off = 0,
 						.largest = SLOB_PAGE_UNITS,
 						.list = SLOB_LIST_NONE });
-
-	pthread_mutex_lock(&slob_heap.lock);
 	pool->pages++;
 	slob_heap.page_allocs++;
 	/* Every request fits an empty page at any alignment it may ask for:
@@ -864,6 +866,49 @@ static bool slob_page_sound(struct slob_pool *pool, struct sk_cache *c, struct s
 	return true;
 }
 
+/* Full pages (no free block) sit on no list: the page provider's walk
+ * finds them.  Called with the heap lock held, under which a pool's page
+ * words are written and no page of the pool is freed; the provider's node
+ * lock is held too, so nothing is reported here. */
+struct full_pages {
+	struct slob_pool *pool;
+	struct sk_page **page;
+	uint64_t count, cap;
+};
+
+static void collect_full_page(struct sk_page *pg, void *arg)
+{
+	struct full_pages *f = arg;
+	struct slob_state st = slob_state_get(pg);
+
+	/* Empty and partial pages are not read further: a page being
+	 * given back (empty) has its tag cleared outside the lock. */
+	if (st.free_off != SLOB_END || st.list != SLOB_LIST_NONE || slob_words(pg)->sp_isolated ||
+	    !slob_page_in_pool(pg, f->pool) || f->count == f->cap)
+		return;
+	f->page[f->count++] = pg;
+}
+
+/* Heap lock held.  A bad full page keeps its blocks (they are all live)
+ * and is marked so that it is reported once. */
+static uint64_t slob_validate_full_pages(struct slob_pool *pool, struct sk_cache *c)
+{
+	struct full_pages f = { .pool = pool, .cap = pool->pages };
+	uint64_t errors = 0;
+
+	if (!f.cap || !(f.page = sk_meta_zalloc(f.cap * sizeof(*f.page))))
+		return 0;
+	sk_pages_walk_locked(slob_provider_kind(pool), pool->kind == SLOB_KIND_CACHE ? (void *)c : NULL,
+			     collect_full_page, &f);
+	for (uint64_t i = 0; i < f.count; i++)
+		if (!slob_page_sound(pool, c, f.page[i])) {
+			slob_words(f.page[i])->sp_isolated = 1;
+			errors++;
+		}
+	sk_meta_free(f.page, f.cap * sizeof(*f.page));
+	return errors;
+}
+
 uint64_t slob_pool_validate(struct slob_pool *pool, struct sk_cache *c)
 {
 	uint64_t errors = 0;
@@ -896,9 +941,11 @@ uint64_t slob_pool_validate(struct slob_pool *pool, struct sk_cache *c)
 			slob_list_del(pool, pg);
 			slob_state_put(pg, (struct slob_state){ .free_units = 0, .free_off = SLOB_END,
 								.largest = 0, .list = SLOB_LIST_NONE });
+			slob_words(pg)->sp_isolated = 1;
 			errors++;
 		}
 	}
+	errors += slob_validate_full_pages(pool, c);
 	pthread_mutex_unlock(&slob_heap.lock);
 	return errors;
 }

@@ -94,7 +94,7 @@ static inline enum slob_list_id slob_list_for(size_t bytes)
  */
 struct slob_words {
 	uintptr_t sp_index;  /* index of its entry in its list (when listed) */
-	uintptr_t sp_unused;
+	uintptr_t sp_isolated; /* 1: validation took its free blocks (its units no longer sum) */
 	uintptr_t sp_state;  /* free units | first free offset << 16 | largest free block << 32
 	                      * | list << 48 (struct slob_state, slob_heap.c) */
 	uintptr_t sp_tag;    /* SLOB_PAGE_TAG | kind */
