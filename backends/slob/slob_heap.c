@@ -29,8 +29,10 @@
  * SLOB page's state (its descriptor's sp_index, sp_state) and every free block's
  * header.  This is the design's choice, as in Linux (one slob_lock): a
  * page's state, its list and its pool's search position change together,
- * and one lock needs no lock order.  The page provider is never called with
- * the lock held, and neither are constructors (slob.c).  The lock is a
+ * and one lock needs no lock order.  The page provider is never asked for
+ * or given pages with the lock held (slabkit_validate's walk of its
+ * descriptors takes a node lock under it), and constructors never run
+ * under it (slob.c).  The lock is a
  * pthread mutex (adaptive where glibc has it), not a spinlock: a preempted
  * spinlock holder would stall every waiter.
  *
@@ -38,7 +40,7 @@
  *   slob_heap.lock
  *     -> core's metadata lock (sk_meta_zalloc / sk_meta_free: a list array
  *        grows or is freed under the heap lock)
- *       -> the page provider's node lock
+ *       -> the page provider's node lock (also sk_pages_walk_locked)
  * Core never calls into SLOB while holding either of the inner two.
  *
  * Per-page state, in the head descriptor's owner words (struct slob_words;
