@@ -388,6 +388,11 @@ bool sk_cache_free_check(struct sk_cache *c, const void *obj, struct sk_page *pg
 	return true;
 }
 
+/* The object this thread's sk_cache_free_slow is handing to ops->free
+ * (NULL otherwise): a refusal of that object answers the caller's own
+ * free, any other (an array or bucket flushed meanwhile) an earlier one. */
+static __thread const void *freeing_now __attribute__((tls_model("initial-exec")));
+
 sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_page *pg)
 {
 	if (sk_unlikely(c->debug != NULL)) {
@@ -412,22 +417,20 @@ sk_noinline void sk_cache_free_slow(struct sk_cache *c, void *obj, struct sk_pag
 	if (sk_pcpu_fold_if_full(c) && slot_push(c, obj, pg))
 		return;
 	ck_pr_inc_64(&c->ctr.slow_frees);
+	freeing_now = obj;
 	c->ops->free(c, obj, pg);
+	freeing_now = NULL;
 }
 
 /* --- what core gives backends --- */
 
 __thread bool sk_free_refused __attribute__((tls_model("initial-exec")));
 
-void sk_cache_free_refused(struct sk_cache *c)
+void sk_cache_free_refused(struct sk_cache *c, const void *obj)
 {
 	ck_pr_dec_64(&c->ctr.slow_frees);
-	sk_free_refused = true;
-}
-
-void sk_cache_free_dropped(struct sk_cache *c)
-{
-	ck_pr_dec_64(&c->ctr.slow_frees);
+	if (obj == freeing_now)
+		sk_free_refused = true;
 }
 
 void *sk_slab_pages_alloc(struct sk_cache *c, int node, unsigned order)

@@ -209,12 +209,13 @@ enum sk_misuse_kind {
 void sk_free_misuse(const char *call, const struct sk_cache *c, enum sk_misuse_kind kind, const void *p,
 		    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* ops->free called sk_free_misuse and dropped the object: core takes back
- * the free it counted, and the caller's front end learns it (sk_free_refused). */
-void sk_cache_free_refused(struct sk_cache *c);
-/* The same for a refused free found later, when a per-CPU array or bucket
- * is flushed to its slabs: the count is taken back, no caller is told. */
-void sk_cache_free_dropped(struct sk_cache *c);
+/* A backend called sk_free_misuse for obj and dropped it: core takes back
+ * the free it counted.  When obj is the object of the free in progress on
+ * this thread (ops->free at the caller's call), the caller's front end
+ * learns it too (sk_free_refused: a UMA zone with a limit does not count
+ * it); a refusal found while flushing an array or a bucket answers an
+ * earlier free, so only the count changes. */
+void sk_cache_free_refused(struct sk_cache *c, const void *obj);
 
 /* Pages for a heap shared by many caches (SLOB): kind SK_PAGE_HEAP. */
 void *sk_heap_pages_alloc(int node, unsigned order);

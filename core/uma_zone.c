@@ -591,6 +591,18 @@ static void *stash_pop(struct uma_zone *z, uint32_t floor)
 	return item;
 }
 
+/* Is item the stash's top entry, the item freed last?  Freeing it again is
+ * a double free (the freelist-head check of core's other stacks). */
+static bool stash_is_top(struct uma_zone *z, const void *item)
+{
+	if (!sk_load(&z->stash_n)) /* read without the lock, as stash_pop */
+		return false;
+	pthread_mutex_lock(&z->stash_lock);
+	bool top = sk_stack_is_top(z->stash, z->stash_n, item);
+	pthread_mutex_unlock(&z->stash_lock);
+	return top;
+}
+
 /* Keep item if the stash holds fewer than `limit`. */
 static bool stash_push(struct uma_zone *z, void *item, uint32_t limit)
 {
@@ -838,6 +850,11 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 			return;
 	} else {
 		sk_trace_free(SK_TRACE_API_UMA, item); /* a cache zone: no keg to check against */
+	}
+	if (zone_keeps_items(z) && sk_unlikely(stash_is_top(z, item))) {
+		sk_free_misuse("uma_zfree", z->keg, SK_MISUSE_DOUBLE_FREE, item, "it is the first free item of zone %s's cache",
+			       z->name);
+		return;
 	}
 	if (z->dtor)
 		z->dtor(item, z->size, arg);

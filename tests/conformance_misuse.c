@@ -294,17 +294,18 @@ static void test_misuse_double_free_uma(void **state)
 	(void)state;
 	sk_expect_panics();
 	char pt[32];
-	/* A plain zone, one with a limit (its count must not go below 0), and
-	 * one with no per-CPU buckets: its frees reach the backend's slab,
-	 * whose own record catches the second free of the object it freed
-	 * last (SLAB's free-index array, SLUB's slab free list, UMA's bitset,
-	 * SLOB's heap), reported by core's one policy all the same.  keep
-	 * holds the slab (SLUB and SLOB give an empty one back at once). */
-	for (int variant = 0; variant < 3; variant++) {
+	/* A plain zone, one with a limit (its count must not go below what
+	 * is live), and the same two with no per-CPU buckets: their frees
+	 * reach the backend's slab, whose own record catches the second free
+	 * of the object it freed last (SLAB's free-index array, SLUB's slab
+	 * free list, UMA's bitset, SLOB's heap), reported by core's one policy
+	 * all the same.  keep holds the slab (SLUB and SLOB give an empty one
+	 * back at once). */
+	for (int variant = 0; variant < 4; variant++) {
 		dbl_zone = uma_zcreate("skt_udbl", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR,
-				       variant == 2 ? UMA_ZONE_NOBUCKET : 0);
+				       variant >= 2 ? UMA_ZONE_NOBUCKET : 0);
 		assert_non_null(dbl_zone);
-		if (variant == 1)
+		if (variant & 1)
 			uma_zone_set_max(dbl_zone, 1000);
 		char *keep = uma_zalloc(dbl_zone, M_WAITOK), *p = uma_zalloc(dbl_zone, M_WAITOK);
 		assert_non_null(keep);
@@ -327,6 +328,28 @@ static void test_misuse_double_free_uma(void **state)
 		assert_int_equal(uma_zone_get_cur(dbl_zone), 0);
 		uma_zdestroy(dbl_zone);
 	}
+	/* A secondary zone counts its items itself: a second free is caught
+	 * by its own cache of free items (the item freed last), or, when it
+	 * keeps none, by the backend's slab; either way it is not counted. */
+	uma_zone_t primary = uma_zcreate("skt_udbl_p", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, UMA_ZONE_NOBUCKET);
+	assert_non_null(primary);
+	for (int keeps = 1; keeps >= 0; keeps--) {
+		uma_zone_t second = uma_zsecond_create("skt_udbl_s", NULL, NULL, NULL, NULL, primary);
+		assert_non_null(second);
+		if (!keeps)
+			uma_zone_set_maxcache(second, 0);
+		char *keep = uma_zalloc(second, M_WAITOK), *p = uma_zalloc(second, M_WAITOK);
+		assert_non_null(keep);
+		assert_non_null(p);
+		uma_zfree(second, p);
+		EXPECT_ONE_REPORT(p, uma_zfree(second, p));
+		sk_assert_reported("uma_zfree", "double free of", sk_ptr_text(p, pt));
+		assert_int_equal(uma_zone_get_cur(second), 1);
+		uma_zfree(second, keep);
+		assert_int_equal(uma_zone_get_cur(second), 0);
+		uma_zdestroy(second);
+	}
+	uma_zdestroy(primary);
 	healthy_after_misuse();
 }
 

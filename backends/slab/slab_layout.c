@@ -470,7 +470,7 @@ static bool slab_put_obj(struct sk_cache *c, struct slab_cache *sc, struct slab_
 	slab_freelist_set(sc, slab_freelist(sc, pg), active, idx);
 	return true;
 bad:
-	sk_cache_free_dropped(c);
+	sk_cache_free_refused(c, obj);
 	return false;
 }
 
@@ -486,7 +486,7 @@ void bslab_free_block(struct sk_cache *c, struct slab_node *n, void **objs, uint
 		if (!pg || pg->kind != SK_PAGE_SLAB || pg->owner != c || pg->node != n->id) {
 			sk_free_misuse(NULL, c, pg && pg->kind == SK_PAGE_SLAB ? SK_MISUSE_WRONG_CACHE : SK_MISUSE_FOREIGN,
 				       objs[i], "not an object of this cache on node %d", n->id);
-			sk_cache_free_dropped(c);
+			sk_cache_free_refused(c, objs[i]);
 			continue;
 		}
 		if (!slab_put_obj(c, sc, n, pg, objs[i]))

@@ -252,7 +252,7 @@ static void *slob_cache_alloc(struct sk_cache *c, int node, unsigned flags)
 static sk_cold void slob_refuse(struct sk_cache *c, const void *obj, enum slob_free_result res)
 {
 	slob_report(c, obj, res);
-	sk_cache_free_refused(c);
+	sk_cache_free_refused(c, obj);
 }
 
 static void slob_cache_free_now(struct sk_cache *c, void *obj, struct sk_page *pg);

@@ -350,7 +350,7 @@ void slub_slab_free(struct sk_cache *c, void *obj, struct sk_page *slab, struct 
 			/* The hardened freelist's check: obj is already free. */
 			sk_free_misuse(NULL, c, SK_MISUSE_DOUBLE_FREE, obj,
 				       "it is the first free object of its slab");
-			sk_cache_free_refused(c);
+			sk_cache_free_refused(c, obj);
 			return;
 		}
 		slub_set_next(c, obj, prior);

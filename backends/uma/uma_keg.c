@@ -424,7 +424,7 @@ static sk_cold void report_bad_free(struct uma_kz *kz, void *item)
 		sk_free_misuse(NULL, c, SK_MISUSE_INTERIOR, item, "not the start of an item");
 	else
 		sk_free_misuse(NULL, c, SK_MISUSE_DOUBLE_FREE, item, "its slab's bitset says it is free");
-	sk_cache_free_dropped(c);
+	sk_cache_free_refused(c, item);
 }
 
 void skuma_keg_free_item(struct uma_kz *kz, void *item, struct sk_page *slab)
