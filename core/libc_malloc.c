@@ -348,7 +348,7 @@ static void *class_alloc(struct sk_cache *c, size_t size, const void *site)
 		p = sk_cache_alloc_slow(c, SK_NODE_ANY, 0, site);
 	if (sk_unlikely(!p))
 		return enomem();
-	sk_libc_count_requested(c, size);
+	sk_count_requested(c, size);
 	return p;
 }
 

@@ -39,20 +39,6 @@ enum sk_wait_policy sk_gfp_wait_policy(unsigned int gfp, size_t size)
 	return SK_WAIT_LONG;
 }
 
-/* Count what the caller asked for: size classes keep the slack below the
- * class size, so that a request of exactly a class size adds nothing. */
-static sk_always_inline void count_requested(struct sk_cache *c, size_t size)
-{
-	size_t slack = c->object_size - size;
-
-	if (sk_likely(slack == 0))
-		return;
-	if (sk_likely(c->pcpu_base != NULL))
-		sk_pcpu_add_slack(c, slack);
-	else
-		ck_pr_add_64(&c->ctr.slow_bytes_slack, slack);
-}
-
 /* SLABKIT_LEAKS: record a large or heap block (cache objects are recorded
  * by the cache's slow path). */
 static void track_block(const void *p, const void *site)
@@ -105,7 +91,7 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 			p = sk_cache_alloc_node(c, node == NUMA_NO_NODE ? SK_NODE_ANY : node,
 						sk_gfp_alloc_flags(gfp), site);
 			if (p)
-				count_requested(c, size);
+				sk_count_requested(c, size);
 		} else if (heap && size <= heap->kmalloc_max) {
 			p = heap->kmalloc(size, node == NUMA_NO_NODE ? SK_NODE_ANY : node, sk_gfp_alloc_flags(gfp));
 			if (p) {
@@ -166,7 +152,7 @@ static sk_noinline void *kmalloc_miss(unsigned idx, size_t size, gfp_t gfp, void
 		sk_cache_free(c, p, sk_page_of(p));
 		return kmalloc_slow(size, gfp, NUMA_NO_NODE, "kmalloc", site);
 	}
-	count_requested(c, size);
+	sk_count_requested(c, size);
 	if (gfp & __GFP_ZERO)
 		memset(p, 0, c->object_size);
 	return p;

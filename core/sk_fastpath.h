@@ -693,6 +693,22 @@ static sk_always_inline void sk_pcpu_add_slack(struct sk_cache *c, uint64_t n)
 		sk_pcpu_add_locked(c, n);
 }
 
+/* Count what the caller of a size class asked for: the slack below the
+ * class size (a request of exactly a class size adds nothing), kmalloc's
+ * and libc's alike; a backend without per-CPU slots (SLOB) adds it to the
+ * cache's shared counter. */
+static sk_always_inline void sk_count_requested(struct sk_cache *c, size_t size)
+{
+	size_t slack = c->object_size - size;
+
+	if (sk_likely(slack == 0))
+		return;
+	if (sk_likely(c->pcpu_base != NULL))
+		sk_pcpu_add_slack(c, slack);
+	else
+		ck_pr_add_64(&c->ctr.slow_bytes_slack, slack);
+}
+
 #pragma GCC visibility pop
 
 #endif /* SLABKIT_FASTPATH_H */

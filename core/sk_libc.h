@@ -58,19 +58,6 @@ int sk_libc_trim(void);
 /* Bytes of the bootstrap heap in use (tests). */
 size_t sk_libc_boot_bytes(void);
 
-/* Count what the caller asked for as the slack below the class size (as
- * kmalloc does: a request of exactly a class size adds nothing). */
-static sk_always_inline void sk_libc_count_requested(struct sk_cache *c, size_t size)
-{
-	size_t slack = c->object_size - size;
-
-	if (sk_likely(slack == 0))
-		return;
-	if (sk_likely(c->pcpu_base != NULL))
-		sk_pcpu_add_slack(c, slack);
-	else /* a backend without per-CPU slots (SLOB) */
-		ck_pr_add_64(&c->ctr.slow_bytes_slack, slack);
-}
 
 /* malloc's fast path: a block of size's libc class from this CPU's slot,
  * or NULL (too large, not initialised, slot empty: the caller's slow path). */
@@ -81,7 +68,7 @@ static sk_always_inline void *sk_libc_pop(size_t size)
 		if (sk_likely(c != NULL)) {
 			void *p = sk_pcpu_pop(c);
 			if (sk_likely(p != NULL)) {
-				sk_libc_count_requested(c, size);
+				sk_count_requested(c, size);
 				return p;
 			}
 		}
