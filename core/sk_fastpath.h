@@ -153,23 +153,96 @@ void sk_pcpu_add_locked(struct sk_cache *c, uint64_t n);
 _Static_assert(__builtin_offsetof(struct sk_cache, pcpu_base) == 0, "asm reads pcpu_base at +0");
 _Static_assert(__builtin_offsetof(struct sk_cache, pcpu_stride) == 8, "asm reads pcpu_stride at +8");
 
+/*
+ * The four operations' bodies, each written once.  The plain sequences
+ * commit straight after a body; the counted ones (malloc(9)'s per-type
+ * counter, below) put SK_RSEQ_COUNT between body and commit.  In the list
+ * bodies, `load_off` and `next` say where an object's free pointer is: the
+ * plain sequences take free_offset in a register ([off]), the counted ones,
+ * short of registers, load it into %rax first.
+ */
+#define SK_LIST_POP_BODY(load_off, next)                                      \
+	"cmpl $0, 44(%[cpu])\n\t"           /* lock held: miss */             \
+	"jne %l[miss]\n\t"                                                    \
+	"movq 8(%[cpu]), %[w]\n\t"          /* w = top */                     \
+	"movabsq $0xffffffffffff, %[tmp]\n\t"                                 \
+	"movq %[w], %[obj]\n\t"             /* obj = its low 48 bits */       \
+	"andq %[tmp], %[obj]\n\t"                                             \
+	"jz %l[miss]\n\t"                   /* empty */                       \
+	"xorq %[obj], %[w]\n\t"             /* keep the counts */             \
+	"movabsq $0x100000000000000, %[tmp]\n\t"                              \
+	"addq %[tmp], %[w]\n\t"             /* allocs + 1 (bits 56-63) */     \
+	"jc %l[miss]\n\t"                   /* full: core folds */            \
+	load_off                                                              \
+	"addq " next ", %[w]\n\t"           /* new head: obj's next */
+
+#define SK_LIST_PUSH_BODY(load_off, next)                                     \
+	"cmpl $0, 44(%[cpu])\n\t"                                             \
+	"jne %l[miss]\n\t"                                                    \
+	"cmpq %[tag], 24(%[cpu])\n\t"       /* not this slot's slab */        \
+	"jne %l[miss]\n\t"                                                    \
+	"movq 8(%[cpu]), %[w]\n\t"                                            \
+	"movq %[w], %[tmp]\n\t"             /* frees (bits 48-55) full: core folds */ \
+	"shrq $48, %[tmp]\n\t"                                                \
+	"cmpb $-1, %b[tmp]\n\t"                                               \
+	"je %l[miss]\n\t"                                                     \
+	"movabsq $0xffffffffffff, %[tmp]\n\t"                                 \
+	"andq %[w], %[tmp]\n\t"             /* old head */                    \
+	"cmpq %[tmp], %[obj]\n\t"           /* freeing the head: double free */ \
+	"je %l[miss]\n\t"                                                     \
+	load_off                                                              \
+	"movq %[tmp], " next "\n\t"         /* obj->next = old head */        \
+	"xorq %[tmp], %[w]\n\t"                                               \
+	"addq %[obj], %[w]\n\t"             /* head = obj */                  \
+	"movabsq $0x1000000000000, %[tmp]\n\t"                                \
+	"addq %[tmp], %[w]\n\t"             /* frees + 1 */
+
+#define SK_LIST_NEXT_IN_REG "(%[obj],%[off])"
+#define SK_LIST_NEXT_IN_RAX "(%[obj],%%rax)"
+#define SK_LIST_LOAD_OFF_RAX "movl %c[off](%[c]), %%eax\n\t" /* free_offset */
+
+#define SK_ARRAY_POP_BODY                                                     \
+	"cmpl $0, 44(%[cpu])\n\t"                                             \
+	"jne %l[miss]\n\t"                                                    \
+	"movq 8(%[cpu]), %[w]\n\t"                                            \
+	"testl $0x80000000, %k[w]\n\t"      /* frees past half: core folds (see push) */ \
+	"jnz %l[miss]\n\t"                                                    \
+	"movzwl %w[w], %k[tmp]\n\t"         /* n = entries in use (bits 0-15) */ \
+	"testl %k[tmp], %k[tmp]\n\t"                                          \
+	"jz %l[miss]\n\t"                                                     \
+	"movq 32(%[cpu]), %[obj]\n\t"       /* obj = entries[n - 1] */        \
+	"movq -8(%[obj],%[tmp],8), %[obj]\n\t"                                \
+	"decq %[w]\n\t"                                                       \
+	"movabsq $0x100000000, %[tmp]\n\t"                                    \
+	"addq %[tmp], %[w]\n\t"             /* allocs + 1 (bits 32-63) */     \
+	"jc %l[miss]\n\t"                   /* full: core folds */
+
+/* No check of the frees field (bits 16-31) in the push: pops keep it below
+ * 0x8000, and at most `limit` (<= 32767) pushes can follow a pop. */
+#define SK_ARRAY_PUSH_BODY                                                    \
+	"cmpl $0, 44(%[cpu])\n\t"                                             \
+	"jne %l[miss]\n\t"                                                    \
+	"cmpq %[tag], 24(%[cpu])\n\t"       /* object of another node */      \
+	"jne %l[miss]\n\t"                                                    \
+	"movq 8(%[cpu]), %[w]\n\t"                                            \
+	"movzwl %w[w], %k[n]\n\t"                                             \
+	"cmpl 40(%[cpu]), %k[n]\n\t"        /* full: n >= limit */            \
+	"jae %l[miss]\n\t"                                                    \
+	"movq 32(%[cpu]), %[tmp]\n\t"                                         \
+	"testl %k[n], %k[n]\n\t"                                              \
+	"jz 5f\n\t"                                                           \
+	"cmpq %[obj], -8(%[tmp],%[n],8)\n\t" /* freeing the top entry: double free */ \
+	"je %l[miss]\n\t"                                                     \
+	"5:\n\t"                                                              \
+	"movq %[obj], (%[tmp],%[n],8)\n\t"  /* entries[n] = obj */            \
+	"leaq 0x10001(%[w]), %[w]\n\t"      /* n + 1, frees + 1 */
+
 static sk_always_inline void *sk_pcpu_list_pop_rseq(struct sk_cache *c)
 {
 	uintptr_t slot, w, obj, tmp, rs;
 restart:
 	asm volatile goto(SK_RSEQ_CS_BEGIN
-		 "cmpl $0, 44(%[cpu])\n\t"           /* lock held: miss */
-		 "jne %l[miss]\n\t"
-		 "movq 8(%[cpu]), %[w]\n\t"          /* w = top */
-		 "movabsq $0xffffffffffff, %[tmp]\n\t"
-		 "movq %[w], %[obj]\n\t"             /* obj = its low 48 bits */
-		 "andq %[tmp], %[obj]\n\t"
-		 "jz %l[miss]\n\t"                   /* empty */
-		 "xorq %[obj], %[w]\n\t"             /* keep the counts */
-		 "movabsq $0x100000000000000, %[tmp]\n\t"
-		 "addq %[tmp], %[w]\n\t"             /* allocs + 1 (bits 56-63) */
-		 "jc %l[miss]\n\t"                   /* full: core folds */
-		 "addq (%[obj],%[off]), %[w]\n\t"    /* new head: obj's next */
+		 SK_LIST_POP_BODY("", SK_LIST_NEXT_IN_REG)
 		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
 		 SK_RSEQ_CS_END
 		 : [cpu] "=&r"(slot), [w] "=&r"(w), [obj] "=&r"(obj), [tmp] "=&r"(tmp), [rs] "=&r"(rs)
@@ -188,24 +261,7 @@ static sk_always_inline bool sk_pcpu_list_push_rseq(struct sk_cache *c, void *ob
 	uintptr_t slot, w, tmp, rs;
 restart:
 	asm volatile goto(SK_RSEQ_CS_BEGIN
-		 "cmpl $0, 44(%[cpu])\n\t"
-		 "jne %l[miss]\n\t"
-		 "cmpq %[tag], 24(%[cpu])\n\t"       /* not this slot's slab */
-		 "jne %l[miss]\n\t"
-		 "movq 8(%[cpu]), %[w]\n\t"
-		 "movq %[w], %[tmp]\n\t"             /* frees (bits 48-55) full: core folds */
-		 "shrq $48, %[tmp]\n\t"
-		 "cmpb $-1, %b[tmp]\n\t"
-		 "je %l[miss]\n\t"
-		 "movabsq $0xffffffffffff, %[tmp]\n\t"
-		 "andq %[w], %[tmp]\n\t"             /* old head */
-		 "cmpq %[tmp], %[obj]\n\t"           /* freeing the head: double free */
-		 "je %l[miss]\n\t"
-		 "movq %[tmp], (%[obj],%[off])\n\t"  /* obj->next = old head */
-		 "xorq %[tmp], %[w]\n\t"
-		 "addq %[obj], %[w]\n\t"             /* head = obj */
-		 "movabsq $0x1000000000000, %[tmp]\n\t"
-		 "addq %[tmp], %[w]\n\t"             /* frees + 1 */
+		 SK_LIST_PUSH_BODY("", SK_LIST_NEXT_IN_REG)
 		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
 		 SK_RSEQ_CS_END
 		 : [cpu] "=&r"(slot), [w] "=&r"(w), [tmp] "=&r"(tmp), [rs] "=&r"(rs)
@@ -222,20 +278,7 @@ static sk_always_inline void *sk_pcpu_array_pop_rseq(struct sk_cache *c)
 	uintptr_t slot, w, obj, tmp, rs;
 restart:
 	asm volatile goto(SK_RSEQ_CS_BEGIN
-		 "cmpl $0, 44(%[cpu])\n\t"
-		 "jne %l[miss]\n\t"
-		 "movq 8(%[cpu]), %[w]\n\t"
-		 "testl $0x80000000, %k[w]\n\t"      /* frees past half: core folds (see push) */
-		 "jnz %l[miss]\n\t"
-		 "movzwl %w[w], %k[tmp]\n\t"         /* n = entries in use (bits 0-15) */
-		 "testl %k[tmp], %k[tmp]\n\t"
-		 "jz %l[miss]\n\t"
-		 "movq 32(%[cpu]), %[obj]\n\t"       /* obj = entries[n - 1] */
-		 "movq -8(%[obj],%[tmp],8), %[obj]\n\t"
-		 "decq %[w]\n\t"
-		 "movabsq $0x100000000, %[tmp]\n\t"
-		 "addq %[tmp], %[w]\n\t"             /* allocs + 1 (bits 32-63) */
-		 "jc %l[miss]\n\t"                   /* full: core folds */
+		 SK_ARRAY_POP_BODY
 		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
 		 SK_RSEQ_CS_END
 		 : [cpu] "=&r"(slot), [w] "=&r"(w), [obj] "=&r"(obj), [tmp] "=&r"(tmp), [rs] "=&r"(rs)
@@ -252,24 +295,7 @@ static sk_always_inline bool sk_pcpu_array_push_rseq(struct sk_cache *c, void *o
 	uintptr_t slot, w, n, tmp, rs;
 restart:
 	asm volatile goto(SK_RSEQ_CS_BEGIN
-		 "cmpl $0, 44(%[cpu])\n\t"
-		 "jne %l[miss]\n\t"
-		 "cmpq %[tag], 24(%[cpu])\n\t"       /* object of another node */
-		 "jne %l[miss]\n\t"
-		 "movq 8(%[cpu]), %[w]\n\t"
-		 "movzwl %w[w], %k[n]\n\t"
-		 "cmpl 40(%[cpu]), %k[n]\n\t"        /* full: n >= limit */
-		 "jae %l[miss]\n\t"
-		 /* No check of the frees field (bits 16-31): pops keep it below
-		  * 0x8000, and at most `limit` (<= 32767) pushes can follow a pop. */
-		 "movq 32(%[cpu]), %[tmp]\n\t"
-		 "testl %k[n], %k[n]\n\t"
-		 "jz 5f\n\t"
-		 "cmpq %[obj], -8(%[tmp],%[n],8)\n\t" /* freeing the top entry: double free */
-		 "je %l[miss]\n\t"
-		 "5:\n\t"
-		 "movq %[obj], (%[tmp],%[n],8)\n\t"  /* entries[n] = obj */
-		 "leaq 0x10001(%[w]), %[w]\n\t"      /* n + 1, frees + 1 */
+		 SK_ARRAY_PUSH_BODY
 		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
 		 SK_RSEQ_CS_END
 		 : [cpu] "=&r"(slot), [w] "=&r"(w), [n] "=&r"(n), [tmp] "=&r"(tmp), [rs] "=&r"(rs)
@@ -393,19 +419,7 @@ static sk_always_inline void *sk_pcpu_list_pop_counted_rseq(struct sk_cache *c, 
 	uintptr_t slot, w, obj, tmp, rs, wit;
 restart:
 	asm volatile goto(SK_RSEQ_CS_BEGIN_COUNTED
-		 "cmpl $0, 44(%[cpu])\n\t"           /* lock held: miss */
-		 "jne %l[miss]\n\t"
-		 "movq 8(%[cpu]), %[w]\n\t"          /* w = top */
-		 "movabsq $0xffffffffffff, %[tmp]\n\t"
-		 "movq %[w], %[obj]\n\t"             /* obj = its low 48 bits */
-		 "andq %[tmp], %[obj]\n\t"
-		 "jz %l[miss]\n\t"                   /* empty */
-		 "xorq %[obj], %[w]\n\t"             /* keep the counts */
-		 "movabsq $0x100000000000000, %[tmp]\n\t"
-		 "addq %[tmp], %[w]\n\t"             /* allocs + 1 (bits 56-63) */
-		 "jc %l[miss]\n\t"                   /* full: core folds */
-		 "movl %c[off](%[c]), %%eax\n\t"     /* free_offset */
-		 "addq (%[obj],%%rax), %[w]\n\t"    /* new head: obj's next */
+		 SK_LIST_POP_BODY(SK_LIST_LOAD_OFF_RAX, SK_LIST_NEXT_IN_RAX)
 		 SK_RSEQ_COUNT
 		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
 		 SK_RSEQ_CS_END_COUNTED
@@ -429,25 +443,7 @@ static sk_always_inline bool sk_pcpu_list_push_counted_rseq(struct sk_cache *c, 
 	uintptr_t slot, w, tmp, rs, wit;
 restart:
 	asm volatile goto(SK_RSEQ_CS_BEGIN_COUNTED
-		 "cmpl $0, 44(%[cpu])\n\t"
-		 "jne %l[miss]\n\t"
-		 "cmpq %[tag], 24(%[cpu])\n\t"       /* not this slot's slab */
-		 "jne %l[miss]\n\t"
-		 "movq 8(%[cpu]), %[w]\n\t"
-		 "movq %[w], %[tmp]\n\t"             /* frees (bits 48-55) full: core folds */
-		 "shrq $48, %[tmp]\n\t"
-		 "cmpb $-1, %b[tmp]\n\t"
-		 "je %l[miss]\n\t"
-		 "movabsq $0xffffffffffff, %[tmp]\n\t"
-		 "andq %[w], %[tmp]\n\t"             /* old head */
-		 "cmpq %[tmp], %[obj]\n\t"           /* freeing the head: double free */
-		 "je %l[miss]\n\t"
-		 "movl %c[off](%[c]), %%eax\n\t"     /* free_offset */
-		 "movq %[tmp], (%[obj],%%rax)\n\t"  /* obj->next = old head */
-		 "xorq %[tmp], %[w]\n\t"
-		 "addq %[obj], %[w]\n\t"             /* head = obj */
-		 "movabsq $0x1000000000000, %[tmp]\n\t"
-		 "addq %[tmp], %[w]\n\t"             /* frees + 1 */
+		 SK_LIST_PUSH_BODY(SK_LIST_LOAD_OFF_RAX, SK_LIST_NEXT_IN_RAX)
 		 SK_RSEQ_COUNT
 		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
 		 SK_RSEQ_CS_END_COUNTED
@@ -469,20 +465,7 @@ static sk_always_inline void *sk_pcpu_array_pop_counted_rseq(struct sk_cache *c,
 	uintptr_t slot, w, obj, tmp, rs, wit;
 restart:
 	asm volatile goto(SK_RSEQ_CS_BEGIN_COUNTED
-		 "cmpl $0, 44(%[cpu])\n\t"
-		 "jne %l[miss]\n\t"
-		 "movq 8(%[cpu]), %[w]\n\t"
-		 "testl $0x80000000, %k[w]\n\t"      /* frees past half: core folds */
-		 "jnz %l[miss]\n\t"
-		 "movzwl %w[w], %k[tmp]\n\t"         /* n = entries in use (bits 0-15) */
-		 "testl %k[tmp], %k[tmp]\n\t"
-		 "jz %l[miss]\n\t"
-		 "movq 32(%[cpu]), %[obj]\n\t"       /* obj = entries[n - 1] */
-		 "movq -8(%[obj],%[tmp],8), %[obj]\n\t"
-		 "decq %[w]\n\t"
-		 "movabsq $0x100000000, %[tmp]\n\t"
-		 "addq %[tmp], %[w]\n\t"             /* allocs + 1 (bits 32-63) */
-		 "jc %l[miss]\n\t"                   /* full: core folds */
+		 SK_ARRAY_POP_BODY
 		 SK_RSEQ_COUNT
 		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
 		 SK_RSEQ_CS_END_COUNTED
@@ -504,22 +487,7 @@ static sk_always_inline bool sk_pcpu_array_push_counted_rseq(struct sk_cache *c,
 	uintptr_t slot, w, n, tmp, rs, wit;
 restart:
 	asm volatile goto(SK_RSEQ_CS_BEGIN_COUNTED
-		 "cmpl $0, 44(%[cpu])\n\t"
-		 "jne %l[miss]\n\t"
-		 "cmpq %[tag], 24(%[cpu])\n\t"       /* object of another node */
-		 "jne %l[miss]\n\t"
-		 "movq 8(%[cpu]), %[w]\n\t"
-		 "movzwl %w[w], %k[n]\n\t"
-		 "cmpl 40(%[cpu]), %k[n]\n\t"        /* full: n >= limit */
-		 "jae %l[miss]\n\t"
-		 "movq 32(%[cpu]), %[tmp]\n\t"
-		 "testl %k[n], %k[n]\n\t"
-		 "jz 5f\n\t"
-		 "cmpq %[obj], -8(%[tmp],%[n],8)\n\t" /* freeing the top entry: double free */
-		 "je %l[miss]\n\t"
-		 "5:\n\t"
-		 "movq %[obj], (%[tmp],%[n],8)\n\t"  /* entries[n] = obj */
-		 "leaq 0x10001(%[w]), %[w]\n\t"      /* n + 1, frees + 1 */
+		 SK_ARRAY_PUSH_BODY
 		 SK_RSEQ_COUNT
 		 "movq %[w], 8(%[cpu])\n\t"          /* commit */
 		 SK_RSEQ_CS_END_COUNTED
