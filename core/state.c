@@ -123,9 +123,11 @@ void sk_misuse(const char *fmt, ...)
 
 /* --- the misuse policy for a refused free (sk_backend.h) --- */
 
-/* SLABKIT_MISUSE=report: a refused free is reported and the program goes
- * on without the panic hook.  Set by slabkit_init. */
-static bool misuse_report_only;
+/* A refused free is reported, dropped, and the program goes on (the
+ * default, SLABKIT_MISUSE=report): nothing already allocated is harmed, so
+ * stopping the program is the program's choice (SLABKIT_MISUSE=panic), as
+ * the debug layer's abort is.  Set by slabkit_init. */
+static bool misuse_report_only = true;
 
 static const char *const misuse_class[] = {
 	[SK_MISUSE_DOUBLE_FREE] = "double free of",
@@ -172,12 +174,12 @@ void sk_free_misuse(const char *call, const struct sk_cache *c, enum sk_misuse_k
 
 static int misuse_configure(const char *mode)
 {
-	if (!mode || !*mode || !strcmp(mode, "panic")) {
-		misuse_report_only = false;
-	} else if (!strcmp(mode, "report")) {
+	if (!mode || !*mode || !strcmp(mode, "report")) {
 		misuse_report_only = true;
+	} else if (!strcmp(mode, "panic")) {
+		misuse_report_only = false;
 	} else {
-		sk_errorf("slabkit: unknown misuse policy '%s' (expected panic or report)", mode);
+		sk_errorf("slabkit: unknown misuse policy '%s' (expected report or panic)", mode);
 		return -EINVAL;
 	}
 	return 0;

@@ -369,12 +369,13 @@ static void test_misuse_interior_bsd_free(void **state)
 	healthy_after_misuse();
 }
 
-/* SLABKIT_MISUSE=report (slabkit_config.misuse): the same reports, no
+/* The report policy, the default (no setting at all) and
+ * SLABKIT_MISUSE=report (slabkit_config.misuse): the same reports, no
  * panic hook (the default one, which would abort, is in place), and the
- * process goes on.  In a child, which re-initialises slabkit so. */
-static void test_misuse_report_policy(void **state)
+ * process goes on.  In a child, which re-initialises slabkit so; the
+ * suites themselves run with the panic policy (sk_install_hooks). */
+static void report_policy_in_child(const char *misuse)
 {
-	(void)state;
 	sk_expect_panics();
 	fflush(NULL);
 	pid_t pid = fork();
@@ -383,7 +384,8 @@ static void test_misuse_report_policy(void **state)
 		slabkit_fini();
 		sk_capture_reset();
 		sk_expect_panics();
-		struct slabkit_config cfg = { .misuse = "report", .tick_ms = -1 };
+		unsetenv("SLABKIT_MISUSE");
+		struct slabkit_config cfg = { .misuse = misuse, .tick_ms = -1 };
 		if (slabkit_init(&cfg) != 0)
 			_exit(10);
 		slabkit_set_panic_hook(NULL); /* the default: abort */
@@ -419,8 +421,16 @@ static void test_misuse_report_policy(void **state)
 	int st = 0;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		fail_msg("child: %s %d (10 init, 11 alloc, 12 reports, 13 reuse; a signal: it aborted)",
-			 WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+		fail_msg("child (misuse %s): %s %d (10 init, 11 alloc, 12 reports, 13 reuse; a signal: it aborted)",
+			 misuse ? misuse : "default", WIFEXITED(st) ? "exit" : "signal",
+			 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+}
+
+static void test_misuse_report_policy(void **state)
+{
+	(void)state;
+	report_policy_in_child(NULL);
+	report_policy_in_child("report");
 }
 
 static const struct CMUnitTest misuse_tests[] = {

@@ -249,7 +249,7 @@ static void test_foreign_free_reported(void **state)
 		dup2(fds[1], 2);
 		void *volatile foreign = &not_heap;
 		free(foreign);
-		_exit(0); /* not reached: the default misuse hook aborts */
+		_exit(0); /* the default misuse policy reports, drops the free and goes on */
 	}
 	close(fds[1]);
 	char buf[1024] = "";
@@ -260,7 +260,7 @@ static void test_foreign_free_reported(void **state)
 	close(fds[0]);
 	int st;
 	waitpid(c, &st, 0);
-	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	char ptr[32];
 	snprintf(ptr, sizeof(ptr), "%lx", (unsigned long)(uintptr_t)&not_heap);
 	assert_non_null(strstr(buf, "free"));

@@ -94,6 +94,9 @@ static inline void sk_install_hooks(void)
 	 * order, footprints): in an ASan build or under valgrind they run
 	 * without the sanitizer mode (docs/debug.md) unless a test asks. */
 	setenv("SLABKIT_SANITIZE", "off", 0);
+	/* They count refused frees through the panic hook: the panic policy
+	 * (the default, report, is tested in conformance_misuse.c). */
+	setenv("SLABKIT_MISUSE", "panic", 0);
 	slabkit_set_message_hook(sk_capture_message);
 	slabkit_set_panic_hook(sk_capture_panic);
 }

@@ -73,9 +73,9 @@ struct slabkit_config {
 	/* What follows the report of a free slabkit refuses (a double free,
 	 * an interior pointer, an object of another cache, zone or type, a
 	 * pointer slabkit never returned; the free is dropped either way):
-	 * "panic" (the panic hook, which aborts unless replaced) or "report"
-	 * (nothing more: the program goes on).  NULL: $SLABKIT_MISUSE, else
-	 * "panic".  Anything else fails slabkit_init. */
+	 * "report" (nothing more: the program goes on) or "panic" (the panic
+	 * hook, which aborts unless replaced).  NULL: $SLABKIT_MISUSE, else
+	 * "report".  Anything else fails slabkit_init. */
 	const char *misuse;
 };
 
@@ -121,12 +121,13 @@ const char *slabkit_percpu_mode(void);
 
 /*
  * Misuse (freeing a pointer slabkit never returned, wrong cache, bad flags)
- * is reported as one line on stderr naming the call and the pointer, then
- * the panic hook runs.  The default hook aborts.  If a hook returns, the
- * offending call returns without effect (NULL for allocations).  A refused
- * free (double free, interior pointer, another cache's object, a pointer
- * to no live allocation) skips the hook when slabkit_config.misuse is
- * "report" (docs/api.md, "Misuse").  The hook may run under an allocator
+ * is reported as one line on stderr naming the call and the pointer.  A
+ * refused free (double free, interior pointer, another cache's object, a
+ * pointer to no live allocation) is then dropped and the program goes on,
+ * unless slabkit_config.misuse (SLABKIT_MISUSE) is "panic": then, as for
+ * other misuse (bad flags, a destroyed handle), the panic hook runs.  The
+ * default hook aborts.  If a hook returns, the offending call returns
+ * without effect (NULL for allocations) (docs/api.md, "Misuse").  The hook may run under an allocator
  * lock (a double free found when a per-CPU array is flushed): a hook that
  * returns must not call slabkit.
  */

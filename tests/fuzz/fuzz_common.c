@@ -40,7 +40,8 @@ void fz_setup(void)
 	done = true;
 	slabkit_set_panic_hook(on_panic);
 	slabkit_set_message_hook(on_message);
-	struct slabkit_config cfg = { .tick_ms = -1 };
+	/* Expected misuse is counted through the panic hook. */
+	struct slabkit_config cfg = { .tick_ms = -1, .misuse = "panic" };
 	int rc = slabkit_init(&cfg);
 	if (rc == -EALREADY) { /* a MALLOC_DEFINE constructor initialised it lazily */
 		slabkit_fini();
