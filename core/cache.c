@@ -507,25 +507,57 @@ void sk_cache_destruct(struct sk_cache *c, void *obj)
 		c->fini(obj, (int)c->object_size);
 }
 
-int sk_slab_construct(struct sk_cache *c, char *first, size_t stride, unsigned count, unsigned flags)
+int sk_construct_each(char *first, size_t stride, unsigned count, int (*construct)(void *ctx, void *obj),
+		      void (*destruct)(void *ctx, void *obj), void *ctx)
 {
-	if (!sk_cache_has_construct(c))
-		return 0;
 	for (unsigned i = 0; i < count; i++) {
-		if (sk_cache_construct(c, first + (size_t)i * stride, flags) != 0) {
-			sk_slab_destruct(c, first, stride, i);
+		if (construct(ctx, first + (size_t)i * stride) != 0) {
+			if (destruct)
+				sk_destruct_each(first, stride, i, destruct, ctx);
 			return -1;
 		}
 	}
 	return 0;
 }
 
+void sk_destruct_each(char *first, size_t stride, unsigned count, void (*destruct)(void *ctx, void *obj),
+		      void *ctx)
+{
+	for (unsigned i = count; i-- > 0;)
+		destruct(ctx, first + (size_t)i * stride);
+}
+
+struct cache_construct_ctx {
+	struct sk_cache *c;
+	unsigned flags;
+};
+
+static int cache_construct_one(void *ctx, void *obj)
+{
+	const struct cache_construct_ctx *x = ctx;
+	return sk_cache_construct(x->c, obj, x->flags);
+}
+
+static void cache_destruct_one(void *ctx, void *obj)
+{
+	sk_cache_destruct(((struct cache_construct_ctx *)ctx)->c, obj);
+}
+
+int sk_slab_construct(struct sk_cache *c, char *first, size_t stride, unsigned count, unsigned flags)
+{
+	if (!sk_cache_has_construct(c))
+		return 0;
+	struct cache_construct_ctx ctx = { c, flags };
+	return sk_construct_each(first, stride, count, cache_construct_one,
+				 sk_cache_has_fini(c) ? cache_destruct_one : NULL, &ctx);
+}
+
 void sk_slab_destruct(struct sk_cache *c, char *first, size_t stride, unsigned count)
 {
 	if (!sk_cache_has_fini(c))
 		return;
-	for (unsigned i = count; i-- > 0;)
-		sk_cache_destruct(c, first + (size_t)i * stride);
+	struct cache_construct_ctx ctx = { c, 0 };
+	sk_destruct_each(first, stride, count, cache_destruct_one, &ctx);
 }
 
 /* --- the page path --- */

@@ -261,6 +261,14 @@ int sk_slab_construct(struct sk_cache *c, char *first, size_t stride, unsigned c
 /* fini on the first `count` objects of a slab being freed, last first
  * (nothing when the cache has no fini).  No lock held. */
 void sk_slab_destruct(struct sk_cache *c, char *first, size_t stride, unsigned count);
+/* The loops under both, for objects with no cache (core's keg of per-CPU
+ * and user-sourced zones, core/uma_skeg.c): construct each object in
+ * order; on the first failure destruct those made, last first (destruct
+ * may be NULL), and return -1.  No lock held. */
+int sk_construct_each(char *first, size_t stride, unsigned count, int (*construct)(void *ctx, void *obj),
+		      void (*destruct)(void *ctx, void *obj), void *ctx);
+void sk_destruct_each(char *first, size_t stride, unsigned count, void (*destruct)(void *ctx, void *obj),
+		      void *ctx);
 
 /* Statistics a backend bumps: a per-CPU cache was refilled from the node
  * level (array refill, CPU slab loaded, bucket filled), or flushed back to

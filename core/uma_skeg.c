@@ -17,8 +17,8 @@
  * metadata (sk_meta_zalloc), and a slab is found from an item by a binary
  * search over an array sorted by address, which is also how a free checks
  * that the item is an item of this keg.  The items' init and fini are the
- * zone's own (there is no sk_cache whose constructor sk_slab_construct
- * could run).  One lock and no per-domain lists: these zones are rare and
+ * zone's own (there is no sk_cache for sk_slab_construct), run by the same
+ * construct-and-unwind loop (sk_construct_each).  One lock and no per-domain lists: these zones are rare and
  * small (FreeBSD's per-CPU zones are counters).  Empty slabs stay until
  * reclaim or destroy (FreeBSD keeps them in the keg's free list until
  * trimmed).
@@ -102,6 +102,25 @@ static struct skeg_slab *slab_of_locked(struct sk_skeg *k, const void *addr, uin
 	return NULL;
 }
 
+/* The zone's init and fini as core's construct loop calls them
+ * (sk_construct_each: the same order and unwinding as a cache's slab). */
+struct item_ctx {
+	struct sk_skeg *k;
+	int flags;
+};
+
+static int item_init(void *ctx, void *item)
+{
+	const struct item_ctx *x = ctx;
+	return x->k->p.init(item, (int)x->k->p.size, x->flags);
+}
+
+static void item_fini(void *ctx, void *item)
+{
+	const struct item_ctx *x = ctx;
+	x->k->p.fini(item, (int)x->k->p.size);
+}
+
 static void *source_alloc(struct sk_skeg *k, int domain, int flags, uint8_t *pflag)
 {
 	if (k->p.allocf)
@@ -141,15 +160,12 @@ static struct skeg_slab *slab_new(struct sk_skeg *k, int domain, int flags)
 	s->mem = mem;
 	s->bytes = k->slab_bytes;
 	s->pflag = pflag;
-	for (uint32_t i = 0; i < k->per_slab; i++) {
-		if (k->p.init && k->p.init(mem + i * k->stride, (int)k->p.size, flags) != 0) {
-			while (i--)
-				if (k->p.fini)
-					k->p.fini(mem + i * k->stride, (int)k->p.size);
-			source_free(k, s);
-			sk_meta_free(s, slab_struct_bytes(k));
-			return NULL;
-		}
+	struct item_ctx ctx = { k, flags };
+	if (k->p.init && sk_construct_each(mem, k->stride, k->per_slab, item_init, k->p.fini ? item_fini : NULL,
+					   &ctx) != 0) {
+		source_free(k, s);
+		sk_meta_free(s, slab_struct_bytes(k));
+		return NULL;
 	}
 	sk_slab_bits_fill(s->free_map, k->per_slab);
 	s->nfree = k->per_slab;
@@ -158,8 +174,9 @@ static struct skeg_slab *slab_new(struct sk_skeg *k, int domain, int flags)
 
 static void slab_destroy(struct sk_skeg *k, struct skeg_slab *s)
 {
-	for (uint32_t i = 0; k->p.fini && i < k->per_slab; i++)
-		k->p.fini(s->mem + i * k->stride, (int)k->p.size);
+	struct item_ctx ctx = { k, 0 };
+	if (k->p.fini)
+		sk_destruct_each(s->mem, k->stride, k->per_slab, item_fini, &ctx);
 	source_free(k, s);
 	sk_meta_free(s, slab_struct_bytes(k));
 }

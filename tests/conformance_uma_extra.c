@@ -211,6 +211,56 @@ static void test_zone_page_source(void **state)
 	uma_zdestroy(late);
 }
 
+/* A failing init on a zone over the caller's pages: the items of the slab
+ * already initialised are finalised (last first), the page goes back to
+ * freef, and the next slab builds; every init has its fini by destroy. */
+static int inits_left, item_finis;
+static void *last_fini;
+static int init_until(void *mem, int size, int flags)
+{
+	(void)mem;
+	(void)size;
+	(void)flags;
+	if (inits_left == 0)
+		return ENOMEM;
+	inits_left--;
+	item_inits++;
+	return 0;
+}
+
+static void count_fini(void *mem, int size)
+{
+	(void)size;
+	item_finis++;
+	last_fini = mem;
+}
+
+static void test_zone_page_source_init_fails(void **state)
+{
+	(void)state;
+	uma_zone_t z = uma_zcreate("skt_allocf_init", 100, NULL, NULL, init_until, count_fini, UMA_ALIGN_PTR, 0);
+	assert_non_null(z);
+	uma_zone_set_allocf(z, test_allocf);
+	uma_zone_set_freef(z, test_freef);
+	int out0 = pages_out, frees0 = freef_calls;
+	item_inits = item_finis = 0;
+	inits_left = 5; /* the sixth item of the slab fails */
+	assert_null(uma_zalloc(z, M_NOWAIT));
+	assert_int_equal(item_inits, 5);
+	assert_int_equal(item_finis, 5);
+	assert_ptr_equal(last_fini, arena[0]); /* unwound last first: item 0 last */
+	assert_int_equal(pages_out, out0);
+	assert_int_equal(freef_calls, frees0 + 1);
+
+	inits_left = -1; /* never fails again */
+	void *it = uma_zalloc(z, M_NOWAIT);
+	assert_non_null(it);
+	uma_zfree(z, it);
+	uma_zdestroy(z);
+	assert_int_equal(item_finis, item_inits);
+	assert_int_equal(pages_out, out0);
+}
+
 /* --- limits: warning, maxaction, exhausted --- */
 
 static int maxaction_calls;
@@ -424,7 +474,7 @@ static void test_maxcache(void **state)
 }
 
 static const struct CMUnitTest uma_extra_tests[] = {
-	SK_TEST(test_pcpu_counter),     SK_TEST(test_zone_page_source), SK_TEST(test_limit_reactions),
+	SK_TEST(test_pcpu_counter),     SK_TEST(test_zone_page_source), SK_TEST(test_zone_page_source_init_fails), SK_TEST(test_limit_reactions),
 	SK_TEST(test_reserve_prealloc), SK_TEST(test_cache_zone_batches), SK_TEST(test_secondary_keeps_items),
 	SK_TEST(test_maxcache),
 };
