@@ -909,6 +909,85 @@ static void test_sheaf_random_frees(void **state)
 	shrink_and_destroy(s, "slub_sheaf");
 }
 
+/* --- the barn: a full sheaf on one CPU feeds an empty one on another --- */
+
+static bool in_set(void *const *set, size_t n, const void *p)
+{
+	for (size_t i = 0; i < n; i++)
+		if (set[i] == p)
+			return true;
+	return false;
+}
+
+/* Producer on CPU a, consumer on CPU b: the consumer's full sheaf hands
+ * its older half to the node's barn, no object goes back to a slab, and
+ * the producer's next empty sheaf is refilled from the barn with exactly
+ * those objects.  With barn_sheaves 0 the same frees go to the slabs. */
+static void test_barn_producer_consumer(void **state)
+{
+	(void)state;
+	int a, b;
+	if (!pick_two_cpus(&a, &b)) {
+		print_message("skipped: the barn test needs two CPUs with a slot\n");
+		skip();
+	}
+	struct kmem_cache *s = kmem_cache_create("slub_barn", 64, 0, 0, NULL);
+	assert_non_null(s);
+	const uint32_t cap = slub_of(sk_of(s))->sheaf_capacity, half = (cap + 1) / 2;
+	const size_t n = (size_t)cap + half; /* fills b's sheaf, overflows it once (at cap + 1) */
+	void **objs = calloc(n, sizeof(*objs)), **again = calloc(cap + half, sizeof(*again));
+	assert_non_null(objs);
+	assert_non_null(again);
+
+	pin_main(a);
+	const int node = (int)sk_pcpu_slot(sk_of(s), (unsigned)a)->tag - 1;
+	alloc_n(s, objs, n);
+	struct slub_inspect before = inspect(s);
+	struct obj_batch consumer = { s, objs, n };
+	run_on_cpu(b, free_batch, &consumer);
+	struct slub_inspect in = inspect(s);
+	assert_int_equal(in.barn_free[node], before.barn_free[node] + half);
+	assert_int_equal(in.cpu_partial_held, before.cpu_partial_held); /* no slab became partial */
+	for (unsigned i = 0; i < slabkit_nodes(); i++)
+		assert_int_equal(in.node_partial[i], before.node_partial[i]);
+
+	/* The producer empties its own sheaf, then takes half a sheaf from
+	 * the barn: the objects the consumer freed first. */
+	size_t k = 0;
+	while (sk_pcpu_array_count(sk_pcpu_slot(sk_of(s), (unsigned)a))) {
+		again[k] = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_non_null(again[k]);
+		assert_false(in_set(objs, half, again[k]));
+		k++;
+	}
+	for (uint32_t i = 0; i < half; i++, k++) {
+		again[k] = kmem_cache_alloc(s, GFP_KERNEL);
+		assert_true(in_set(objs, half, again[k]));
+	}
+	assert_int_equal(inspect(s).barn_free[node], in.barn_free[node] - half);
+
+	/* No barn: the same overflow goes back to the slabs. */
+	assert_int_equal(slabkit_cache_tune("slub_barn", "barn_sheaves", SLUB_BARN_SHEAVES + 1), -EINVAL);
+	assert_int_equal(slabkit_cache_tune("slub_barn", "barn_sheaves", 0), 0);
+	free_n(s, again, k);
+	alloc_n(s, objs, n);
+	before = inspect(s);
+	run_on_cpu(b, free_batch, &consumer);
+	in = inspect(s);
+	assert_int_equal(in.barn_free[node], 0);
+	uint64_t partial_before = before.cpu_partial_held, partial_after = in.cpu_partial_held;
+	for (unsigned i = 0; i < slabkit_nodes(); i++) {
+		partial_before += before.node_partial[i];
+		partial_after += in.node_partial[i];
+	}
+	assert_true(in.cpu_free < before.cpu_free + n || partial_after != partial_before);
+
+	unpin_main();
+	free(again);
+	free(objs);
+	shrink_and_destroy(s, "slub_barn");
+}
+
 int main(void)
 {
 	sk_apply_test_filter();
@@ -925,6 +1004,7 @@ int main(void)
 		SK_TEST(test_uma_zone_flags),
 		SK_TEST(test_fallback_order),
 		SK_TEST(test_sheaf_random_frees),
+		SK_TEST(test_barn_producer_consumer),
 	};
 	return cmocka_run_group_tests_name("slub_transitions", tests, sk_group_setup,
 					   sk_group_teardown);

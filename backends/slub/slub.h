@@ -60,6 +60,8 @@
 #define SLUB_MAX_OBJS_PER_SLAB 32767u    /* MAX_OBJS_PER_PAGE (15-bit objects) */
 #define SLUB_MIN_PARTIAL 5u              /* MIN_PARTIAL */
 #define SLUB_MAX_PARTIAL 10u             /* MAX_PARTIAL */
+#define SLUB_BARN_SHEAVES 10u            /* MAX_FULL_SHEAVES: a barn's default depth */
+#define SLUB_BARN_SHEAVES_MAX 64u        /* the tunable's bound */
 
 /*
  * The counters word of a slab (ss_counters).  Changed only together with the
@@ -102,6 +104,20 @@ struct slub_node {
 	/* Written under list_lock; read without it where a stale value is
 	 * harmless (the min_partial test, reports). */
 	uint64_t nr_partial;
+	/* The barn (Linux 6.18's per-node store of full sheaves): free
+	 * objects of this node that a CPU's full sheaf handed over and a
+	 * CPU with an empty sheaf takes back, so that objects freed on one
+	 * CPU and allocated on another (producer and consumer) move in
+	 * half-sheaf batches and never go back through their slabs.  One
+	 * pointer stack per node, allocated at the first put; sheaves move
+	 * by copying half a sheaf of pointers, not by swapping sheaf
+	 * storage, because a sheaf is core's slot array.  Synchronization:
+	 * list_lock, as SLAB's shared array is under its node's list_lock
+	 * (barn_count is read racily as a hint). */
+	void **barn;
+	uint32_t barn_count;
+	uint32_t barn_room;               /* entries barn has room for (0: not allocated) */
+	bool barn_touched;                /* an allocation took from it since the last trim */
 } __attribute__((aligned(64)));
 
 /* c->backend.  Layout fields are written by cache_create, read-only after. */
@@ -115,6 +131,7 @@ struct slub_cache {
 	uint32_t nr_nodes;
 	uint32_t sheaf_room;              /* entries each slot's extra area has room for */
 	uint32_t sheaf_capacity;          /* a sheaf's limit, <= sheaf_room (0: no sheaf); tunable */
+	uint32_t barn_sheaves;            /* full sheaves a node's barn holds (0: no barn); tunable */
 	size_t meta_bytes;                /* what sk_meta_zalloc gave us */
 	struct slub_node node[];          /* one per NUMA node */
 };
@@ -336,6 +353,13 @@ void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab);
 /* Give the `count` oldest objects of a locked slot's sheaf back to their
  * slabs; slabs to discard go on *discard (see slub_slab_free). */
 void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t count, struct sk_list **discard);
+/* An empty sheaf of a locked slot takes up to `want` objects from its
+ * node's barn; returns how many (0: the barn had none). */
+uint32_t slub_barn_take(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t want);
+/* Give the objects of node n's barn back to their slabs; idle_only: only
+ * if no allocation took from it since the last call (the trim).  No lock
+ * held by the caller. */
+void slub_barn_flush(struct sk_cache *c, struct slub_node *n, bool idle_only);
 /* ops->pcpu_init: the slot's sheaf and node tag. */
 void slub_pcpu_init(struct sk_cache *c, struct sk_pcpu_slot *slot, unsigned cpu);
 
@@ -354,9 +378,10 @@ struct slub_inspect {
 	uint32_t min_partial, cpu_partial, cpu_partial_slabs;
 	uint64_t cpu_slabs;                     /* active (frozen) slabs over all CPUs */
 	uint64_t cpu_partial_held;              /* slabs on per-CPU partial lists */
-	uint64_t cpu_free;                      /* objects on CPU freelists */
+	uint64_t cpu_free;                      /* objects in sheaves and on CPU freelists */
 	uint64_t node_partial[SK_MAX_NODES];    /* slabs on each node's partial list */
 	uint64_t node_empty[SK_MAX_NODES];      /* of those, slabs with nothing in use */
+	uint64_t barn_free[SK_MAX_NODES];       /* objects in each node's barn */
 };
 /* Takes every slot lock and list lock in turn; not for hot paths. */
 void slub_inspect(struct sk_cache *c, struct slub_inspect *out);

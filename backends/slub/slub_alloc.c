@@ -145,16 +145,18 @@ load_freelist:
 	return freelist;
 }
 
-/* The sheaf is empty (slot locked): refill half of it from the CPU slab,
- * and return one object.  Stops early rather than build a slab of a cache
- * with constructor hooks under the lock (*build_unlocked when it got
- * nothing). */
+/* The sheaf is empty (slot locked): refill half of it from the node's
+ * barn, or else from the CPU slab, and return one object.  Stops early
+ * rather than build a slab of a cache with constructor hooks under the
+ * lock (*build_unlocked when it got nothing). */
 static void *sheaf_refill(struct sk_cache *c, struct sk_pcpu_slot *slot, int slot_node, unsigned flags,
 			  bool *build_unlocked)
 {
-	uint32_t batch = (slot->limit + 1) / 2, got = 0;
+	const uint32_t batch = (slot->limit + 1) / 2;
+	const uint32_t from_barn = slub_barn_take(c, slot, batch);
+	uint32_t got = from_barn;
 
-	while (got < batch) {
+	while (!from_barn && got < batch) {
 		bool unlocked = false;
 		void *obj = cpu_slab_pop(c, slot, SK_NODE_ANY, slot_node, flags, &unlocked);
 		if (!obj) {

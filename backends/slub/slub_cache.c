@@ -138,6 +138,7 @@ static int slub_cache_create(struct sk_cache *c)
 	 * capacity is a per-cache choice too). */
 	s->sheaf_room = size <= 256 ? 64 : size <= 1024 ? 32 : size <= 4096 ? 16 : 8;
 	s->sheaf_capacity = (c->flags & SK_CACHE_NOBUCKET) ? 0 : s->sheaf_room;
+	s->barn_sheaves = SLUB_BARN_SHEAVES;
 	c->size = (uint32_t)size;
 	c->free_offset = (uint32_t)offset;
 	c->pcpu_extra = (uint32_t)(sizeof(struct slub_cpu) + s->sheaf_room * sizeof(void *));
@@ -208,6 +209,12 @@ static uint64_t slub_shrink(struct sk_cache *c, enum sk_shrink_level level)
 {
 	struct slub_cache *s = slub_of(c);
 
+	/* The barns first: the slabs their objects go back to may then be
+	 * adopted by this CPU's partial list, which DRAIN_CPU flushes next.
+	 * A trim gives back only a barn no allocation used since the last
+	 * one. */
+	for (unsigned i = 0; i < s->nr_nodes; i++)
+		slub_barn_flush(c, &s->node[i], level == SK_SHRINK_TRIM);
 	if (level == SK_SHRINK_DRAIN_CPU && slub_has_pcpu(c))
 		for (unsigned cpu = 0; cpu < sk_pcpu_nr; cpu++)
 			flush_cpu(c, cpu);
@@ -232,6 +239,8 @@ static void slub_cache_destroy(struct sk_cache *c)
 			    sk_pcpu_array_count(slot))
 				flush_cpu(c, cpu);
 		}
+	for (unsigned i = 0; i < s->nr_nodes; i++)
+		slub_barn_flush(c, &s->node[i], false);
 	for (unsigned i = 0; i < s->nr_nodes; i++) {
 		struct slub_node *n = &s->node[i];
 		struct sk_page *slab;
@@ -248,6 +257,8 @@ static void slub_cache_destroy(struct sk_cache *c)
 		}
 		pthread_mutex_unlock(&n->list_lock);
 		pthread_mutex_destroy(&n->list_lock);
+		if (n->barn)
+			sk_meta_free(n->barn, (size_t)n->barn_room * sizeof(void *));
 	}
 	c->backend = NULL;
 	sk_meta_free(s, s->meta_bytes);
@@ -286,6 +297,7 @@ void slub_inspect(struct sk_cache *c, struct slub_inspect *out)
 
 		pthread_mutex_lock(&n->list_lock);
 		out->node_partial[i] = n->nr_partial;
+		out->barn_free[i] = n->barn_count;
 		struct sk_list *link;
 		sk_list_for_each(link, &n->partial)
 			if (!slub_counters(slub_slab_of(link)).inuse)
@@ -367,6 +379,20 @@ static int slub_tune(struct sk_cache *c, const char *key, long value)
 			sk_pcpu_unlock(slot);
 			slub_discard_list(c, discard);
 		}
+		for (unsigned i = 0; i < s->nr_nodes; i++)
+			slub_barn_flush(c, &s->node[i], false);
+		return 0;
+	}
+	if (!strcmp(key, "barn_sheaves")) {
+		/* Up to the depth a barn's store is made for; 0 turns the
+		 * barns off (a full sheaf then flushes to its slabs, as SLUB
+		 * before 6.18).  The barns are emptied so the new depth holds
+		 * now. */
+		if ((uint32_t)value > SLUB_BARN_SHEAVES)
+			return -EINVAL;
+		sk_store(&s->barn_sheaves, (uint32_t)value);
+		for (unsigned i = 0; i < s->nr_nodes; i++)
+			slub_barn_flush(c, &s->node[i], false);
 		return 0;
 	}
 	if (!strcmp(key, "cpu_partial")) {

@@ -423,18 +423,109 @@ void slub_sheaf_flush(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t co
 	sk_pcpu_array_drop_oldest(slot, count);
 }
 
+/* --- the barn --- */
+
+static struct slub_node *slot_node(struct slub_cache *s, const struct sk_pcpu_slot *slot)
+{
+	return &s->node[slot->tag - 1]; /* tag: the slot's node + 1 (slub_pcpu_init) */
+}
+
+/* Hand the `count` oldest objects of a locked slot's full sheaf to its
+ * node's barn.  false: no barn, or no room for them all; the caller then
+ * flushes them to their slabs, as a sheaf without a barn does. */
+static bool barn_put(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t count)
+{
+	struct slub_cache *s = slub_of(c);
+	struct slub_node *n = slot_node(s, slot);
+	const uint32_t depth = sk_load(&s->barn_sheaves) * slot->limit;
+	bool put = false;
+
+	if (sk_load(&n->barn_count) + count > depth)
+		return false; /* a racy hint: the decision is made below */
+	pthread_mutex_lock(&n->list_lock);
+	if (!n->barn) {
+		/* The first overflow of a full sheaf on this node: the store
+		 * is made for the deepest barn the tunable allows, so that
+		 * caches that never pass objects between CPUs pay nothing.
+		 * (meta's lock is a leaf: it may be taken under list_lock.) */
+		size_t room = (size_t)SLUB_BARN_SHEAVES * s->sheaf_room;
+		if ((n->barn = sk_meta_zalloc(room * sizeof(void *))))
+			n->barn_room = (uint32_t)room;
+	}
+	if (n->barn_count + count <= SK_MIN(depth, n->barn_room)) {
+		sk_stack_append(n->barn, n->barn_count, slot->entries, count);
+		sk_store(&n->barn_count, n->barn_count + count);
+		put = true;
+	}
+	pthread_mutex_unlock(&n->list_lock);
+	if (put) {
+		sk_pcpu_array_drop_oldest(slot, count);
+		sk_stat_flush(c);
+	}
+	return put;
+}
+
+uint32_t slub_barn_take(struct sk_cache *c, struct sk_pcpu_slot *slot, uint32_t want)
+{
+	struct slub_node *n = slot_node(slub_of(c), slot);
+	uint32_t got;
+
+	if (!sk_load(&n->barn_count))
+		return 0;
+	pthread_mutex_lock(&n->list_lock);
+	if ((got = SK_MIN(want, n->barn_count))) {
+		/* The most recently put objects: the warmest in some cache. */
+		sk_stack_append(slot->entries, 0, n->barn + n->barn_count - got, got);
+		sk_store(&n->barn_count, n->barn_count - got);
+		n->barn_touched = true;
+	}
+	pthread_mutex_unlock(&n->list_lock);
+	if (got)
+		sk_stat_refill(c);
+	return got;
+}
+
+void slub_barn_flush(struct sk_cache *c, struct slub_node *n, bool idle_only)
+{
+	void *batch[64];
+	uint32_t got;
+
+	if (idle_only) {
+		pthread_mutex_lock(&n->list_lock);
+		bool touched = n->barn_touched;
+		n->barn_touched = false;
+		pthread_mutex_unlock(&n->list_lock);
+		if (touched)
+			return;
+	}
+	/* In batches, each one copied out under list_lock and freed to its
+	 * slabs without it (__slab_free takes list_lock itself). */
+	do {
+		pthread_mutex_lock(&n->list_lock);
+		if ((got = SK_MIN((uint32_t)(sizeof(batch) / sizeof(batch[0])), n->barn_count))) {
+			sk_stack_append(batch, 0, n->barn + n->barn_count - got, got);
+			sk_store(&n->barn_count, n->barn_count - got);
+		}
+		pthread_mutex_unlock(&n->list_lock);
+		for (uint32_t i = 0; i < got; i++)
+			slub_slab_free(c, batch[i], sk_page_head(batch[i]), NULL, NULL);
+	} while (got);
+}
+
 void slub_free(struct sk_cache *c, void *obj, struct sk_page *slab)
 {
 	struct sk_pcpu_slot *slot;
 
 	if (slub_has_pcpu(c) && (slot = sk_pcpu_trylock_local(c)) != NULL) {
-		/* The fast path missed: the sheaf is full (flush its older
-		 * half to the slabs, as Linux's barn-less sheaves do), or the
-		 * object is of another node, or the counts needed a fold. */
+		/* The fast path missed: the sheaf is full (its older half
+		 * goes to the node's barn, or to the slabs when the barn is
+		 * full), or the object is of another node, or the counts
+		 * needed a fold. */
 		if (slot->limit && slot->tag == (uintptr_t)slab->node + 1) {
 			struct sk_list *discard = NULL, *spill = NULL;
-			if (sk_pcpu_array_count(slot) >= slot->limit) {
-				slub_sheaf_flush(c, slot, (slot->limit + 1) / 2, &discard);
+			const uint32_t half = (slot->limit + 1) / 2;
+			if (sk_pcpu_array_count(slot) >= slot->limit && !barn_put(c, slot, half)) {
+				slub_sheaf_flush(c, slot, half, &discard);
 				/* The flush adopted slabs past the CPU partial
 				 * limit: spill the list now.  A thread that only
 				 * frees (an RCU worker) adopts only here, and its
