@@ -7,7 +7,7 @@
 #
 # python3 (PYTHONMALLOC=malloc), sqlite3, gcc -O2 (the object file is
 # compared), git (init/add/commit/log with fixed dates: same hashes), perl,
-# redis-server driven by redis-benchmark over 127.0.0.1 (bounded counts)
+# redis-server driven by redis-benchmark over a Unix socket (bounded counts)
 # then checked with redis-cli.  A program that is not installed is reported
 # as skipped (make deps installs them all).  Any slabkit message on stderr
 # is a failure too.
@@ -162,25 +162,29 @@ EOF
 	each perl perl "$work/h.pl"
 fi
 
-# --- redis: server on loopback, bounded benchmark, then redis-cli ---
+# --- redis: server on a Unix socket, bounded benchmark, then redis-cli ---
 if have redis-server && have redis-benchmark && have redis-cli; then
 	redisrun() { # redisrun <allocator>
-		local port=$((20000 + RANDOM % 20000))
+		# A Unix socket, not a TCP port: a port picked at random can be
+		# taken (another server, or a client's ephemeral port), and the
+		# benchmark then talks to whatever holds it.
 		local dir=$work/redis.$1
 		mkdir -p "$dir"
+		local sock=$dir/redis.sock
+		local server=(redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --save ''
+			      --appendonly no --dir "$dir" --daemonize no)
 		if [ "$1" = glibc ]; then
-			redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$dir" \
-				--daemonize no >"$dir/server.log" 2>&1 &
+			"${server[@]}" >"$dir/server.log" 2>&1 &
 		else
-			LD_PRELOAD="$preload" SLABKIT_BACKEND="$1" redis-server --bind 127.0.0.1 --port "$port" \
-				--save '' --appendonly no --dir "$dir" --daemonize no >"$dir/server.log" 2>&1 &
+			LD_PRELOAD="$preload" SLABKIT_BACKEND="$1" "${server[@]}" >"$dir/server.log" 2>&1 &
 		fi
 		local pid=$!
-		for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-		redis-benchmark -h 127.0.0.1 -p "$port" -n 20000 -c 8 -P 8 -r 5000 -d 200 -q \
+		for _ in $(seq 50); do redis-cli -s "$sock" ping >/dev/null 2>&1 && break; sleep 0.1; done
+		# Bounded: a server that died must fail the check, not hang it.
+		timeout 300 redis-benchmark -s "$sock" -n 20000 -c 8 -P 8 -r 5000 -d 200 -q \
 			-t set,get,lpush,lpop,sadd,hset,mset >/dev/null 2>&1
 		echo "benchmark exit $?"
-		local cli=(redis-cli -h 127.0.0.1 -p "$port")
+		local cli=(timeout 60 redis-cli -s "$sock")
 		"${cli[@]}" flushall
 		for i in $(seq 1 300); do echo "SET k$i $(printf 'v%.0s' $(seq 1 $((i % 40 + 1))))"; done | "${cli[@]}" >/dev/null
 		for i in $(seq 1 200); do echo "RPUSH l $i"; done | "${cli[@]}" >/dev/null
