@@ -215,6 +215,17 @@ uint64_t sk_cache_in_use(struct sk_cache *c)
 	return in_use;
 }
 
+void sk_cache_counts_floor(struct sk_cache *c, uint64_t *allocs, uint64_t *frees)
+{
+	struct sk_pcpu_sums first, second;
+	sk_pcpu_sum(c, &first);
+	*allocs = first.allocs + sk_load_acquire(&c->ctr.slow_allocs);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint64_t slow_frees = sk_load_acquire(&c->ctr.slow_frees);
+	sk_pcpu_sum(c, &second);
+	*frees = second.frees + slow_frees;
+}
+
 uint64_t sk_cache_shrink(struct sk_cache *c, enum sk_shrink_level level)
 {
 	if (c->debug && level != SK_SHRINK_TRIM)

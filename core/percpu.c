@@ -352,6 +352,20 @@ static void fence_cpu(unsigned cpu)
 	abort();
 }
 
+bool sk_fence_other_threads(void)
+{
+	/* The process-private command, registered once (again in a child of
+	 * fork, which loses the registration); else the global one, which
+	 * needs no registration but waits for a scheduler grace period. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0)
+			return true;
+		if (sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0)
+			break;
+	}
+	return sys_membarrier(MEMBARRIER_CMD_GLOBAL, 0, 0) == 0;
+}
+
 uint64_t sk_pcpu_drain_locks;
 
 struct sk_pcpu_slot *sk_pcpu_lock_cpu(struct sk_cache *c, unsigned cpu)

@@ -142,6 +142,11 @@ struct sk_cache {
 
 /* How many objects are in use right now (exact, summed over CPUs). */
 uint64_t sk_cache_in_use(struct sk_cache *c);
+/* Allocations and frees so far, read so that allocs - frees never exceeds
+ * the objects in use at one instant during the call, however other threads
+ * run meanwhile (every allocation counter is read before every free
+ * counter; each only grows).  A lower bound to start a count from. */
+void sk_cache_counts_floor(struct sk_cache *c, uint64_t *allocs, uint64_t *frees);
 
 #pragma GCC visibility pop
 

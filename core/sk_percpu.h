@@ -231,6 +231,14 @@ void sk_pcpu_sum(const struct sk_cache *c, struct sk_pcpu_sums *out);
  * Synchronization: ck_pr atomics. */
 extern uint64_t sk_pcpu_sums_taken;
 
+/* An asymmetric full barrier: on return, every other thread of the process
+ * has executed a full memory barrier (or been off its CPU) since the call
+ * began, so a thread that stored X and then loaded Y with only a compiler
+ * barrier between either had its store seen by the caller's loads after
+ * this call, or saw the caller's stores before it.  membarrier; false when
+ * the kernel offers none (valgrind, old kernels): no such guarantee then. */
+bool sk_fence_other_threads(void);
+
 #pragma GCC visibility pop
 
 #endif /* SLABKIT_PERCPU_H */

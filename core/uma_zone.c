@@ -8,13 +8,18 @@
  * ctor/dtor on every alloc/free, a failing ctor failing the allocation,
  * limits with M_NOWAIT failing and M_WAITOK waiting first in, first out.
  *
- * Counting items in use: a primary zone uses its keg's exact per-CPU
- * counts (no extra cost on the fast path), with or without a limit.  A
- * secondary zone or a cache zone keeps its own count under zone->lock
- * (limited) or with atomics.  A limit on a keg-counted zone checks the
- * keg's count plus the items granted but not yet taken from the keg
- * (limit_reserved): the keg counts every item, also those allocated on a
- * fast path that had not yet seen the limit, so the figure never drifts.
+ * Counting items in use: a plain primary zone uses its keg's exact per-CPU
+ * counts (no extra cost on the fast path).  Every other zone counts its own
+ * items in one atomic word, z->items, which also holds the number of
+ * M_WAITOK sleepers in its upper bits (FreeBSD's uz_items and
+ * UZ_ITEMS_SLEEPER_SHIFT): a secondary zone, a cache zone, a zone with a
+ * reserve, and a zone with a limit.  An allocation below the limit with no
+ * sleeper is one compare-and-swap on that word and takes no lock; a free is
+ * one compare-and-swap and takes zone->lock only when the word says someone
+ * sleeps.  A primary zone switches from its keg's count to its own once
+ * (zone_count_own) when it gets a limit, a reserve or a secondary; the
+ * switch and the allocations and frees racing it err only towards counting
+ * fewer items than are out (see there), never more.
  *
  * Zone-level cache (the stash): free items the zone keeps in the state its
  * zinit left them, as FreeBSD's zone buckets do, so that a secondary or
@@ -24,7 +29,9 @@
  *
  * Lock order: zones_lock -> zone->lock; zone->stash_lock is a leaf; none is
  * held while allocating or while a user callback runs (uma_reclaim drops
- * zones_lock around each zone it drains, marking the zone busy).
+ * zones_lock around each zone it drains, marking the zone busy).  zone->lock
+ * guards the sleepers' queue (tickets, the condition variable) and the
+ * switch to an own count; the count itself is lock-free.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,19 +63,19 @@ struct uma_zone {
 	uma_release release;
 	void *arg;
 	uint32_t flags;
-	bool own_count;                /* items counted here, not from the keg */
+	bool own_count;                /* items counted in `items`, not by the keg; never
+					* goes back to false.  Written under lock (release) */
 	int refs;                      /* primary: 1 + live secondaries.  Sync: zones_lock */
 
-	/* Limits.  Synchronization: lock. */
+	/* Counting and limits.  items and the counters: ck_pr atomics; the rest
+	 * under lock. */
+	uint64_t items;                /* own_count: items out (low ITEMS_SLEEPER_SHIFT bits)
+					* and M_WAITOK sleepers (above) */
+	uint32_t count_seq;            /* odd while zone_count_own switches the count */
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	int64_t max_items;             /* 0: no limit */
-	uint64_t limit_reserved;       /* keg-counted zones: granted, not yet in the keg's count */
+	int64_t max_items;             /* 0: no limit.  Read without the lock */
 	uint64_t ticket_next, ticket_serving; /* FIFO order of M_WAITOK sleepers */
-	uint64_t sleepers;
-
-	/* Counters.  Synchronization: ck_pr atomics. */
-	uint64_t cur_items;            /* when own_count */
 	uint64_t allocs, frees;        /* when own_count */
 	uint64_t fails, sleeps;
 
@@ -102,6 +109,12 @@ struct uma_zone {
 	uint64_t reclaim_seen;         /* last uma_reclaim pass that drained it.  Sync: zones_lock */
 	unsigned reclaim_busy;         /* uma_reclaim passes draining it now.  Sync: zones_lock */
 };
+
+/* z->items: the count below, the sleepers above (2^44 items, 2^20 sleepers). */
+#define ITEMS_SLEEPER_SHIFT 44
+#define ITEMS_SLEEPER (UINT64_C(1) << ITEMS_SLEEPER_SHIFT)
+#define ITEMS_COUNT(w) ((w) & (ITEMS_SLEEPER - 1))
+#define ITEMS_SLEEPERS(w) ((w) >> ITEMS_SLEEPER_SHIFT)
 
 #define ZONE_LIVE      0x20ae11feu
 #define ZONE_DESTROYED 0xdead20aeu
@@ -153,6 +166,7 @@ static void stash_drain(struct uma_zone *z, uint32_t keep);
 static bool stash_size(struct uma_zone *z);
 static bool zone_full(struct uma_zone *z);
 static void limit_hit(struct uma_zone *z);
+static void zone_count_own(struct uma_zone *z);
 
 /* A zone not yet published, with its item size, flags and item hooks
  * (any hook may be NULL). */
@@ -272,14 +286,10 @@ SK_EXPORT uma_zone_t uma_zsecond_create(const char *name, uma_ctor ctor, uma_dto
 	pthread_mutex_unlock(&zones_lock);
 	/* The keg's count now covers two zones: the primary counts its own
 	 * items from here on (secondaries are made at setup time, as in
-	 * FreeBSD; items allocated concurrently with this call may be missed). */
+	 * FreeBSD; see zone_count_own for allocations racing this call). */
 	pthread_mutex_lock(&primary->lock);
-	if (!primary->own_count) {
-		sk_store(&primary->cur_items, sk_cache_in_use(primary->keg) + primary->limit_reserved);
-		sk_store(&primary->allocs, sk_load(&primary->cur_items));
-		sk_store(&primary->own_count, true);
-		zone_update_plain(primary);
-	}
+	if (!primary->own_count)
+		zone_count_own(primary);
 	pthread_mutex_unlock(&primary->lock);
 	stash_size(z); /* the zone-level cache (a failure leaves it empty) */
 	zones_add(z);
@@ -308,22 +318,14 @@ SK_EXPORT uma_zone_t uma_zcache_create(const char *name, int size, uma_ctor ctor
 	return z;
 }
 
-/* Items out.  The keg's figure is a sum over CPUs that a concurrent
- * allocation and free on two CPUs can push above the truth.  For a limited
- * zone the sum is taken under zone->lock: then the only allocations that
- * can run meanwhile are ones the limit already granted, none of them can
- * be freed before its grant settles (which needs the lock), so the figure
- * never exceeds the limit. */
+/* Items out: one load of the zone's own count (every limited zone has
+ * one), else the keg's sum over CPUs, which a concurrent allocation and
+ * free on two CPUs can push above the truth. */
 static uint64_t zone_cur(struct uma_zone *z)
 {
-	if (sk_load(&z->own_count))
-		return sk_load(&z->cur_items);
-	if (!sk_load(&z->max_items))
-		return sk_cache_in_use(z->keg);
-	pthread_mutex_lock(&z->lock);
-	uint64_t cur = sk_cache_in_use(z->keg);
-	pthread_mutex_unlock(&z->lock);
-	return cur;
+	if (sk_load_acquire(&z->own_count))
+		return ITEMS_COUNT(sk_load(&z->items));
+	return sk_cache_in_use(z->keg);
 }
 
 static void zone_free_storage(struct uma_zone *z)
@@ -360,9 +362,9 @@ SK_EXPORT void uma_zdestroy(uma_zone_t z)
 	if (!z || !zone_ok(z, "uma_zdestroy"))
 		return;
 	smr_drain(z); /* batches in flight name the zone */
-	if (z->own_count && sk_load(&z->cur_items))
+	if (z->own_count && ITEMS_COUNT(sk_load(&z->items)))
 		sk_errorf("uma_zdestroy %s: zone still has %llu items allocated", z->name,
-			  (unsigned long long)sk_load(&z->cur_items));
+			  (unsigned long long)ITEMS_COUNT(sk_load(&z->items)));
 	stash_drain(z, 0);
 	zones_remove(z);
 	pthread_mutex_lock(&zones_lock);
@@ -385,51 +387,101 @@ SK_EXPORT void uma_zdestroy(uma_zone_t z)
 	zone_free_storage(z);
 }
 
-/* --- limits --- */
+/* --- counting and limits --- */
 
-/* Items out, as the limit sees them.  Caller holds z->lock. */
-static uint64_t limit_count(struct uma_zone *z)
+/*
+ * Switching a primary zone from its keg's count to its own (a limit, a
+ * reserve or a secondary arrives).  Until then the zone's items may take the
+ * keg's fast path, which the zone does not see; after it every allocation
+ * and free of the zone counts in z->items.  Caller holds z->lock.
+ *
+ * The count starts from the keg's figure, read as a lower bound
+ * (sk_cache_counts_floor), after fast_keg is cleared and every other thread
+ * has passed a full barrier (sk_fence_other_threads).  Operations racing
+ * the switch are settled so that the count can only come out low:
+ *  - a free that began before the switch (it saw fast_keg set, or own_count
+ *    false) checks after its item is back whether fast_keg was cleared or
+ *    count_seq moved meanwhile; if so it waits for the switch (z->lock) and
+ *    takes its item off the new count.  The barrier makes the check
+ *    reliable: either the floor saw that free, or the free sees the switch.
+ *    Taking off an item the floor had already left out only counts low.
+ *  - an allocation that began before the switch is not counted: the floor
+ *    may have missed it.
+ * A count that is low lets that many items more out than the limit while
+ * items allocated across the switch are still out (the cost of setting a
+ * limit while allocations run, as FreeBSD documents for uma_zone_set_max);
+ * it never goes below zero (items_give stops at zero), so once those items
+ * are back the count is exact again.  A count that came out high would
+ * refuse items forever: that is the direction the above rules out.
+ */
+static void zone_count_own(struct uma_zone *z)
 {
-	if (z->own_count)
-		return z->cur_items;
-	return sk_cache_in_use(z->keg) + z->limit_reserved;
+	sk_store(&z->count_seq, z->count_seq + 1); /* odd: switching */
+	sk_store(&z->fast_keg, NULL);
+	if (!sk_fence_other_threads())
+		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* no membarrier: see sk_fence_other_threads */
+	uint64_t allocs, frees;
+	sk_cache_counts_floor(z->keg, &allocs, &frees);
+	frees = SK_MIN(frees, allocs);
+	sk_store(&z->items, allocs - frees); /* no sleepers: the zone had no limit */
+	sk_store(&z->allocs, allocs);
+	sk_store(&z->frees, frees);
+	sk_store_release(&z->own_count, true);
+	sk_store_release(&z->count_seq, z->count_seq + 1);
+	zone_update_plain(z);
 }
 
-/* How limit_take granted an item: limit_settle undoes or completes it. */
-enum limit_grant { LIMIT_REFUSED, LIMIT_OWN_COUNT, LIMIT_RESERVED };
-
-static enum limit_grant limit_grant_locked(struct uma_zone *z)
+/* One item more, if a limit leaves room and nobody sleeps for one (they
+ * come first).  Lock-free: one compare-and-swap. */
+static bool items_try_take(struct uma_zone *z)
 {
-	if (z->own_count) {
-		ck_pr_inc_64(&z->cur_items);
-		return LIMIT_OWN_COUNT;
+	uint64_t w = sk_load(&z->items);
+	for (;;) {
+		int64_t max = sk_load(&z->max_items);
+		if (max && (ITEMS_COUNT(w) >= (uint64_t)max || ITEMS_SLEEPERS(w)))
+			return false;
+		if (ck_pr_cas_64_value(&z->items, w, w + 1, &w))
+			return true;
 	}
-	z->limit_reserved++;
-	return LIMIT_RESERVED;
 }
 
-/* Take one item of the limit.  LIMIT_REFUSED: M_NOWAIT at the limit. */
-static enum limit_grant limit_take(struct uma_zone *z, int flags)
+/* One item fewer: a free, or a grant given back.  Stops at zero (an item
+ * allocated across zone_count_own may not be in the count).  Wakes the
+ * sleepers only if the word says there are some: a sleeper registers in the
+ * word before it looks at the count (items_wait), so either it saw this
+ * item's room or this sees it and takes the lock, which the sleeper holds
+ * until it waits. */
+static void items_give(struct uma_zone *z)
 {
-	enum limit_grant g;
+	uint64_t w = sk_load(&z->items);
+	do {
+		if (!ITEMS_COUNT(w))
+			return;
+	} while (!ck_pr_cas_64_value(&z->items, w, w - 1, &w));
+	if (sk_unlikely(ITEMS_SLEEPERS(w))) {
+		pthread_mutex_lock(&z->lock);
+		pthread_cond_broadcast(&z->wake);
+		pthread_mutex_unlock(&z->lock);
+	}
+}
 
+/* M_WAITOK at the limit: sleep in arrival order (tickets) until there is
+ * room, then take the item and leave the sleepers in one compare-and-swap.
+ * The wait is timed (a changed limit wakes the sleepers, but never rely on
+ * one wake-up alone). */
+static void items_wait(struct uma_zone *z)
+{
 	pthread_mutex_lock(&z->lock);
-	if (limit_count(z) < (uint64_t)z->max_items && z->sleepers == 0) {
-		g = limit_grant_locked(z);
-		pthread_mutex_unlock(&z->lock);
-		return g;
-	}
-	if (flags & M_NOWAIT) {
-		pthread_mutex_unlock(&z->lock);
-		return LIMIT_REFUSED;
-	}
-	/* Sleep in arrival order until a free makes room (never spin).  The
-	 * wait is timed: a free that took the keg's fast path before the
-	 * limit was set does not wake anyone. */
 	uint64_t ticket = z->ticket_next++;
-	z->sleepers++;
 	ck_pr_inc_64(&z->sleeps);
-	while (ticket != z->ticket_serving || (z->max_items && limit_count(z) >= (uint64_t)z->max_items)) {
+	uint64_t w = ck_pr_faa_64(&z->items, ITEMS_SLEEPER) + ITEMS_SLEEPER;
+	for (;;) {
+		int64_t max = sk_load(&z->max_items);
+		if (ticket == z->ticket_serving && (!max || ITEMS_COUNT(w) < (uint64_t)max)) {
+			if (ck_pr_cas_64_value(&z->items, w, w + 1 - ITEMS_SLEEPER, &w))
+				break;
+			continue;
+		}
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 20 * 1000000L;
@@ -438,42 +490,57 @@ static enum limit_grant limit_take(struct uma_zone *z, int flags)
 			until.tv_nsec -= 1000000000L;
 		}
 		pthread_cond_timedwait(&z->wake, &z->lock, &until);
+		w = sk_load(&z->items);
 	}
 	z->ticket_serving++;
-	z->sleepers--;
-	g = limit_grant_locked(z);
-	if (z->sleepers)
+	if (ITEMS_SLEEPERS(w) > 1)
 		pthread_cond_broadcast(&z->wake); /* the next ticket may fit too */
 	pthread_mutex_unlock(&z->lock);
-	return g;
 }
 
-/* After the item was taken from the keg (got) or not: a reservation ends
- * either way (the keg counts the item now); an own count is given back
- * only on failure. */
-static void limit_settle(struct uma_zone *z, enum limit_grant g, bool got)
+/* What an allocation or a free saw of the zone's counting before its item
+ * touched the keg. */
+struct count_view {
+	uint32_t seq;
+	bool own;
+};
+
+static sk_always_inline struct count_view count_view(struct uma_zone *z)
 {
-	if (g == LIMIT_REFUSED || (g == LIMIT_OWN_COUNT && got))
+	struct count_view v;
+	v.seq = sk_load_acquire(&z->count_seq);
+	v.own = sk_load_acquire(&z->own_count);
+	return v;
+}
+
+/* An item went back while (or just before) zone_count_own switched the
+ * zone: wait for the switch, then take the item off the new count. */
+static sk_noinline void count_put_raced(struct uma_zone *z, bool a_free)
+{
+	pthread_mutex_lock(&z->lock);
+	bool own = z->own_count;
+	pthread_mutex_unlock(&z->lock);
+	if (!own)
 		return;
-	pthread_mutex_lock(&z->lock);
-	if (g == LIMIT_RESERVED)
-		z->limit_reserved--;
-	else
-		ck_pr_dec_64(&z->cur_items);
-	if (z->sleepers && !got)
-		pthread_cond_broadcast(&z->wake);
-	pthread_mutex_unlock(&z->lock);
+	if (a_free)
+		ck_pr_inc_64(&z->frees);
+	items_give(z);
 }
 
-/* An item of a limited zone went back (to the keg already, if keg-counted). */
-static void limit_give(struct uma_zone *z)
+/* An item went back to the zone (stash, keg or release): count it as the
+ * zone counted when the item's way back began.  a_free: a free (not an
+ * allocation undone). */
+static void count_put(struct uma_zone *z, struct count_view v, bool a_free)
 {
-	pthread_mutex_lock(&z->lock);
-	if (z->own_count)
-		ck_pr_dec_64(&z->cur_items);
-	if (z->sleepers)
-		pthread_cond_broadcast(&z->wake);
-	pthread_mutex_unlock(&z->lock);
+	if (v.own) {
+		if (a_free)
+			ck_pr_inc_64(&z->frees);
+		items_give(z);
+		return;
+	}
+	__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the item's way back, then the check */
+	if (sk_unlikely(sk_load(&z->count_seq) != v.seq || (v.seq & 1)))
+		count_put_raced(z, a_free);
 }
 
 SK_EXPORT int uma_zone_set_max(uma_zone_t z, int nitems)
@@ -488,9 +555,14 @@ SK_EXPORT int uma_zone_set_max(uma_zone_t z, int nitems)
 		return (int)z->max_items;
 	}
 	pthread_mutex_lock(&z->lock);
-	sk_store(&z->max_items, (int64_t)nitems); /* read without the lock on the slow paths */
+	sk_store(&z->max_items, (int64_t)nitems); /* read without the lock */
+	/* A limit needs the zone's own count.  The zone keeps it when the
+	 * limit goes (set_max 0): its items then stay off the keg's fast path,
+	 * one atomic per allocation and free. */
+	if (nitems && !z->own_count)
+		zone_count_own(z);
 	zone_update_plain(z);
-	if (z->sleepers)
+	if (ITEMS_SLEEPERS(sk_load(&z->items)))
 		pthread_cond_broadcast(&z->wake);
 	pthread_mutex_unlock(&z->lock);
 	return nitems;
@@ -684,19 +756,6 @@ static void *item_get(uma_zone_t z, int domain, int flags, const void *site)
 
 static void maxcache_check(uma_zone_t z);
 
-/* A free done (the item is back in the stash or the keg): the zone's own
- * counts, and the limit's, which may wake a sleeper. */
-static void count_free(struct uma_zone *z)
-{
-	if (z->own_count) {
-		ck_pr_inc_64(&z->frees);
-		if (!sk_load(&z->max_items))
-			ck_pr_dec_64(&z->cur_items);
-	}
-	if (sk_load(&z->max_items))
-		limit_give(z);
-}
-
 
 static void item_put(uma_zone_t z, void *item)
 {
@@ -730,19 +789,25 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 	flags &= ~SK_UMA_PCPU_CALL;
 	if (sk_load(&z->max_items) && (sk_load(&z->warning) || sk_load(&z->maxaction)) && zone_full(z))
 		limit_hit(z);
-	enum limit_grant grant = LIMIT_REFUSED;
-	if (sk_load(&z->max_items) && (grant = limit_take(z, flags)) == LIMIT_REFUSED) {
-		ck_pr_inc_64(&z->fails);
-		return NULL;
+	/* The count first (the limit's grant), then the item; an allocation
+	 * that began before the zone counted its own items is not counted (see
+	 * zone_count_own). */
+	struct count_view v = count_view(z);
+	if (v.own && !items_try_take(z)) {
+		if (flags & M_NOWAIT) {
+			ck_pr_inc_64(&z->fails);
+			return NULL;
+		}
+		items_wait(z);
 	}
 	void *item = item_get(z, domain, flags, site);
 	bool out_of_memory = !item;
-	limit_settle(z, grant, item != NULL);
+	if (!item && v.own)
+		items_give(z);
 	if (item && z->ctor && z->ctor(item, z->size, arg, flags) != 0) {
 		item_put(z, item); /* a failing ctor fails the allocation; no dtor */
+		count_put(z, v, false); /* gives the grant back; wakes sleepers */
 		item = NULL;
-		if (grant != LIMIT_REFUSED)
-			limit_give(z); /* gives back an own count; wakes sleepers */
 	}
 	if (!item) {
 		ck_pr_inc_64(&z->fails);
@@ -750,11 +815,8 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 			sk_misuse("%s(%s): M_WAITOK allocation failed after draining every cache", call, z->name);
 		return NULL;
 	}
-	if (z->own_count) {
-		if (!sk_load(&z->max_items))
-			ck_pr_inc_64(&z->cur_items);
+	if (v.own)
 		ck_pr_inc_64(&z->allocs);
-	}
 	if (flags & M_ZERO)
 		memset(item, 0, (size_t)z->size);
 	sk_trace_alloc(SK_TRACE_API_UMA, item, (size_t)z->size, 0);
@@ -841,7 +903,10 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 		}
 		sk_trace_free(SK_TRACE_API_UMA, item);
 		if (sk_load(&z->fast_keg)) {
+			sk_free_refused = false;
 			sk_cache_free(z->keg, item, pg);
+			if (sk_unlikely(!sk_load(&z->fast_keg)) && !sk_free_refused)
+				count_put_raced(z, true); /* the zone began counting meanwhile */
 			return;
 		}
 		/* Before the dtor and the counts: a double free must not run
@@ -858,11 +923,12 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 	}
 	if (z->dtor)
 		z->dtor(item, z->size, arg);
+	struct count_view v = count_view(z);
 	sk_free_refused = false;
 	item_put(z, item);
 	if (sk_free_refused)
 		return; /* reported below: not a free to count */
-	count_free(z);
+	count_put(z, v, true);
 }
 
 /* uma_zfree's fast path missed: lock mode's slot for a plain zone's item,
@@ -874,8 +940,11 @@ static sk_noinline void zfree_miss(uma_zone_t z, void *item, void *arg)
 	if (keg && keg->fast == SK_FAST_LOCKED && sk_addr_in_arena(item)) {
 		struct sk_page *pg = sk_page_head(item);
 		if (pg->owner == keg && sk_free_on_stride(keg, pg, item) &&
-		    sk_pcpu_push_locked(keg, item, sk_free_tag_of(keg, pg)))
+		    sk_pcpu_push_locked(keg, item, sk_free_tag_of(keg, pg))) {
+			if (sk_unlikely(sk_load(&z->fast_keg) != keg))
+				count_put_raced(z, true); /* the zone began counting meanwhile */
 			return;
+		}
 	}
 	zfree_common(z, item, arg, false);
 }
@@ -892,8 +961,13 @@ SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
 		struct sk_page *pg = sk_page_head(item);
 		if (sk_likely(sk_free_on_stride(keg, pg, item)) &&
 		    (sk_likely(keg->fast == SK_FAST_RSEQ_LIST_SLAB) ? sk_pcpu_list_push_rseq(keg, item, (uintptr_t)pg)
-								     : pg->owner == keg && sk_pcpu_push_rseq(keg, item, pg)))
+								     : pg->owner == keg && sk_pcpu_push_rseq(keg, item, pg))) {
+			/* The zone did not count this item; if it began to while
+			 * the item went back, it must (zone_count_own). */
+			if (sk_unlikely(sk_load(&z->fast_keg) != keg))
+				count_put_raced(z, true);
 			return;
+		}
 	}
 	zfree_miss(z, item, arg);
 }
@@ -993,8 +1067,11 @@ static struct smr the_smr;
 /* The tail of an ordinary free, once nobody can see the item. */
 static void smr_item_put(struct uma_zone *z, void *item)
 {
+	struct count_view v = count_view(z);
+	sk_free_refused = false;
 	item_put(z, item);
-	count_free(z);
+	if (!sk_free_refused)
+		count_put(z, v, true);
 }
 
 static void smr_batch_done(void *head)
@@ -1144,14 +1221,14 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* At the limit, or sleepers waiting for it: one load, no lock. */
 static bool zone_full(struct uma_zone *z)
 {
-	if (!sk_load(&z->max_items))
+	int64_t max = sk_load(&z->max_items);
+	if (!max || !sk_load_acquire(&z->own_count))
 		return false;
-	pthread_mutex_lock(&z->lock);
-	bool full = z->max_items && (limit_count(z) >= (uint64_t)z->max_items || z->sleepers);
-	pthread_mutex_unlock(&z->lock);
-	return full;
+	uint64_t w = sk_load(&z->items);
+	return ITEMS_COUNT(w) >= (uint64_t)max || ITEMS_SLEEPERS(w);
 }
 
 /* The limit stops (or delays) an allocation: FreeBSD's zone_log_warning
@@ -1225,9 +1302,7 @@ SK_EXPORT void uma_zone_reserve(uma_zone_t z, int nitems)
 	if (!z->own_count && z->keg) {
 		/* The reserve holds keg items the zone does not hand out: the
 		 * zone counts its own items from here on (as with secondaries). */
-		sk_store(&z->cur_items, sk_cache_in_use(z->keg) + z->limit_reserved);
-		sk_store(&z->allocs, sk_load(&z->cur_items));
-		sk_store(&z->own_count, true);
+		zone_count_own(z);
 	}
 	sk_store(&z->reserve, (uint32_t)nitems);
 	zone_update_plain(z);

@@ -3,12 +3,15 @@
  * them, zones over the caller's page source, reserves and M_USE_RESERVE,
  * uma_prealloc, limit warnings and maxaction, uma_zone_exhausted, the
  * allocation counters, maxcache, secondary zones keeping their items
- * initialised, cache zones importing in batches.
+ * initialised, cache zones importing in batches, a limited zone's
+ * allocations and frees taking no zone lock.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <time.h>
 
 #include "conformance.h"
+#include "core/sk_core.h"
 
 /* --- per-CPU zones: counter(9) --- */
 
@@ -473,10 +476,86 @@ static void test_maxcache(void **state)
 	uma_zdestroy(z);
 }
 
+/* --- a limit takes no lock below it --- */
+
+struct unlocked_calls {
+	uma_zone_t z;
+	void *held[3];        /* the zone's limit is 4: three out before the calls */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	bool refused_at_limit, got_below_limit, exhausted_seen;
+	int cur_seen;
+};
+
+static void *limited_calls(void *arg)
+{
+	struct unlocked_calls *u = arg;
+	void *fourth = uma_zalloc(u->z, M_NOWAIT);              /* below the limit */
+	void *fifth = uma_zalloc(u->z, M_NOWAIT);               /* at it: refused */
+	u->exhausted_seen = uma_zone_exhausted(u->z);
+	u->cur_seen = uma_zone_get_cur(u->z);
+	uma_zfree(u->z, u->held[0]);                            /* room again */
+	u->held[0] = uma_zalloc(u->z, M_NOWAIT | M_ZERO);
+	u->got_below_limit = fourth && u->held[0];
+	u->refused_at_limit = !fifth;
+	uma_zfree(u->z, fourth);
+	uma_zfree(u->z, fifth);
+	pthread_mutex_lock(&u->mu);
+	u->done = true;
+	pthread_cond_signal(&u->cv);
+	pthread_mutex_unlock(&u->mu);
+	return NULL;
+}
+
+/* A zone with a limit: uma_zalloc(M_NOWAIT) below the limit and at it,
+ * uma_zfree, uma_zone_get_cur and uma_zone_exhausted complete while every
+ * zone lock is held (as fork's prepare hook holds them).  A limit that took
+ * the zone's mutex on each call would block them: the calls run in another
+ * thread, given 10 s. */
+static void test_limit_takes_no_lock(void **state)
+{
+	(void)state;
+	struct unlocked_calls u = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	u.z = uma_zcreate("skt_limit_nolock", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	assert_non_null(u.z);
+	assert_int_equal(uma_zone_set_max(u.z, 4), 4);
+	for (int i = 0; i < 3; i++)
+		assert_non_null(u.held[i] = uma_zalloc(u.z, M_WAITOK));
+
+	sk_uma_fork_lock(true, false);
+	sk_uma_fork_lock(true, true);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, limited_calls, &u), 0);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&u.mu);
+	while (!u.done && pthread_cond_timedwait(&u.cv, &u.mu, &until) == 0)
+		;
+	bool done_while_locked = u.done;
+	pthread_mutex_unlock(&u.mu);
+	sk_uma_fork_lock(false, true);
+	sk_uma_fork_lock(false, false);
+	pthread_join(t, NULL);
+
+	if (!done_while_locked)
+		fail_msg("allocations and frees of a limited zone waited for the zone lock");
+	assert_true(u.got_below_limit);
+	assert_true(u.refused_at_limit);
+	assert_true(u.exhausted_seen);
+	assert_int_equal(u.cur_seen, 4);
+	assert_int_equal(uma_zone_get_cur(u.z), 3);
+	for (int i = 0; i < 3; i++)
+		uma_zfree(u.z, u.held[i]);
+	assert_int_equal(uma_zone_get_cur(u.z), 0);
+	uma_zdestroy(u.z);
+}
+
 static const struct CMUnitTest uma_extra_tests[] = {
 	SK_TEST(test_pcpu_counter),     SK_TEST(test_zone_page_source), SK_TEST(test_zone_page_source_init_fails), SK_TEST(test_limit_reactions),
 	SK_TEST(test_reserve_prealloc), SK_TEST(test_cache_zone_batches), SK_TEST(test_secondary_keeps_items),
-	SK_TEST(test_maxcache),
+	SK_TEST(test_maxcache),         SK_TEST(test_limit_takes_no_lock),
 };
 
 const struct conformance_group conformance_uma_extra = {

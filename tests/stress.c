@@ -521,13 +521,16 @@ static void test_cache_lifecycle(void **state)
 	assert_int_equal(slabkit_cache_info_by_name("skt_lc_3_0", &info), -ENOENT);
 }
 
-/* A zone with a tiny limit: threads wait for each other with M_WAITOK; the
- * number of items out never exceeds the limit. */
+/* A zone with a tiny limit: threads wait for each other with M_WAITOK and
+ * try with M_NOWAIT (every third allocation, which may be refused); the
+ * number of items out never exceeds the limit, and every M_WAITOK returns
+ * an item (the test would hang, or run for minutes on the timed wait, if a
+ * free's wake-up were lost). */
 struct limited {
 	uma_zone_t zone;
 	int max;
 	atomic_int held, peak;
-	atomic_long failures, over;
+	atomic_long failures, over, refused;
 	unsigned long ops;
 };
 
@@ -535,9 +538,10 @@ static void *limited_worker(void *arg)
 {
 	struct limited *z = arg;
 	for (unsigned long i = 0; i < z->ops; i++) {
-		void *p = uma_zalloc(z->zone, M_WAITOK);
+		bool nowait = i % 3 == 0;
+		void *p = uma_zalloc(z->zone, nowait ? M_NOWAIT : M_WAITOK);
 		if (!p) {
-			atomic_fetch_add(&z->failures, 1);
+			atomic_fetch_add(nowait ? &z->refused : &z->failures, 1);
 			continue;
 		}
 		int now = atomic_fetch_add(&z->held, 1) + 1;
@@ -571,7 +575,8 @@ static void test_uma_limit_contention(void **state)
 		assert_int_equal(pthread_create(&t[i], NULL, limited_worker, &z), 0);
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
-	print_message("  limit %d, peak items held %d\n", z.max, atomic_load(&z.peak));
+	print_message("  limit %d, peak items held %d, M_NOWAIT refused %ld\n", z.max, atomic_load(&z.peak),
+		      atomic_load(&z.refused));
 	assert_int_equal(atomic_load(&z.failures), 0);
 	assert_int_equal(atomic_load(&z.over), 0);
 	assert_int_equal(uma_zone_get_cur(z.zone), 0);
