@@ -220,7 +220,7 @@ void sk_cache_counts_floor(struct sk_cache *c, uint64_t *allocs, uint64_t *frees
 	struct sk_pcpu_sums first, second;
 	sk_pcpu_sum(c, &first);
 	*allocs = first.allocs + sk_load_acquire(&c->ctr.slow_allocs);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	sk_fence_acquire(); /* every allocation count read before any free count */
 	uint64_t slow_frees = sk_load_acquire(&c->ctr.slow_frees);
 	sk_pcpu_sum(c, &second);
 	*frees = second.frees + slow_frees;

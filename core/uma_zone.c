@@ -418,8 +418,9 @@ static void zone_count_own(struct uma_zone *z)
 {
 	sk_store(&z->count_seq, z->count_seq + 1); /* odd: switching */
 	sk_store(&z->fast_keg, NULL);
-	if (!sk_fence_other_threads())
-		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* no membarrier: see sk_fence_other_threads */
+	/* Without membarrier (valgrind, which runs one thread at a time, or an
+	 * old kernel) a free racing this switch may be missed by both sides. */
+	(void)sk_fence_other_threads();
 	uint64_t allocs, frees;
 	sk_cache_counts_floor(z->keg, &allocs, &frees);
 	frees = SK_MIN(frees, allocs);
