@@ -55,9 +55,10 @@ static int reps = 5, batch = BATCH_MAX;
 	} while (0)
 
 static struct kmem_cache *cache;
-static uma_zone_t zone;
+static uma_zone_t zone, zone_limited;
 static void kc_free(void *p) { kmem_cache_free(cache, p); }
 static void z_free(void *p) { uma_zfree(zone, p); }
+static void zl_free(void *p) { uma_zfree(zone_limited, p); }
 static void b_free(void *p) { bsd_free(p, M_AB); }
 
 int main(int argc, char **argv)
@@ -73,13 +74,18 @@ int main(int argc, char **argv)
 		return 1;
 	cache = kmem_cache_create("ab64", 64, 0, 0, NULL);
 	zone = uma_zcreate("ab64z", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	/* The same zone with a limit far above the live set (issue 8, target 4). */
+	zone_limited = uma_zcreate("ab64zl", 64, NULL, NULL, NULL, NULL, UMA_ALIGN_PTR, 0);
+	uma_zone_set_max(zone_limited, 1 << 20);
 	TIME_PAIRS("glibc64", malloc(64), free); /* the baseline, in the same process */
 	TIME_PAIRS("kmalloc64", kmalloc(64, GFP_KERNEL), kfree);
 	TIME_PAIRS("cache64", kmem_cache_alloc(cache, GFP_KERNEL), kc_free);
 	TIME_PAIRS("uma64", uma_zalloc(zone, M_WAITOK), z_free);
+	TIME_PAIRS("uma64_limit", uma_zalloc(zone_limited, M_WAITOK), zl_free);
 	TIME_PAIRS("malloc9_64", bsd_malloc(64, M_AB, M_WAITOK), b_free);
 	kmem_cache_destroy(cache);
 	uma_zdestroy(zone);
+	uma_zdestroy(zone_limited);
 	slabkit_fini();
 	return 0;
 }
