@@ -51,6 +51,10 @@ struct uma_zone {
 					* ctor/dtor/zinit/zfini, no limit, not own_count):
 					* its items take the keg's fast path.  NULL otherwise. */
 	struct sk_cache *keg;          /* NULL for a cache zone */
+	struct sk_cache *counted_keg;  /* the keg while the zone would be plain but for
+					* its own count (a limit): its items take the keg's
+					* slot with one atomic on z->items each way.  NULL
+					* otherwise */
 	int size;
 
 	char name[SLABKIT_NAME_MAX];
@@ -76,7 +80,7 @@ struct uma_zone {
 	pthread_cond_t wake;
 	int64_t max_items;             /* 0: no limit.  Read without the lock */
 	uint64_t ticket_next, ticket_serving; /* FIFO order of M_WAITOK sleepers */
-	uint64_t allocs, frees;        /* when own_count */
+	uint64_t allocs;               /* when own_count; frees are allocs - items */
 	uint64_t fails, sleeps;
 
 	struct uma_zone *next;         /* zones list.  Sync: zones_lock */
@@ -167,6 +171,9 @@ static bool stash_size(struct uma_zone *z);
 static bool zone_full(struct uma_zone *z);
 static void limit_hit(struct uma_zone *z);
 static void zone_count_own(struct uma_zone *z);
+static bool zone_keeps_items(const struct uma_zone *z);
+static bool items_try_take(struct uma_zone *z);
+static void items_give(struct uma_zone *z);
 
 /* A zone not yet published, with its item size, flags and item hooks
  * (any hook may be NULL). */
@@ -196,9 +203,11 @@ static struct uma_zone *zone_new(const char *name, int size, uint32_t flags, uma
  * under z->lock (or before the zone is published). */
 static void zone_update_plain(struct uma_zone *z)
 {
-	bool plain = z->keg && !z->ctor && !z->dtor && !z->zinit && !z->zfini && !z->max_items &&
-		     !z->own_count && !z->reserve && z->maxcache < 0 && !(z->flags & UMA_ZONE_SMR);
+	bool simple = z->keg && !z->ctor && !z->dtor && !z->zinit && !z->zfini && !z->reserve &&
+		      z->maxcache < 0 && !(z->flags & UMA_ZONE_SMR) && !zone_keeps_items(z);
+	bool plain = simple && !z->max_items && !z->own_count;
 	sk_store(&z->fast_keg, plain ? z->keg : NULL);
+	sk_store(&z->counted_keg, simple && z->own_count ? z->keg : NULL);
 }
 
 static uint32_t cache_flags_of(uint32_t f)
@@ -338,6 +347,7 @@ static void zone_free_storage(struct uma_zone *z)
 	if (z->warning)
 		sk_meta_free(z->warning, strlen(z->warning) + 1);
 	sk_store(&z->fast_keg, NULL);
+	sk_store(&z->counted_keg, NULL);
 	z->magic = ZONE_DESTROYED;
 	sk_meta_free_quarantined(z, sizeof(*z));
 }
@@ -426,7 +436,6 @@ static void zone_count_own(struct uma_zone *z)
 	frees = SK_MIN(frees, allocs);
 	sk_store(&z->items, allocs - frees); /* no sleepers: the zone had no limit */
 	sk_store(&z->allocs, allocs);
-	sk_store(&z->frees, frees);
 	sk_store_release(&z->own_count, true);
 	sk_store_release(&z->count_seq, z->count_seq + 1);
 	zone_update_plain(z);
@@ -516,32 +525,28 @@ static sk_always_inline struct count_view count_view(struct uma_zone *z)
 
 /* An item went back while (or just before) zone_count_own switched the
  * zone: wait for the switch, then take the item off the new count. */
-static sk_noinline void count_put_raced(struct uma_zone *z, bool a_free)
+static sk_noinline void count_put_raced(struct uma_zone *z)
 {
 	pthread_mutex_lock(&z->lock);
 	bool own = z->own_count;
 	pthread_mutex_unlock(&z->lock);
-	if (!own)
-		return;
-	if (a_free)
-		ck_pr_inc_64(&z->frees);
-	items_give(z);
+	if (own)
+		items_give(z);
 }
 
-/* An item went back to the zone (stash, keg or release): count it as the
- * zone counted when the item's way back began.  a_free: a free (not an
- * allocation undone). */
-static void count_put(struct uma_zone *z, struct count_view v, bool a_free)
+/* An item went back to the zone (stash, keg or release), by a free or an
+ * allocation undone: count it as the zone counted when the item's way back
+ * began.  (A free is not counted apart: uma_zone_get_frees is allocs -
+ * items, one locked instruction fewer per free.) */
+static void count_put(struct uma_zone *z, struct count_view v)
 {
 	if (v.own) {
-		if (a_free)
-			ck_pr_inc_64(&z->frees);
 		items_give(z);
 		return;
 	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the item's way back, then the check */
 	if (sk_unlikely(sk_load(&z->count_seq) != v.seq || (v.seq & 1)))
-		count_put_raced(z, a_free);
+		count_put_raced(z);
 }
 
 SK_EXPORT int uma_zone_set_max(uma_zone_t z, int nitems)
@@ -807,7 +812,7 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 		items_give(z);
 	if (item && z->ctor && z->ctor(item, z->size, arg, flags) != 0) {
 		item_put(z, item); /* a failing ctor fails the allocation; no dtor */
-		count_put(z, v, false); /* gives the grant back; wakes sleepers */
+		count_put(z, v); /* gives the grant back; wakes sleepers */
 		item = NULL;
 	}
 	if (!item) {
@@ -840,6 +845,20 @@ static sk_noinline void *zalloc_miss(uma_zone_t z, void *arg, int flags, void *i
 
 	if (!item && keg && wait_flag_ok(flags) && keg->fast == SK_FAST_LOCKED)
 		item = sk_pcpu_pop_locked(keg); /* lock mode's slot */
+	if (!item && z && (keg = sk_load(&z->counted_keg)) && wait_flag_ok(flags)) {
+		/* A zone with a limit and nothing else: the count's grant, then
+		 * the keg's slot.  At the limit, or on the slot's miss, the slow
+		 * path does the rest (sleeping, reactions, refill). */
+		if (items_try_take(z)) {
+			if ((item = sk_pcpu_pop(keg))) {
+				ck_pr_inc_64(&z->allocs);
+				if (flags & M_ZERO)
+					memset(item, 0, keg->object_size);
+				return item;
+			}
+			items_give(z);
+		}
+	}
 	if (!item)
 		return zalloc_slow(z, arg, UMA_ANYDOMAIN, flags, "uma_zalloc", site);
 	if (flags & M_ZERO)
@@ -907,7 +926,7 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 			sk_free_refused = false;
 			sk_cache_free(z->keg, item, pg);
 			if (sk_unlikely(!sk_load(&z->fast_keg)) && !sk_free_refused)
-				count_put_raced(z, true); /* the zone began counting meanwhile */
+				count_put_raced(z); /* the zone began counting meanwhile */
 			return;
 		}
 		/* Before the dtor and the counts: a double free must not run
@@ -929,21 +948,32 @@ static sk_noinline void zfree_common(uma_zone_t z, void *item, void *arg, bool p
 	item_put(z, item);
 	if (sk_free_refused)
 		return; /* reported below: not a free to count */
-	count_put(z, v, true);
+	count_put(z, v);
 }
 
 /* uma_zfree's fast path missed: lock mode's slot for a plain zone's item,
  * else everything else. */
 static sk_noinline void zfree_miss(uma_zone_t z, void *item, void *arg)
 {
-	struct sk_cache *keg = z ? sk_load(&z->fast_keg) : NULL;
+	struct sk_cache *keg = z ? sk_load(&z->counted_keg) : NULL;
+
+	/* A zone with a limit and nothing else: the keg's slot, then the
+	 * count (the checks are the plain zone's fast path's). */
+	if (keg && sk_addr_in_arena(item)) {
+		struct sk_page *pg = sk_page_head(item);
+		if (pg->owner == keg && sk_free_on_stride(keg, pg, item) && sk_pcpu_push(keg, item, pg)) {
+			items_give(z);
+			return;
+		}
+	}
+	keg = z ? sk_load(&z->fast_keg) : NULL;
 
 	if (keg && keg->fast == SK_FAST_LOCKED && sk_addr_in_arena(item)) {
 		struct sk_page *pg = sk_page_head(item);
 		if (pg->owner == keg && sk_free_on_stride(keg, pg, item) &&
 		    sk_pcpu_push_locked(keg, item, sk_free_tag_of(keg, pg))) {
 			if (sk_unlikely(sk_load(&z->fast_keg) != keg))
-				count_put_raced(z, true); /* the zone began counting meanwhile */
+				count_put_raced(z); /* the zone began counting meanwhile */
 			return;
 		}
 	}
@@ -966,7 +996,7 @@ SK_EXPORT void uma_zfree_arg(uma_zone_t z, void *item, void *arg)
 			/* The zone did not count this item; if it began to while
 			 * the item went back, it must (zone_count_own). */
 			if (sk_unlikely(sk_load(&z->fast_keg) != keg))
-				count_put_raced(z, true);
+				count_put_raced(z);
 			return;
 		}
 	}
@@ -1072,7 +1102,7 @@ static void smr_item_put(struct uma_zone *z, void *item)
 	sk_free_refused = false;
 	item_put(z, item);
 	if (!sk_free_refused)
-		count_put(z, v, true);
+		count_put(z, v);
 }
 
 static void smr_batch_done(void *head)
@@ -1278,8 +1308,11 @@ static uint64_t zone_op_count(uma_zone_t z, bool frees)
 {
 	if (!z)
 		return 0;
-	if (z->own_count)
-		return frees ? sk_load(&z->frees) : sk_load(&z->allocs);
+	if (sk_load_acquire(&z->own_count)) {
+		/* An allocation in flight is in items before it is in allocs. */
+		uint64_t items = ITEMS_COUNT(sk_load(&z->items)), allocs = sk_load(&z->allocs);
+		return frees ? (allocs > items ? allocs - items : 0) : allocs;
+	}
 	struct slabkit_cache_info info;
 	sk_cache_fill_info(z->keg, &info);
 	return frees ? info.frees : info.allocs;
