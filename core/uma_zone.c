@@ -16,7 +16,11 @@
  * reserve, and a zone with a limit.  An allocation below the limit with no
  * sleeper is one compare-and-swap on that word and takes no lock; a free is
  * one compare-and-swap and takes zone->lock only when the word says someone
- * sleeps.  A primary zone switches from its keg's count to its own once
+ * sleeps.  A primary zone whose only difference from a plain one is that
+ * count (a limit, or secondaries sharing its keg) takes its keg's per-CPU
+ * slot from uma_zalloc's and
+ * uma_zfree's miss paths, with that one atomic each way (counted_keg).
+ * A primary zone switches from its keg's count to its own once
  * (zone_count_own) when it gets a limit, a reserve or a secondary; the
  * switch and the allocations and frees racing it err only towards counting
  * fewer items than are out (see there), never more.
