@@ -395,8 +395,8 @@ bool sk_bsd_wait_for_memory(unsigned attempt, int flags)
 void *sk_bsd_alloc_failed(size_t size, const struct malloc_type *type, int flags, const char *call)
 {
 	if (flags & M_WAITOK)
-		sk_misuse("%s(%s): M_WAITOK allocation of %zu bytes failed after draining every cache", call,
-			  type->ks_shortdesc, size);
+		sk_fatal("%s(%s): M_WAITOK allocation of %zu bytes failed after draining every cache", call,
+			 type->ks_shortdesc, size);
 	return NULL;
 }
 

@@ -96,7 +96,7 @@ SK_EXPORT void *bsd_malloc_aligned(size_t size, size_t align, struct malloc_type
 		return NULL;
 	void *p = bsd_malloc(aligned_request(size, align), type, flags);
 	if (p && ((uintptr_t)p & (align - 1)))
-		sk_misuse("malloc_aligned: %p is not aligned to %zu", p, align); /* a broken rule above */
+		sk_fatal("malloc_aligned: %p is not aligned to %zu", p, align); /* a broken rule above */
 	return p;
 }
 
@@ -108,7 +108,7 @@ SK_EXPORT void *bsd_malloc_domainset_aligned(size_t size, size_t align, struct m
 		return NULL;
 	void *p = bsd_malloc_domainset(aligned_request(size, align), type, ds, flags);
 	if (p && ((uintptr_t)p & (align - 1)))
-		sk_misuse("malloc_domainset_aligned: %p is not aligned to %zu", p, align);
+		sk_fatal("malloc_domainset_aligned: %p is not aligned to %zu", p, align);
 	return p;
 }
 

@@ -369,7 +369,7 @@ static void report_site(struct sk_cache *c, const void *obj)
 static void end_report(const char *what)
 {
 	if (cfg.abort_on_error)
-		sk_misuse("debug: %s (SLABKIT_DEBUG_ABORT is set)", what);
+		sk_fatal("debug: %s (SLABKIT_DEBUG_ABORT is set)", what);
 }
 
 /* One block: what, where, the first bad byte, what was done. */

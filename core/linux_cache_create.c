@@ -75,7 +75,7 @@ SK_EXPORT struct kmem_cache *__kmem_cache_create_args(const char *name, unsigned
 		c = sk_cache_create(&p);
 	}
 	if (!c && (flags & SLAB_PANIC))
-		sk_misuse("kmem_cache_create: cannot create cache %s (SLAB_PANIC)", name ? name : "(null)");
+		sk_fatal("kmem_cache_create: cannot create cache %s (SLAB_PANIC)", name ? name : "(null)");
 	return (struct kmem_cache *)c;
 }
 

@@ -113,8 +113,8 @@ static sk_noinline void *kmalloc_slow(size_t size, gfp_t gfp, int node, const ch
 	}
 	if (!p) {
 		if (gfp & __GFP_NOFAIL)
-			sk_misuse("%s: __GFP_NOFAIL allocation of %zu bytes failed after draining every cache",
-				  call, size);
+			sk_fatal("%s: __GFP_NOFAIL allocation of %zu bytes failed after draining every cache",
+				 call, size);
 		else
 			alloc_failed(call, size, gfp);
 		return NULL;
@@ -591,8 +591,8 @@ static void *cache_alloc_retrying(struct sk_cache *c, int node, gfp_t flags, con
 	}
 	if (!obj) {
 		if (flags & __GFP_NOFAIL)
-			sk_misuse("%s(%s): __GFP_NOFAIL allocation failed after draining every cache",
-				  call, c->name);
+			sk_fatal("%s(%s): __GFP_NOFAIL allocation failed after draining every cache",
+				 call, c->name);
 		else
 			alloc_failed(call, c->object_size, flags);
 	}

@@ -63,8 +63,8 @@ static void *vmalloc_pages(size_t size, gfp_t gfp, int os_node, const char *call
 	}
 	if (!p) {
 		if (gfp & __GFP_NOFAIL)
-			sk_misuse("%s: __GFP_NOFAIL allocation of %zu bytes failed after draining every cache",
-				  call, size);
+			sk_fatal("%s: __GFP_NOFAIL allocation of %zu bytes failed after draining every cache",
+				 call, size);
 		else if (!(gfp & __GFP_NOWARN))
 			sk_errorf("slabkit: %s: allocation of %zu bytes failed (gfp 0x%x)", call, size, gfp);
 		return NULL;

@@ -71,8 +71,8 @@ static void *block_alloc(int os_nid, gfp_t gfp, unsigned order, size_t npages, b
 	if (!p) {
 		ck_pr_inc_64(&sk_state.pages.failures);
 		if (gfp & __GFP_NOFAIL)
-			sk_misuse("%s: __GFP_NOFAIL allocation of %zu pages failed after draining every cache",
-				  call, npages);
+			sk_fatal("%s: __GFP_NOFAIL allocation of %zu pages failed after draining every cache",
+				 call, npages);
 		else if (!(gfp & __GFP_NOWARN))
 			sk_errorf("slabkit: %s: allocation of %zu pages (order %u) failed (gfp 0x%x)", call,
 				  npages, order, gfp);

@@ -347,8 +347,8 @@ static void fence_cpu(unsigned cpu)
 			return;
 		sys_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0);
 	}
-	sk_misuse("per-CPU drain: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) fails (%s); "
-		  "cannot drain CPU %u safely", strerror(errno), cpu);
+	sk_fatal("per-CPU drain: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) fails (%s); "
+		 "cannot drain CPU %u safely", strerror(errno), cpu);
 	abort();
 }
 

@@ -309,9 +309,15 @@ void sk_meta_free_quarantined(void *p, size_t size);
 
 /* Messages: one line to the message hook. */
 void sk_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Misuse: one line naming the call and the pointer, then the panic hook.
- * Returns only if the hook returns; the caller then does nothing. */
+/* Misuse (bad input: a NULL or destroyed handle, bad flags, a pointer or
+ * size that does not match): one line naming the call and the pointer;
+ * then, with SLABKIT_MISUSE=panic, the panic hook.  The caller then drops
+ * the call (returns NULL, 0 or nothing) whether or not the hook returns. */
 void sk_misuse(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A promise slabkit cannot keep (an M_WAITOK or __GFP_NOFAIL allocation
+ * with no memory left, SLAB_PANIC, the debug layer's abort, a rule of its
+ * own broken): one line, then the panic hook whatever the policy. */
+void sk_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* --- For ops->validate (core/validate.c) ---
  *

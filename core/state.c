@@ -109,25 +109,41 @@ void sk_message(const char *fmt, ...)
 	va_end(ap);
 }
 
-void sk_misuse(const char *fmt, ...)
+/* Misuse is reported, the call dropped, and the program goes on (the
+ * default, SLABKIT_MISUSE=report): nothing already allocated is harmed, so
+ * stopping the program is the program's choice (SLABKIT_MISUSE=panic), as
+ * the debug layer's abort is.  Set by slabkit_init; true until then. */
+static bool misuse_report_only = true;
+
+/* One "slabkit: ..." line to the message hook; then the panic hook if
+ * `panic`. */
+static void report_line(bool panic, const char *fmt, va_list ap)
 {
 	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
 	int n = snprintf(line, sizeof(line), "slabkit: ");
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-	va_end(ap);
 	message_hook(line);
-	panic_hook(line);
+	if (panic)
+		panic_hook(line);
+}
+
+void sk_misuse(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	report_line(!misuse_report_only, fmt, ap);
+	va_end(ap);
+}
+
+void sk_fatal(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	report_line(true, fmt, ap);
+	va_end(ap);
 }
 
 /* --- the misuse policy for a refused free (sk_backend.h) --- */
-
-/* A refused free is reported, dropped, and the program goes on (the
- * default, SLABKIT_MISUSE=report): nothing already allocated is harmed, so
- * stopping the program is the program's choice (SLABKIT_MISUSE=panic), as
- * the debug layer's abort is.  Set by slabkit_init. */
-static bool misuse_report_only = true;
 
 static const char *const misuse_class[] = {
 	[SK_MISUSE_DOUBLE_FREE] = "double free of",

@@ -822,7 +822,7 @@ static sk_noinline void *zalloc_slow(uma_zone_t z, void *arg, int domain, int fl
 	if (!item) {
 		ck_pr_inc_64(&z->fails);
 		if (out_of_memory && (flags & M_WAITOK))
-			sk_misuse("%s(%s): M_WAITOK allocation failed after draining every cache", call, z->name);
+			sk_fatal("%s(%s): M_WAITOK allocation failed after draining every cache", call, z->name);
 		return NULL;
 	}
 	if (v.own)

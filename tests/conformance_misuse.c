@@ -1,7 +1,8 @@
 /*
  * Conformance, misuse: freeing what slabkit never handed out, or handing an
  * object to the wrong cache, is reported (one line naming the call and the
- * pointer, then the panic hook) and, the hook returning, does nothing.
+ * pointer, then the panic hook under SLABKIT_MISUSE=panic, which the suites
+ * set) and does nothing.
  * The same contract for every backend.  See conformance.c.
  */
 #include <sys/wait.h>
@@ -372,7 +373,8 @@ static void test_misuse_interior_bsd_free(void **state)
 /* The report policy, the default (no setting at all) and
  * SLABKIT_MISUSE=report (slabkit_config.misuse): the same reports, no
  * panic hook (the default one, which would abort, is in place), and the
- * process goes on.  In a child, which re-initialises slabkit so; the
+ * process goes on, after refused frees and after other bad input (bad
+ * flags, a NULL zone or cache, a pointer slabkit never returned).  In a child, which re-initialises slabkit so; the
  * suites themselves run with the panic policy (sk_install_hooks). */
 static void report_policy_in_child(const char *misuse)
 {
@@ -411,6 +413,17 @@ static void report_policy_in_child(const char *misuse)
 		char *again[2] = { kmem_cache_alloc(c, GFP_KERNEL), kmem_cache_alloc(c, GFP_KERNEL) };
 		if (!again[0] || again[0] == again[1])
 			_exit(13);
+		/* Other bad input under the same policy: reported, the call
+		 * dropped (NULL, 0 or nothing), the program goes on. */
+		unsigned reports = sk_message_count();
+		void *bad_flags = bsd_malloc(64, M_TEST, M_WAITOK | M_NOWAIT);
+		void *no_zone = uma_zalloc(NULL, M_NOWAIT);
+		void *no_cache = kmem_cache_alloc(NULL, GFP_KERNEL);
+		uma_zfree(NULL, keep);
+		size_t size_of_stack = ksize(not_ours);
+		if (bad_flags || no_zone || no_cache || size_of_stack || sk_message_count() != reports + 5 ||
+		    sk_panic_count() != 0)
+			_exit(14);
 		kmem_cache_free(c, again[0]);
 		kmem_cache_free(c, again[1]);
 		kmem_cache_free(c, keep);
@@ -421,7 +434,8 @@ static void report_policy_in_child(const char *misuse)
 	int st = 0;
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-		fail_msg("child (misuse %s): %s %d (10 init, 11 alloc, 12 reports, 13 reuse; a signal: it aborted)",
+		fail_msg("child (misuse %s): %s %d (10 init, 11 alloc, 12 reports, 13 reuse, 14 other bad input; "
+			 "a signal: it aborted)",
 			 misuse ? misuse : "default", WIFEXITED(st) ? "exit" : "signal",
 			 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
 }
