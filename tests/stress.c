@@ -524,8 +524,8 @@ static void test_cache_lifecycle(void **state)
 /* A zone with a tiny limit: threads wait for each other with M_WAITOK and
  * try with M_NOWAIT (every third allocation, which may be refused); the
  * number of items out never exceeds the limit, and every M_WAITOK returns
- * an item (the test would hang, or run for minutes on the timed wait, if a
- * free's wake-up were lost). */
+ * an item.  (A lost wake-up would not hang it: sleepers also wake every
+ * 20 ms.  It would show as a run many times longer.) */
 struct limited {
 	uma_zone_t zone;
 	int max;
