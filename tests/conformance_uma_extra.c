@@ -165,13 +165,20 @@ static int count_init(void *mem, int size, int flags)
 	return 0;
 }
 
-static void test_zone_page_source(void **state)
+/* A zone of 100-byte items over test_allocf/test_freef's pages. */
+static uma_zone_t page_source_zone(const char *name, uma_init init, uma_fini fini)
 {
-	(void)state;
-	uma_zone_t z = uma_zcreate("skt_allocf", 100, NULL, NULL, count_init, NULL, UMA_ALIGN_PTR, 0);
+	uma_zone_t z = uma_zcreate(name, 100, NULL, NULL, init, fini, UMA_ALIGN_PTR, 0);
 	assert_non_null(z);
 	uma_zone_set_allocf(z, test_allocf);
 	uma_zone_set_freef(z, test_freef);
+	return z;
+}
+
+static void test_zone_page_source(void **state)
+{
+	(void)state;
+	uma_zone_t z = page_source_zone("skt_allocf", count_init, NULL);
 	void *items[200];
 	for (int i = 0; i < 200; i++) {
 		items[i] = uma_zalloc(z, M_WAITOK);
@@ -241,10 +248,7 @@ static void count_fini(void *mem, int size)
 static void test_zone_page_source_init_fails(void **state)
 {
 	(void)state;
-	uma_zone_t z = uma_zcreate("skt_allocf_init", 100, NULL, NULL, init_until, count_fini, UMA_ALIGN_PTR, 0);
-	assert_non_null(z);
-	uma_zone_set_allocf(z, test_allocf);
-	uma_zone_set_freef(z, test_freef);
+	uma_zone_t z = page_source_zone("skt_allocf_init", init_until, count_fini);
 	int out0 = pages_out, frees0 = freef_calls;
 	item_inits = item_finis = 0;
 	inits_left = 5; /* the sixth item of the slab fails */
