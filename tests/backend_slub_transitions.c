@@ -988,6 +988,50 @@ static void test_barn_producer_consumer(void **state)
 	shrink_and_destroy(s, "slub_barn");
 }
 
+/* A barn no allocation took from since the last tick goes back to its
+ * slabs at the next tick; one a CPU just took from waits one tick more. */
+static void test_barn_idle_trimmed_by_tick(void **state)
+{
+	(void)state;
+	int a, b;
+	if (!pick_two_cpus(&a, &b)) {
+		print_message("skipped: the barn test needs two CPUs with a slot\n");
+		skip();
+	}
+	struct kmem_cache *s = kmem_cache_create("slub_barn_tick", 64, 0, 0, NULL);
+	assert_non_null(s);
+	const uint32_t cap = slub_of(sk_of(s))->sheaf_capacity, half = (cap + 1) / 2;
+	const size_t n = (size_t)cap + half + 1; /* overflows b's sheaf twice */
+	void **objs = calloc(n, sizeof(*objs)), **again = calloc(cap + half, sizeof(*again));
+	assert_non_null(objs);
+	assert_non_null(again);
+
+	pin_main(a);
+	const int node = (int)sk_pcpu_slot(sk_of(s), (unsigned)a)->tag - 1;
+	alloc_n(s, objs, n);
+	struct obj_batch consumer = { s, objs, n };
+	run_on_cpu(b, free_batch, &consumer);
+	assert_int_equal(inspect(s).barn_free[node], 2 * half);
+
+	/* CPU a takes half a sheaf from the barn: it is not idle. */
+	size_t k = 0;
+	while (sk_pcpu_array_count(sk_pcpu_slot(sk_of(s), (unsigned)a)))
+		again[k++] = kmem_cache_alloc(s, GFP_KERNEL);
+	again[k++] = kmem_cache_alloc(s, GFP_KERNEL);
+	assert_int_equal(inspect(s).barn_free[node], half);
+	slabkit_tick();
+	assert_int_equal(inspect(s).barn_free[node], half);
+	slabkit_tick();
+	assert_int_equal(inspect(s).barn_free[node], 0);
+	assert_int_equal(sk_info("slub_barn_tick").in_use, k);
+
+	free_n(s, again, k);
+	unpin_main();
+	free(again);
+	free(objs);
+	shrink_and_destroy(s, "slub_barn_tick");
+}
+
 int main(void)
 {
 	sk_apply_test_filter();
@@ -1005,6 +1049,7 @@ int main(void)
 		SK_TEST(test_fallback_order),
 		SK_TEST(test_sheaf_random_frees),
 		SK_TEST(test_barn_producer_consumer),
+		SK_TEST(test_barn_idle_trimmed_by_tick),
 	};
 	return cmocka_run_group_tests_name("slub_transitions", tests, sk_group_setup,
 					   sk_group_teardown);

@@ -224,6 +224,19 @@ static uint64_t slub_shrink(struct sk_cache *c, enum sk_shrink_level level)
 	return sk_load(&c->ctr.slabs);
 }
 
+/* The maintenance tick: a barn no allocation took from since the last tick
+ * goes back to its slabs.  (Linux empties barns only when it shrinks;
+ * here an idle cache would otherwise keep a barn's slabs for good, and
+ * SLUB gives memory back eagerly.) */
+static void slub_tick(struct sk_cache *c)
+{
+	struct slub_cache *s = slub_of(c);
+
+	for (unsigned i = 0; i < s->nr_nodes; i++)
+		if (sk_load(&s->node[i].barn_count))
+			slub_barn_flush(c, &s->node[i], true);
+}
+
 static void slub_cache_destroy(struct sk_cache *c)
 {
 	struct slub_cache *s = slub_of(c);
@@ -432,6 +445,7 @@ const struct sk_backend_ops sk_slub_ops = {
 	.alloc = slub_alloc,
 	.free = slub_free,
 	.shrink = slub_shrink,
+	.tick = slub_tick,
 	.cache_info = slub_cache_info,
 	.validate = slub_validate,
 	.tune = slub_tune,
