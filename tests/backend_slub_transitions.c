@@ -919,6 +919,55 @@ static bool in_set(void *const *set, size_t n, const void *p)
 	return false;
 }
 
+/* A barn test: a 64 B cache, the main thread pinned to CPU a (producer),
+ * n objects allocated there, of which CPU b (consumer) frees all with
+ * free_barn_case(); n overflows b's sheaf `overflows` times (once at
+ * cap + 1, then every half sheaf).  False: no two CPUs (skipped). */
+struct barn_case {
+	struct kmem_cache *s;
+	const char *name;
+	int a, b, node;
+	uint32_t cap, half;
+	size_t n;
+	void **objs, **again; /* again: room for what CPU a allocates back */
+};
+
+static void barn_case_open(struct barn_case *bc, const char *name, unsigned overflows)
+{
+	if (!pick_two_cpus(&bc->a, &bc->b)) {
+		print_message("skipped: the barn test needs two CPUs with a slot\n");
+		skip();
+	}
+	bc->name = name;
+	bc->s = kmem_cache_create(name, 64, 0, 0, NULL);
+	assert_non_null(bc->s);
+	bc->cap = slub_of(sk_of(bc->s))->sheaf_capacity;
+	bc->half = (bc->cap + 1) / 2;
+	bc->n = (size_t)bc->cap + bc->half + (overflows - 1);
+	bc->objs = calloc(bc->n, sizeof(void *));
+	bc->again = calloc(bc->cap + bc->half, sizeof(void *));
+	assert_non_null(bc->objs);
+	assert_non_null(bc->again);
+	pin_main(bc->a);
+	bc->node = (int)sk_pcpu_slot(sk_of(bc->s), (unsigned)bc->a)->tag - 1;
+	alloc_n(bc->s, bc->objs, bc->n);
+}
+
+/* CPU b frees every object of bc->objs. */
+static void barn_case_consume(struct barn_case *bc)
+{
+	struct obj_batch consumer = { bc->s, bc->objs, bc->n };
+	run_on_cpu(bc->b, free_batch, &consumer);
+}
+
+static void barn_case_close(struct barn_case *bc)
+{
+	unpin_main();
+	free(bc->again);
+	free(bc->objs);
+	shrink_and_destroy(bc->s, bc->name);
+}
+
 /* Producer on CPU a, consumer on CPU b: the consumer's full sheaf hands
  * its older half to the node's barn, no object goes back to a slab, and
  * the producer's next empty sheaf is refilled from the barn with exactly
@@ -926,26 +975,13 @@ static bool in_set(void *const *set, size_t n, const void *p)
 static void test_barn_producer_consumer(void **state)
 {
 	(void)state;
-	int a, b;
-	if (!pick_two_cpus(&a, &b)) {
-		print_message("skipped: the barn test needs two CPUs with a slot\n");
-		skip();
-	}
-	struct kmem_cache *s = kmem_cache_create("slub_barn", 64, 0, 0, NULL);
-	assert_non_null(s);
-	const uint32_t cap = slub_of(sk_of(s))->sheaf_capacity, half = (cap + 1) / 2;
-	const size_t n = (size_t)cap + half; /* fills b's sheaf, overflows it once (at cap + 1) */
-	void **objs = calloc(n, sizeof(*objs)), **again = calloc(cap + half, sizeof(*again));
-	assert_non_null(objs);
-	assert_non_null(again);
-
-	pin_main(a);
-	const int node = (int)sk_pcpu_slot(sk_of(s), (unsigned)a)->tag - 1;
-	alloc_n(s, objs, n);
-	struct slub_inspect before = inspect(s);
-	struct obj_batch consumer = { s, objs, n };
-	run_on_cpu(b, free_batch, &consumer);
-	struct slub_inspect in = inspect(s);
+	struct barn_case bc;
+	barn_case_open(&bc, "slub_barn", 1);
+	const uint32_t half = bc.half;
+	const int node = bc.node;
+	struct slub_inspect before = inspect(bc.s);
+	barn_case_consume(&bc);
+	struct slub_inspect in = inspect(bc.s);
 	assert_int_equal(in.barn_free[node], before.barn_free[node] + half);
 	assert_int_equal(in.cpu_partial_held, before.cpu_partial_held); /* no slab became partial */
 	for (unsigned i = 0; i < slabkit_nodes(); i++)
@@ -954,38 +990,34 @@ static void test_barn_producer_consumer(void **state)
 	/* The producer empties its own sheaf, then takes half a sheaf from
 	 * the barn: the objects the consumer freed first. */
 	size_t k = 0;
-	while (sk_pcpu_array_count(sk_pcpu_slot(sk_of(s), (unsigned)a))) {
-		again[k] = kmem_cache_alloc(s, GFP_KERNEL);
-		assert_non_null(again[k]);
-		assert_false(in_set(objs, half, again[k]));
+	while (sk_pcpu_array_count(sk_pcpu_slot(sk_of(bc.s), (unsigned)bc.a))) {
+		bc.again[k] = kmem_cache_alloc(bc.s, GFP_KERNEL);
+		assert_non_null(bc.again[k]);
+		assert_false(in_set(bc.objs, half, bc.again[k]));
 		k++;
 	}
 	for (uint32_t i = 0; i < half; i++, k++) {
-		again[k] = kmem_cache_alloc(s, GFP_KERNEL);
-		assert_true(in_set(objs, half, again[k]));
+		bc.again[k] = kmem_cache_alloc(bc.s, GFP_KERNEL);
+		assert_true(in_set(bc.objs, half, bc.again[k]));
 	}
-	assert_int_equal(inspect(s).barn_free[node], in.barn_free[node] - half);
+	assert_int_equal(inspect(bc.s).barn_free[node], in.barn_free[node] - half);
 
 	/* No barn: the same overflow goes back to the slabs. */
 	assert_int_equal(slabkit_cache_tune("slub_barn", "barn_sheaves", SLUB_BARN_SHEAVES + 1), -EINVAL);
 	assert_int_equal(slabkit_cache_tune("slub_barn", "barn_sheaves", 0), 0);
-	free_n(s, again, k);
-	alloc_n(s, objs, n);
-	before = inspect(s);
-	run_on_cpu(b, free_batch, &consumer);
-	in = inspect(s);
+	free_n(bc.s, bc.again, k);
+	alloc_n(bc.s, bc.objs, bc.n);
+	before = inspect(bc.s);
+	barn_case_consume(&bc);
+	in = inspect(bc.s);
 	assert_int_equal(in.barn_free[node], 0);
 	uint64_t partial_before = before.cpu_partial_held, partial_after = in.cpu_partial_held;
 	for (unsigned i = 0; i < slabkit_nodes(); i++) {
 		partial_before += before.node_partial[i];
 		partial_after += in.node_partial[i];
 	}
-	assert_true(in.cpu_free < before.cpu_free + n || partial_after != partial_before);
-
-	unpin_main();
-	free(again);
-	free(objs);
-	shrink_and_destroy(s, "slub_barn");
+	assert_true(in.cpu_free < before.cpu_free + bc.n || partial_after != partial_before);
+	barn_case_close(&bc);
 }
 
 /* A barn no allocation took from since the last tick goes back to its
@@ -993,43 +1025,24 @@ static void test_barn_producer_consumer(void **state)
 static void test_barn_idle_trimmed_by_tick(void **state)
 {
 	(void)state;
-	int a, b;
-	if (!pick_two_cpus(&a, &b)) {
-		print_message("skipped: the barn test needs two CPUs with a slot\n");
-		skip();
-	}
-	struct kmem_cache *s = kmem_cache_create("slub_barn_tick", 64, 0, 0, NULL);
-	assert_non_null(s);
-	const uint32_t cap = slub_of(sk_of(s))->sheaf_capacity, half = (cap + 1) / 2;
-	const size_t n = (size_t)cap + half + 1; /* overflows b's sheaf twice */
-	void **objs = calloc(n, sizeof(*objs)), **again = calloc(cap + half, sizeof(*again));
-	assert_non_null(objs);
-	assert_non_null(again);
-
-	pin_main(a);
-	const int node = (int)sk_pcpu_slot(sk_of(s), (unsigned)a)->tag - 1;
-	alloc_n(s, objs, n);
-	struct obj_batch consumer = { s, objs, n };
-	run_on_cpu(b, free_batch, &consumer);
-	assert_int_equal(inspect(s).barn_free[node], 2 * half);
+	struct barn_case bc;
+	barn_case_open(&bc, "slub_barn_tick", 2);
+	barn_case_consume(&bc);
+	assert_int_equal(inspect(bc.s).barn_free[bc.node], 2 * bc.half);
 
 	/* CPU a takes half a sheaf from the barn: it is not idle. */
 	size_t k = 0;
-	while (sk_pcpu_array_count(sk_pcpu_slot(sk_of(s), (unsigned)a)))
-		again[k++] = kmem_cache_alloc(s, GFP_KERNEL);
-	again[k++] = kmem_cache_alloc(s, GFP_KERNEL);
-	assert_int_equal(inspect(s).barn_free[node], half);
+	while (sk_pcpu_array_count(sk_pcpu_slot(sk_of(bc.s), (unsigned)bc.a)))
+		bc.again[k++] = kmem_cache_alloc(bc.s, GFP_KERNEL);
+	bc.again[k++] = kmem_cache_alloc(bc.s, GFP_KERNEL);
+	assert_int_equal(inspect(bc.s).barn_free[bc.node], bc.half);
 	slabkit_tick();
-	assert_int_equal(inspect(s).barn_free[node], half);
+	assert_int_equal(inspect(bc.s).barn_free[bc.node], bc.half);
 	slabkit_tick();
-	assert_int_equal(inspect(s).barn_free[node], 0);
+	assert_int_equal(inspect(bc.s).barn_free[bc.node], 0);
 	assert_int_equal(sk_info("slub_barn_tick").in_use, k);
-
-	free_n(s, again, k);
-	unpin_main();
-	free(again);
-	free(objs);
-	shrink_and_destroy(s, "slub_barn_tick");
+	free_n(bc.s, bc.again, k);
+	barn_case_close(&bc);
 }
 
 int main(void)
